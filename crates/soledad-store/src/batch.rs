@@ -1,0 +1,166 @@
+//! A batch: many writes in one transaction (see [`crate::Database::batch`]).
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+use crate::document::Document;
+use crate::error::Result;
+use crate::payload::{JsonContent, Payload};
+use crate::read;
+use crate::sync::{self, PutState};
+use crate::write::{self, Ctx};
+
+/// The handle given to [`crate::Database::batch`]'s closure. Each method is
+/// atomic (a savepoint); the whole batch commits when the closure returns `Ok`.
+#[derive(Debug)]
+pub struct Batch<'a, P: Payload> {
+    conn: &'a Connection,
+    ctx: &'a mut Ctx,
+    _payload: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<'a, P: Payload> Batch<'a, P> {
+    pub(crate) fn new(conn: &'a Connection, ctx: &'a mut Ctx) -> Self {
+        Self {
+            conn,
+            ctx,
+            _payload: std::marker::PhantomData,
+        }
+    }
+
+    /// Runs one operation inside a savepoint; on error the operation leaves
+    /// nothing behind and `doc` keeps its rev and conflict flag.
+    fn atomic<T>(&mut self, op: impl FnOnce(&Connection, &mut Ctx) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("SAVEPOINT soledad_op")?;
+        match op(self.conn, self.ctx) {
+            Ok(value) => {
+                self.conn.execute_batch("RELEASE soledad_op")?;
+                Ok(value)
+            }
+            Err(err) => {
+                self.conn
+                    .execute_batch("ROLLBACK TO soledad_op; RELEASE soledad_op")?;
+                Err(err)
+            }
+        }
+    }
+
+    fn atomic_doc<T>(
+        &mut self,
+        doc: &mut Document<P>,
+        op: impl FnOnce(&Connection, &mut Ctx, &mut Document<P>) -> Result<T>,
+    ) -> Result<T> {
+        let rev = doc.rev.clone();
+        let has_conflicts = doc.has_conflicts;
+        let result = self.atomic(|conn, ctx| op(conn, ctx, doc));
+        if result.is_err() {
+            doc.rev = rev;
+            doc.has_conflicts = has_conflicts;
+        }
+        result
+    }
+
+    /// As [`crate::Database::create_doc_with_content`].
+    ///
+    /// # Errors
+    /// As [`crate::Database::create_doc`].
+    pub fn create_doc_with_content(&mut self, content: P, doc_id: Option<&str>) -> Result<Document<P>> {
+        self.atomic(|conn, ctx| write::create_doc(conn, ctx, content, doc_id))
+    }
+
+    /// As [`crate::Database::put_doc`].
+    ///
+    /// # Errors
+    /// As [`crate::Database::put_doc`].
+    pub fn put_doc(&mut self, doc: &mut Document<P>) -> Result<String> {
+        self.atomic_doc(doc, write::put_doc)
+    }
+
+    /// As [`crate::Database::delete_doc`].
+    ///
+    /// # Errors
+    /// As [`crate::Database::delete_doc`].
+    pub fn delete_doc(&mut self, doc: &mut Document<P>) -> Result<String> {
+        self.atomic_doc(doc, write::delete_doc)
+    }
+
+    /// As [`crate::Database::resolve_doc`].
+    ///
+    /// # Errors
+    /// As [`crate::Database::resolve_doc`].
+    pub fn resolve_doc<S: AsRef<str>>(&mut self, doc: &mut Document<P>, conflicted_revs: &[S]) -> Result<()> {
+        let revs: Vec<String> = conflicted_revs.iter().map(|r| r.as_ref().to_owned()).collect();
+        self.atomic_doc(doc, |conn, ctx, doc| write::resolve_doc(conn, ctx, doc, &revs))
+    }
+
+    /// As [`crate::Database::put_doc_if_newer`].
+    ///
+    /// # Errors
+    /// As [`crate::Database::put_doc_if_newer`].
+    pub fn put_doc_if_newer(
+        &mut self,
+        doc: &mut Document<P>,
+        save_conflict: bool,
+        replica_uid: Option<&str>,
+        replica_gen: u64,
+        replica_trans_id: &str,
+    ) -> Result<(PutState, u64)> {
+        self.atomic_doc(doc, |conn, ctx, doc| {
+            write::put_doc_if_newer(conn, ctx, doc, save_conflict, replica_uid, replica_gen, replica_trans_id)
+        })
+    }
+
+    /// As [`crate::Database::set_replica_gen_and_trans_id`].
+    ///
+    /// # Errors
+    /// As [`crate::Database::set_replica_gen_and_trans_id`].
+    pub fn set_replica_gen_and_trans_id(&mut self, other_replica_uid: &str, generation: u64, trans_id: &str) -> Result<()> {
+        self.atomic(|conn, _| sync::set_replica_gen_and_trans_id(conn, other_replica_uid, generation, trans_id))
+    }
+
+    /// As [`crate::Database::get_doc`], seeing this batch's writes.
+    ///
+    /// # Errors
+    /// As [`crate::Database::get_doc`].
+    pub fn get_doc(&self, doc_id: &str, include_deleted: bool) -> Result<Option<Document<P>>> {
+        Ok(read::get_doc_row(self.conn, doc_id, true)?
+            .map(|(doc, _)| doc)
+            .filter(|doc| include_deleted || !doc.is_tombstone()))
+    }
+
+    /// As [`crate::Database::get_generation_info`], seeing this batch's writes.
+    ///
+    /// # Errors
+    /// As [`crate::Database::get_generation_info`].
+    pub fn get_generation_info(&self) -> Result<(u64, String)> {
+        read::generation_info(self.conn)
+    }
+
+    /// As [`crate::Database::get_replica_gen_and_trans_id`].
+    ///
+    /// # Errors
+    /// As [`crate::Database::get_replica_gen_and_trans_id`].
+    pub fn get_replica_gen_and_trans_id(&self, other_replica_uid: &str) -> Result<(u64, String)> {
+        sync::replica_gen_and_trans_id(self.conn, other_replica_uid)
+    }
+}
+
+impl Batch<'_, JsonContent> {
+    /// As [`crate::Database::create_doc`].
+    ///
+    /// # Errors
+    /// As [`crate::Database::create_doc`].
+    pub fn create_doc(&mut self, content: &Value, doc_id: Option<&str>) -> Result<Document> {
+        let content = JsonContent::from_value(content)?;
+        self.create_doc_with_content(content, doc_id)
+    }
+
+    /// As [`crate::Database::create_doc_from_json`].
+    ///
+    /// # Errors
+    /// As [`crate::Database::create_doc_from_json`].
+    pub fn create_doc_from_json(&mut self, json: &str, doc_id: Option<&str>) -> Result<Document> {
+        let content = JsonContent::from_json(json)?;
+        self.create_doc_with_content(content, doc_id)
+    }
+}

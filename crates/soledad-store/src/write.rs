@@ -1,0 +1,304 @@
+//! Every write of the store (u1db's rules), on a connection that is already
+//! inside a transaction or savepoint: the caller commits or rolls back.
+
+use std::collections::HashSet;
+
+use rusqlite::Connection;
+
+use crate::document::Document;
+use crate::error::{Result, StoreError};
+use crate::ids;
+use crate::index::ExprCache;
+use crate::payload::Payload;
+use crate::payload::sealed::Sealed;
+use crate::read::{self, from_generation};
+use crate::sync::{self, PutState};
+use crate::vectorclock::VectorClock;
+
+/// Per-database state the writes need.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) replica_uid: String,
+    pub(crate) document_size_limit: Option<usize>,
+    pub(crate) exprs: ExprCache,
+}
+
+impl Ctx {
+    fn next_rev(&self, rev: Option<&str>) -> Result<String> {
+        let mut clock = VectorClock::parse_opt(rev)?;
+        clock.increment(&self.replica_uid)?;
+        Ok(clock.to_string())
+    }
+
+    fn check_size<P: Payload>(&self, doc: &Document<P>) -> Result<()> {
+        let size = doc.content.as_ref().map_or(0, Sealed::size);
+        match self.document_size_limit {
+            Some(limit) if size > limit => Err(StoreError::DocumentTooBig),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Stores `doc` as the current revision: document row, index rows and a new
+/// transaction log entry. Returns the new generation.
+fn put_and_update_indexes<P: Payload>(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    old_exists: bool,
+    doc: &Document<P>,
+) -> Result<u64> {
+    let rev = doc.rev.as_deref().ok_or(StoreError::InvalidRevision)?;
+    let (generation, _) = read::generation_info(conn)?;
+    let generation = generation.checked_add(1).ok_or(StoreError::InvalidGeneration)?;
+    let gen_sql = from_generation(generation)?;
+    let content = doc.content.as_ref().map(Sealed::to_sql);
+    if old_exists {
+        let mut stmt = conn.prepare_cached(
+            "UPDATE document SET doc_rev = ?1, content = ?2, generation = ?3 WHERE doc_id = ?4",
+        )?;
+        stmt.execute(rusqlite::params![rev, content, gen_sql, doc.doc_id])?;
+    } else {
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO document (doc_id, doc_rev, content, generation) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        stmt.execute(rusqlite::params![doc.doc_id, rev, content, gen_sql])?;
+    }
+    if P::INDEXED {
+        crate::index::update_doc_fields(
+            conn,
+            &mut ctx.exprs,
+            &doc.doc_id,
+            doc.content.as_ref().and_then(Sealed::as_json),
+            old_exists,
+        )?;
+    }
+    let trans_id = ids::new_transaction_id()?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO transaction_log (generation, doc_id, transaction_id) VALUES (?1, ?2, ?3)",
+    )?;
+    stmt.execute(rusqlite::params![gen_sql, doc.doc_id, trans_id])?;
+    Ok(generation)
+}
+
+/// u1db `put_doc`: a new revision on top of `doc.rev`. Returns the new rev.
+pub(crate) fn put_doc<P: Payload>(conn: &Connection, ctx: &mut Ctx, doc: &mut Document<P>) -> Result<String> {
+    ids::check_doc_id(&doc.doc_id)?;
+    ctx.check_size(doc)?;
+    let old = read::get_doc_row::<P>(conn, &doc.doc_id, true)?;
+    let new_rev = match &old {
+        Some((old_doc, _)) if old_doc.has_conflicts => return Err(StoreError::ConflictedDoc),
+        Some((old_doc, _)) if doc.rev.is_none() && old_doc.is_tombstone() => {
+            ctx.next_rev(old_doc.rev.as_deref())?
+        }
+        Some((old_doc, _)) => {
+            if old_doc.rev != doc.rev {
+                return Err(StoreError::RevisionConflict);
+            }
+            ctx.next_rev(doc.rev.as_deref())?
+        }
+        None => {
+            if doc.rev.is_some() {
+                return Err(StoreError::RevisionConflict);
+            }
+            ctx.next_rev(None)?
+        }
+    };
+    let previous_rev = std::mem::replace(&mut doc.rev, Some(new_rev.clone()));
+    if let Err(err) = put_and_update_indexes(conn, ctx, old.is_some(), doc) {
+        doc.rev = previous_rev;
+        return Err(err);
+    }
+    doc.has_conflicts = false;
+    Ok(new_rev)
+}
+
+/// u1db `create_doc`: a new document (or a revived tombstone).
+pub(crate) fn create_doc<P: Payload>(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    content: P,
+    doc_id: Option<&str>,
+) -> Result<Document<P>> {
+    let doc_id = match doc_id {
+        Some(id) => id.to_owned(),
+        None => ids::new_doc_id()?,
+    };
+    let mut doc = Document::new(doc_id, None, Some(content));
+    put_doc(conn, ctx, &mut doc)?;
+    Ok(doc)
+}
+
+/// u1db `delete_doc`: a tombstone on top of `doc.rev`. Returns the new rev.
+pub(crate) fn delete_doc<P: Payload>(conn: &Connection, ctx: &mut Ctx, doc: &mut Document<P>) -> Result<String> {
+    let Some((old_doc, _)) = read::get_doc_row::<P>(conn, &doc.doc_id, true)? else {
+        return Err(StoreError::DocumentDoesNotExist);
+    };
+    if old_doc.rev != doc.rev {
+        return Err(StoreError::RevisionConflict);
+    }
+    if old_doc.is_tombstone() {
+        return Err(StoreError::DocumentAlreadyDeleted);
+    }
+    if old_doc.has_conflicts {
+        return Err(StoreError::ConflictedDoc);
+    }
+    let new_rev = ctx.next_rev(doc.rev.as_deref())?;
+    let tombstone = Document::<P>::new(doc.doc_id.clone(), Some(new_rev.clone()), None);
+    put_and_update_indexes(conn, ctx, true, &tombstone)?;
+    doc.rev = Some(new_rev.clone());
+    doc.content = None;
+    doc.has_conflicts = false;
+    Ok(new_rev)
+}
+
+fn add_conflict<P: Payload>(conn: &Connection, doc_id: &str, rev: &str, content: Option<&P>) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR REPLACE INTO conflicts (doc_id, doc_rev, content) VALUES (?1, ?2, ?3)",
+    )?;
+    stmt.execute(rusqlite::params![doc_id, rev, content.map(Sealed::to_sql)])?;
+    Ok(())
+}
+
+fn delete_conflict(conn: &Connection, doc_id: &str, rev: &str) -> Result<()> {
+    let mut stmt = conn.prepare_cached("DELETE FROM conflicts WHERE doc_id = ?1 AND doc_rev = ?2")?;
+    stmt.execute([doc_id, rev])?;
+    Ok(())
+}
+
+/// u1db `_prune_conflicts`: drops the conflicts `doc` supersedes, merges those
+/// with the same content (then `doc.rev` becomes the join, incremented).
+fn prune_conflicts<P: Payload>(
+    conn: &Connection,
+    ctx: &Ctx,
+    doc: &mut Document<P>,
+    doc_clock: &mut VectorClock,
+) -> Result<()> {
+    if !read::has_conflicts(conn, &doc.doc_id)? {
+        return Ok(());
+    }
+    let mut autoresolved = false;
+    for conflict in read::get_conflicts::<P>(conn, &doc.doc_id)? {
+        let conflict_rev = conflict.rev.as_deref().unwrap_or_default();
+        let conflict_clock = VectorClock::parse(conflict_rev)
+            .map_err(|_| StoreError::Corrupt("stored conflict revision"))?;
+        if doc_clock.is_newer(&conflict_clock) {
+            delete_conflict(conn, &doc.doc_id, conflict_rev)?;
+        } else if P::same_content(doc.content.as_ref(), conflict.content.as_ref())? {
+            doc_clock.maximize(&conflict_clock);
+            autoresolved = true;
+            delete_conflict(conn, &doc.doc_id, conflict_rev)?;
+        }
+    }
+    if autoresolved {
+        doc_clock.increment(&ctx.replica_uid)?;
+        doc.rev = Some(doc_clock.to_string());
+    }
+    Ok(())
+}
+
+/// u1db `_put_doc_if_newer`.
+pub(crate) fn put_doc_if_newer<P: Payload>(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    doc: &mut Document<P>,
+    save_conflict: bool,
+    replica_uid: Option<&str>,
+    replica_gen: u64,
+    replica_trans_id: &str,
+) -> Result<(PutState, u64)> {
+    ids::check_doc_id(&doc.doc_id)?;
+    let incoming_rev = doc.rev.clone().ok_or(StoreError::InvalidRevision)?;
+    let mut doc_clock = VectorClock::parse(&incoming_rev)?;
+    if doc_clock.is_empty() {
+        return Err(StoreError::InvalidRevision);
+    }
+    let current = read::get_doc_row::<P>(conn, &doc.doc_id, false)?;
+    let current_clock = match &current {
+        Some((cur, _)) => VectorClock::parse_opt(cur.rev.as_deref())
+            .map_err(|_| StoreError::Corrupt("stored revision"))?,
+        None => VectorClock::new(),
+    };
+    if let Some(uid) = replica_uid {
+        sync::validate_source(conn, uid, replica_gen, replica_trans_id)?;
+    }
+    let state = if doc_clock.is_newer(&current_clock) {
+        prune_conflicts(conn, ctx, doc, &mut doc_clock)?;
+        put_and_update_indexes(conn, ctx, current.is_some(), doc)?;
+        doc.has_conflicts = read::has_conflicts(conn, &doc.doc_id)?;
+        if doc.rev.as_deref() == Some(incoming_rev.as_str()) {
+            PutState::Inserted
+        } else {
+            PutState::Superseded
+        }
+    } else if let Some((cur, _)) = current {
+        if cur.rev.as_deref() == Some(incoming_rev.as_str()) {
+            PutState::Converged
+        } else if current_clock.is_newer(&doc_clock) {
+            PutState::Superseded
+        } else if P::same_content(cur.content.as_ref(), doc.content.as_ref())? {
+            doc_clock.maximize(&current_clock);
+            doc_clock.increment(&ctx.replica_uid)?;
+            doc.rev = Some(doc_clock.to_string());
+            put_and_update_indexes(conn, ctx, true, doc)?;
+            doc.has_conflicts = read::has_conflicts(conn, &doc.doc_id)?;
+            PutState::Superseded
+        } else {
+            if save_conflict {
+                // u1db `_force_doc_sync_conflict`: incoming becomes current,
+                // ours is kept as a conflict.
+                prune_conflicts(conn, ctx, doc, &mut doc_clock)?;
+                let cur_rev = cur.rev.as_deref().unwrap_or_default();
+                add_conflict(conn, &doc.doc_id, cur_rev, cur.content.as_ref())?;
+                put_and_update_indexes(conn, ctx, true, doc)?;
+                doc.has_conflicts = true;
+            }
+            PutState::Conflicted
+        }
+    } else {
+        // Unreachable in practice: a non-empty clock is always newer than none.
+        return Err(StoreError::InvalidRevision);
+    };
+    if let Some(uid) = replica_uid {
+        sync::set_replica_gen_and_trans_id(conn, uid, replica_gen, replica_trans_id)?;
+    }
+    let (generation, _) = read::generation_info(conn)?;
+    Ok((state, generation))
+}
+
+/// u1db `resolve_doc`: `doc` supersedes `conflicted_revs`; its rev becomes the
+/// join of the current rev and those, incremented.
+pub(crate) fn resolve_doc<P: Payload>(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    doc: &mut Document<P>,
+    conflicted_revs: &[String],
+) -> Result<()> {
+    ids::check_doc_id(&doc.doc_id)?;
+    ctx.check_size(doc)?;
+    let Some((current, _)) = read::get_doc_row::<P>(conn, &doc.doc_id, false)? else {
+        return Err(StoreError::DocumentDoesNotExist);
+    };
+    let cur_rev = current.rev.clone().unwrap_or_default();
+    let mut clock = VectorClock::parse(&cur_rev).map_err(|_| StoreError::Corrupt("stored revision"))?;
+    for rev in conflicted_revs {
+        clock.maximize(&VectorClock::parse(rev)?);
+    }
+    clock.increment(&ctx.replica_uid)?;
+    let superseded: HashSet<&str> = conflicted_revs.iter().map(String::as_str).collect();
+    let new_rev = clock.to_string();
+    let previous_rev = std::mem::replace(&mut doc.rev, Some(new_rev.clone()));
+    let result = if superseded.contains(cur_rev.as_str()) {
+        put_and_update_indexes(conn, ctx, true, doc).map(|_| ())
+    } else {
+        add_conflict(conn, &doc.doc_id, &new_rev, doc.content.as_ref())
+    };
+    if let Err(err) = result {
+        doc.rev = previous_rev;
+        return Err(err);
+    }
+    for rev in &superseded {
+        delete_conflict(conn, &doc.doc_id, rev)?;
+    }
+    doc.has_conflicts = read::has_conflicts(conn, &doc.doc_id)?;
+    Ok(())
+}
