@@ -1,0 +1,3 @@
+//! `soledad` command-line client.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! soledad-client (work in progress).

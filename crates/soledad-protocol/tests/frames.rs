@@ -1,0 +1,163 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! The frame format as a peer sees it: whatever is encoded decodes to the same value,
+//! however the bytes are split, and malformed input is refused with a typed error.
+
+use proptest::prelude::*;
+use soledad_protocol::{
+    DocFrame, ErrorBody, ErrorKind, ExchangeEnd, ExchangeRequestHeader, ExchangeResponseHeader,
+    Frame, FrameDecoder, MAX_FRAME_LEN, ProtocolError,
+};
+
+fn doc_strategy() -> impl Strategy<Value = DocFrame> {
+    (
+        "[A-Za-z0-9_-]{1,64}",
+        "[a-z0-9]{1,8}:[0-9]{1,5}(\\|[a-z0-9]{1,8}:[0-9]{1,5}){0,3}",
+        any::<u64>(),
+        "T-[0-9a-f]{0,32}",
+        proptest::collection::vec(any::<u8>(), 0..2048),
+    )
+        .prop_map(|(id, rev, generation, trans_id, payload)| DocFrame {
+            id,
+            rev,
+            generation,
+            trans_id,
+            payload: payload.into(),
+        })
+}
+
+fn frame_strategy() -> impl Strategy<Value = Frame> {
+    prop_oneof![
+        doc_strategy().prop_map(Frame::Doc),
+        (any::<u64>(), "T-[0-9a-f]{0,32}", any::<bool>()).prop_map(|(g, t, ensure)| {
+            Frame::RequestHeader(ExchangeRequestHeader {
+                last_known_generation: g,
+                last_known_trans_id: t,
+                ensure,
+            })
+        }),
+        (any::<u64>(), "T-[0-9a-f]{0,32}").prop_map(|(generation, transaction_id)| {
+            Frame::End(ExchangeEnd {
+                generation,
+                transaction_id,
+            })
+        }),
+        (
+            "[a-f0-9]{32}",
+            any::<u64>(),
+            "T-[0-9a-f]{0,32}",
+            any::<u64>()
+        )
+            .prop_map(
+                |(uid, g, t, n)| Frame::ResponseHeader(ExchangeResponseHeader {
+                    target_replica_uid: uid,
+                    target_generation: g,
+                    target_transaction_id: t,
+                    document_count: n,
+                })
+            ),
+        ".{0,40}".prop_map(|m| Frame::Error(ErrorBody::new(ErrorKind::QuotaExceeded, m))),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn frames_round_trip_whatever_the_chunking(
+        frames in proptest::collection::vec(frame_strategy(), 1..8),
+        chunk in 1usize..64,
+    ) {
+        let mut wire = Vec::new();
+        for frame in &frames {
+            frame.encode(&mut wire);
+        }
+        let mut decoder = FrameDecoder::new();
+        let mut decoded = Vec::new();
+        for piece in wire.chunks(chunk) {
+            decoder.push(piece);
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                decoded.push(frame);
+            }
+        }
+        decoder.finish().unwrap();
+        prop_assert_eq!(decoded, frames);
+    }
+
+    #[test]
+    fn a_cut_stream_never_yields_a_partial_frame(doc in doc_strategy(), cut in 1usize..64) {
+        let wire = Frame::Doc(doc).to_bytes();
+        let cut = cut.min(wire.len() - 1);
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&wire[..wire.len() - cut]);
+        prop_assert_eq!(decoder.next_frame().unwrap(), None);
+        prop_assert_eq!(decoder.finish(), Err(ProtocolError::UnexpectedEof));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut decoder = FrameDecoder::new();
+        decoder.push(&bytes);
+        while let Ok(Some(_)) = decoder.next_frame() {}
+    }
+}
+
+#[test]
+fn unknown_kind_is_refused() {
+    let mut decoder = FrameDecoder::new();
+    decoder.push(&[0x7f, 0, 0, 0, 0]);
+    assert_eq!(
+        decoder.next_frame(),
+        Err(ProtocolError::UnknownFrameKind(0x7f))
+    );
+}
+
+#[test]
+fn oversized_length_is_refused_before_allocating() {
+    let mut decoder = FrameDecoder::new();
+    let mut wire = vec![0x02];
+    wire.extend_from_slice(&(MAX_FRAME_LEN + 1).to_be_bytes());
+    decoder.push(&wire);
+    assert!(matches!(
+        decoder.next_frame(),
+        Err(ProtocolError::FrameTooLarge { .. })
+    ));
+}
+
+#[test]
+fn truncated_document_body_is_refused() {
+    // A document frame whose body ends inside the rev field.
+    let mut wire = vec![0x02, 0, 0, 0, 5];
+    wire.extend_from_slice(&[0, 1, b'a', 0, 9]);
+    let mut decoder = FrameDecoder::new();
+    decoder.push(&wire);
+    assert_eq!(
+        decoder.next_frame(),
+        Err(ProtocolError::Truncated("document"))
+    );
+}
+
+#[test]
+fn malformed_json_frame_is_refused_with_its_name() {
+    let mut wire = vec![0x01, 0, 0, 0, 2];
+    wire.extend_from_slice(b"{]");
+    let mut decoder = FrameDecoder::new();
+    decoder.push(&wire);
+    match decoder.next_frame() {
+        Err(ProtocolError::MalformedJson { what, .. }) => assert_eq!(what, "request header"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn document_payload_is_carried_as_raw_bytes() {
+    let payload: Vec<u8> = (0..=255).collect();
+    let doc = DocFrame {
+        id: "id".into(),
+        rev: "r:1".into(),
+        generation: 3,
+        trans_id: "T-1".into(),
+        payload: payload.clone().into(),
+    };
+    let wire = Frame::Doc(doc).to_bytes();
+    // kind + len + (2+2) + (2+3) + 8 + (2+3) + payload: no base64 inflation.
+    assert_eq!(wire.len(), 5 + 4 + 5 + 8 + 5 + payload.len());
+    assert!(wire.windows(payload.len()).any(|w| w == payload.as_slice()));
+}
