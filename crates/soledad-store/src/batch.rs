@@ -38,6 +38,7 @@ impl<'a, P: Payload> Batch<'a, P> {
                 Ok(value)
             }
             Err(err) => {
+                self.ctx.reset_transaction_cache();
                 self.conn
                     .execute_batch("ROLLBACK TO soledad_op; RELEASE soledad_op")?;
                 Err(err)

@@ -106,7 +106,7 @@ impl Database<JsonContent> {
     /// # Errors
     /// [`StoreError::Storage`].
     pub fn delete_index(&mut self, name: &str) -> Result<()> {
-        self.write(|conn, _| index::delete_index(conn, name))
+        self.write(|conn, ctx| index::delete_index(conn, &mut ctx.exprs, name))
     }
 
     /// u1db `list_indexes`: `(name, expressions)`, sorted by name.
@@ -185,6 +185,7 @@ impl<P: Payload> Database<P> {
                 replica_uid,
                 document_size_limit,
                 exprs: ExprCache::default(),
+                tx_generation: None,
             },
             _payload: std::marker::PhantomData,
         }
@@ -192,6 +193,7 @@ impl<P: Payload> Database<P> {
 
     fn write<T>(&mut self, op: impl FnOnce(&Connection, &mut Ctx) -> Result<T>) -> Result<T> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.ctx.reset_transaction_cache();
         let value = op(&tx, &mut self.ctx)?;
         tx.commit()?;
         Ok(value)
@@ -212,6 +214,7 @@ impl<P: Payload> Database<P> {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
+        self.ctx.reset_transaction_cache();
         let mut batch = Batch::new(&tx, &mut self.ctx);
         let value = f(&mut batch)?;
         tx.commit().map_err(StoreError::from)?;
@@ -323,7 +326,7 @@ impl<P: Payload> Database<P> {
         let tx = self.conn.unchecked_transaction()?;
         let (generation, _) = read::generation_info(&tx)?;
         let sql = format!("{} ORDER BY d.doc_id", read::DOC_SELECT);
-        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut stmt = tx.prepare(&sql)?;
         let mut rows = stmt.query([])?;
         let mut docs = Vec::new();
         while let Some(row) = rows.next()? {

@@ -150,7 +150,6 @@ fn configure(conn: &Connection, key: Option<&[u8; KEY_BYTES]>, page_size: u32) -
     let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 

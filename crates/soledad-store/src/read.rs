@@ -7,7 +7,6 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use crate::document::Document;
 use crate::error::{Result, StoreError};
 use crate::payload::Payload;
-use crate::payload::sealed::Sealed;
 
 /// Columns 0–4 of every document read: id, rev, content, generation, conflicts.
 pub(crate) const DOC_SELECT: &str = "SELECT d.doc_id, d.doc_rev, d.content, d.generation, \
@@ -57,7 +56,7 @@ pub(crate) fn get_doc_row<P: Payload>(
     } else {
         format!("{DOC_SELECT_NO_CONFLICTS} WHERE d.doc_id = ?1")
     };
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query([doc_id])?;
     match rows.next()? {
         Some(row) => doc_from_row(row).map(Some),
@@ -68,13 +67,13 @@ pub(crate) fn get_doc_row<P: Payload>(
 /// True if the document has stored conflicts.
 pub(crate) fn has_conflicts(conn: &Connection, doc_id: &str) -> Result<bool> {
     let mut stmt =
-        conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM conflicts WHERE doc_id = ?1)")?;
+        conn.prepare("SELECT EXISTS(SELECT 1 FROM conflicts WHERE doc_id = ?1)")?;
     Ok(stmt.query_row([doc_id], |r| r.get(0))?)
 }
 
 /// The conflicting revisions stored for a document, oldest first.
 pub(crate) fn get_conflicts<P: Payload>(conn: &Connection, doc_id: &str) -> Result<Vec<Document<P>>> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare(
         "SELECT doc_rev, content FROM conflicts WHERE doc_id = ?1 ORDER BY rowid",
     )?;
     let mut rows = stmt.query([doc_id])?;
@@ -92,7 +91,7 @@ pub(crate) fn get_conflicts<P: Payload>(conn: &Connection, doc_id: &str) -> Resu
 
 /// Current generation and its transaction id (`(0, "")` for an empty log).
 pub(crate) fn generation_info(conn: &Connection) -> Result<(u64, String)> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare(
         "SELECT generation, transaction_id FROM transaction_log ORDER BY generation DESC LIMIT 1",
     )?;
     let row: Option<(i64, String)> = stmt
@@ -111,7 +110,7 @@ pub(crate) fn trans_id_for_gen(conn: &Connection, generation: u64) -> Result<Str
     }
     let generation = from_generation(generation)?;
     let mut stmt =
-        conn.prepare_cached("SELECT transaction_id FROM transaction_log WHERE generation = ?1")?;
+        conn.prepare("SELECT transaction_id FROM transaction_log WHERE generation = ?1")?;
     stmt.query_row([generation], |r| r.get(0))
         .optional()?
         .ok_or(StoreError::InvalidGeneration)

@@ -63,7 +63,7 @@ pub struct ChangedDoc<P: Payload> {
 
 pub(crate) fn whats_changed(conn: &Connection, since: u64) -> Result<Changes> {
     let since = i64::try_from(since).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare(
         "SELECT d.doc_id, d.generation, t.transaction_id FROM document d \
          JOIN transaction_log t ON t.generation = d.generation \
          WHERE d.generation > ?1 ORDER BY d.generation",
@@ -95,8 +95,8 @@ pub(crate) fn docs_changed_since<P: Payload>(
     let sql = format!(
         "{DOC_SELECT} WHERE d.generation > ?1 ORDER BY d.generation LIMIT ?2"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut trans = conn.prepare_cached(
+    let mut stmt = conn.prepare(&sql)?;
+    let mut trans = conn.prepare(
         "SELECT transaction_id FROM transaction_log WHERE generation = ?1",
     )?;
     let mut rows = stmt.query([since, limit])?;
@@ -130,7 +130,7 @@ fn check_trans_id(trans_id: &str) -> Result<()> {
 }
 
 pub(crate) fn replica_gen_and_trans_id(conn: &Connection, replica_uid: &str) -> Result<(u64, String)> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare(
         "SELECT known_generation, known_transaction_id FROM sync_log WHERE replica_uid = ?1",
     )?;
     let row: Option<(i64, String)> = stmt
@@ -151,7 +151,7 @@ pub(crate) fn set_replica_gen_and_trans_id(
     check_replica_uid(replica_uid)?;
     check_trans_id(trans_id)?;
     let generation = from_generation(generation)?;
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare(
         "INSERT OR REPLACE INTO sync_log (replica_uid, known_generation, known_transaction_id) \
          VALUES (?1, ?2, ?3)",
     )?;

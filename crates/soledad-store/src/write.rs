@@ -21,9 +21,18 @@ pub(crate) struct Ctx {
     pub(crate) replica_uid: String,
     pub(crate) document_size_limit: Option<usize>,
     pub(crate) exprs: ExprCache,
+    /// The last generation, cached while one transaction holds the write lock.
+    pub(crate) tx_generation: Option<u64>,
 }
 
 impl Ctx {
+    /// Forgets what was cached for a transaction (call at its start and after
+    /// rolling back a savepoint).
+    pub(crate) fn reset_transaction_cache(&mut self) {
+        self.tx_generation = None;
+        self.exprs.forget_fields();
+    }
+
     fn next_rev(&self, rev: Option<&str>) -> Result<String> {
         let mut clock = VectorClock::parse_opt(rev)?;
         clock.increment(&self.replica_uid)?;
@@ -48,17 +57,20 @@ fn put_and_update_indexes<P: Payload>(
     doc: &Document<P>,
 ) -> Result<u64> {
     let rev = doc.rev.as_deref().ok_or(StoreError::InvalidRevision)?;
-    let (generation, _) = read::generation_info(conn)?;
-    let generation = generation.checked_add(1).ok_or(StoreError::InvalidGeneration)?;
+    let current = match ctx.tx_generation {
+        Some(generation) => generation,
+        None => read::generation_info(conn)?.0,
+    };
+    let generation = current.checked_add(1).ok_or(StoreError::InvalidGeneration)?;
     let gen_sql = from_generation(generation)?;
     let content = doc.content.as_ref().map(Sealed::to_sql);
     if old_exists {
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare(
             "UPDATE document SET doc_rev = ?1, content = ?2, generation = ?3 WHERE doc_id = ?4",
         )?;
         stmt.execute(rusqlite::params![rev, content, gen_sql, doc.doc_id])?;
     } else {
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = conn.prepare(
             "INSERT INTO document (doc_id, doc_rev, content, generation) VALUES (?1, ?2, ?3, ?4)",
         )?;
         stmt.execute(rusqlite::params![doc.doc_id, rev, content, gen_sql])?;
@@ -73,10 +85,11 @@ fn put_and_update_indexes<P: Payload>(
         )?;
     }
     let trans_id = ids::new_transaction_id()?;
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare(
         "INSERT INTO transaction_log (generation, doc_id, transaction_id) VALUES (?1, ?2, ?3)",
     )?;
     stmt.execute(rusqlite::params![gen_sql, doc.doc_id, trans_id])?;
+    ctx.tx_generation = Some(generation);
     Ok(generation)
 }
 
@@ -152,7 +165,7 @@ pub(crate) fn delete_doc<P: Payload>(conn: &Connection, ctx: &mut Ctx, doc: &mut
 }
 
 fn add_conflict<P: Payload>(conn: &Connection, doc_id: &str, rev: &str, content: Option<&P>) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare(
         "INSERT OR REPLACE INTO conflicts (doc_id, doc_rev, content) VALUES (?1, ?2, ?3)",
     )?;
     stmt.execute(rusqlite::params![doc_id, rev, content.map(Sealed::to_sql)])?;
@@ -160,7 +173,7 @@ fn add_conflict<P: Payload>(conn: &Connection, doc_id: &str, rev: &str, content:
 }
 
 fn delete_conflict(conn: &Connection, doc_id: &str, rev: &str) -> Result<()> {
-    let mut stmt = conn.prepare_cached("DELETE FROM conflicts WHERE doc_id = ?1 AND doc_rev = ?2")?;
+    let mut stmt = conn.prepare("DELETE FROM conflicts WHERE doc_id = ?1 AND doc_rev = ?2")?;
     stmt.execute([doc_id, rev])?;
     Ok(())
 }

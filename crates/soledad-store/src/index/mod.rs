@@ -23,15 +23,33 @@ use crate::read;
 
 /// Parsed expressions by their text (parsing is pure, so it never goes stale).
 #[derive(Debug, Default)]
-pub(crate) struct ExprCache(HashMap<String, expr::Expr>);
+pub(crate) struct ExprCache {
+    parsed: HashMap<String, expr::Expr>,
+    /// The indexed expressions, cached for the current transaction.
+    fields: Option<Vec<String>>,
+}
 
 impl ExprCache {
-    fn get(&mut self, text: &str) -> Result<&expr::Expr> {
-        if !self.0.contains_key(text) {
-            let parsed = expr::parse(text)?;
-            self.0.insert(text.to_owned(), parsed);
+    /// Forgets the cached list of indexed expressions.
+    pub(crate) fn forget_fields(&mut self) {
+        self.fields = None;
+    }
+
+    fn fields(&mut self, conn: &Connection) -> Result<Vec<String>> {
+        if let Some(fields) = &self.fields {
+            return Ok(fields.clone());
         }
-        self.0
+        let fields = indexed_fields(conn)?;
+        self.fields = Some(fields.clone());
+        Ok(fields)
+    }
+
+    fn get(&mut self, text: &str) -> Result<&expr::Expr> {
+        if !self.parsed.contains_key(text) {
+            let parsed = expr::parse(text)?;
+            self.parsed.insert(text.to_owned(), parsed);
+        }
+        self.parsed
             .get(text)
             .ok_or(StoreError::Corrupt("expression cache"))
     }
@@ -39,7 +57,7 @@ impl ExprCache {
 
 /// The distinct expressions used by any index.
 fn indexed_fields(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached("SELECT DISTINCT field FROM index_definitions")?;
+    let mut stmt = conn.prepare("SELECT DISTINCT field FROM index_definitions")?;
     let rows = stmt.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -52,7 +70,7 @@ fn insert_fields(
     fields: &[String],
 ) -> Result<()> {
     let value = content.to_value()?;
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare(
         "INSERT OR IGNORE INTO document_fields (doc_id, field_name, value) VALUES (?1, ?2, ?3)",
     )?;
     for field in fields {
@@ -72,13 +90,13 @@ pub(crate) fn update_doc_fields(
     old_exists: bool,
 ) -> Result<()> {
     if old_exists {
-        let mut stmt = conn.prepare_cached("DELETE FROM document_fields WHERE doc_id = ?1")?;
+        let mut stmt = conn.prepare("DELETE FROM document_fields WHERE doc_id = ?1")?;
         stmt.execute([doc_id])?;
     }
     let Some(content) = content else {
         return Ok(());
     };
-    let fields = indexed_fields(conn)?;
+    let fields = cache.fields(conn)?;
     if fields.is_empty() {
         return Ok(());
     }
@@ -88,7 +106,7 @@ pub(crate) fn update_doc_fields(
 /// The expressions of an index, in order (`None` if there is no such index).
 pub(crate) fn definition(conn: &Connection, name: &str) -> Result<Option<Vec<String>>> {
     let mut stmt =
-        conn.prepare_cached("SELECT field FROM index_definitions WHERE name = ?1 ORDER BY offset")?;
+        conn.prepare("SELECT field FROM index_definitions WHERE name = ?1 ORDER BY offset")?;
     let fields: Vec<String> = stmt
         .query_map([name], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
@@ -121,8 +139,9 @@ pub(crate) fn create_index(
             Err(StoreError::IndexNameTakenError)
         };
     }
+    cache.forget_fields();
     let current: HashSet<String> = indexed_fields(conn)?.into_iter().collect();
-    let mut insert = conn.prepare_cached(
+    let mut insert = conn.prepare(
         "INSERT INTO index_definitions (name, offset, field) VALUES (?1, ?2, ?3)",
     )?;
     for (offset, expression) in expressions.iter().enumerate() {
@@ -152,7 +171,8 @@ pub(crate) fn create_index(
 }
 
 /// u1db `delete_index` (deleting an unknown index is not an error).
-pub(crate) fn delete_index(conn: &Connection, name: &str) -> Result<()> {
+pub(crate) fn delete_index(conn: &Connection, cache: &mut ExprCache, name: &str) -> Result<()> {
+    cache.forget_fields();
     conn.execute("DELETE FROM index_definitions WHERE name = ?1", [name])?;
     conn.execute(
         "DELETE FROM document_fields WHERE field_name NOT IN (SELECT field FROM index_definitions)",
@@ -164,7 +184,7 @@ pub(crate) fn delete_index(conn: &Connection, name: &str) -> Result<()> {
 /// u1db `list_indexes`: `(name, expressions)` sorted by name.
 pub(crate) fn list_indexes(conn: &Connection) -> Result<Vec<(String, Vec<String>)>> {
     let mut stmt =
-        conn.prepare_cached("SELECT name, field FROM index_definitions ORDER BY name, offset")?;
+        conn.prepare("SELECT name, field FROM index_definitions ORDER BY name, offset")?;
     let mut rows = stmt.query([])?;
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     while let Some(row) = rows.next()? {
@@ -290,7 +310,7 @@ fn build(fields: &[String], preds: &[Vec<Pred>], select: &Select) -> (String, Ve
         Select::Count => "SELECT COUNT(DISTINCT d0.doc_id) FROM document_fields d0".to_owned(),
     };
     let mut params: Vec<String> = Vec::new();
-    let mut conditions = |i: usize, sql: &mut String, params: &mut Vec<String>| {
+    let conditions = |i: usize, sql: &mut String, params: &mut Vec<String>| {
         sql.push_str(&format!("d{i}.field_name = ?"));
         params.push(fields.get(i).cloned().unwrap_or_default());
         for pred in preds.get(i).into_iter().flatten() {

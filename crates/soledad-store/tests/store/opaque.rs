@@ -1,0 +1,101 @@
+//! The server's opaque store: payload bytes, no content comparison, conflicts
+//! never stored when `save_conflict` is false.
+
+use soledad_store::{Document, OpaqueDatabase, OpenOptions, PutState, StoreError};
+
+fn server() -> OpaqueDatabase {
+    OpenOptions::new().replica_uid("server").open_in_memory().unwrap()
+}
+
+fn env(doc_id: &str, rev: &str, bytes: Option<&[u8]>) -> Document<Vec<u8>> {
+    Document::new(doc_id, Some(rev.to_owned()), bytes.map(<[u8]>::to_vec))
+}
+
+#[test]
+fn stores_bytes_byte_exact() {
+    let mut db = server();
+    let payload: Vec<u8> = (0..=255u8).chain([0, 0, 0xFF]).collect();
+    let mut d = env("aGlkZGVuLWlk", "client:1", Some(&payload));
+    let (state, generation) = db.put_doc_if_newer(&mut d, false, Some("client"), 1, "T-a").unwrap();
+    assert_eq!((state, generation), (PutState::Inserted, 1));
+    let read = db.get_doc("aGlkZGVuLWlk", false).unwrap().unwrap();
+    assert_eq!(read.content.as_deref(), Some(payload.as_slice()));
+    let created = db.create_doc_with_content(vec![1, 2, 3], None).unwrap();
+    assert!(created.doc_id.starts_with("D-"));
+    let changed = db.docs_changed_since(0, 10).unwrap();
+    assert_eq!(changed.len(), 2);
+    assert_eq!(changed[0].doc.content.as_deref(), Some(payload.as_slice()));
+}
+
+#[test]
+fn concurrent_equal_bytes_are_not_merged_and_not_stored() {
+    let mut db = server();
+    let mut first = env("id", "a:1", Some(b"ciphertext"));
+    db.put_doc_if_newer(&mut first, false, Some("a"), 1, "T-1").unwrap();
+    // Same bytes, concurrent rev: no content comparison, so a conflict,
+    // reported and not stored; the document is untouched.
+    let mut other = env("id", "b:1", Some(b"ciphertext"));
+    let (state, generation) = db.put_doc_if_newer(&mut other, false, Some("b"), 1, "T-2").unwrap();
+    assert_eq!((state, generation), (PutState::Conflicted, 1));
+    assert_eq!(other.rev.as_deref(), Some("b:1"), "the rev is never rewritten");
+    let read = db.get_doc("id", false).unwrap().unwrap();
+    assert_eq!(read.rev.as_deref(), Some("a:1"));
+    assert!(!read.has_conflicts);
+    assert!(db.get_doc_conflicts("id").unwrap().is_empty());
+    assert_eq!(db.get_replica_gen_and_trans_id("b").unwrap(), (1, "T-2".to_owned()));
+    // Concurrent tombstones are not merged either.
+    let mut del_a = env("gone", "a:2", None);
+    db.put_doc_if_newer(&mut del_a, false, Some("a"), 2, "T-3").unwrap();
+    let mut del_b = env("gone", "b:2", None);
+    assert_eq!(db.put_doc_if_newer(&mut del_b, false, Some("b"), 2, "T-4").unwrap().0, PutState::Conflicted);
+}
+
+#[test]
+fn newer_older_and_same_revisions() {
+    let mut db = server();
+    let mut v1 = env("id", "a:1", Some(b"one"));
+    db.put_doc_if_newer(&mut v1, false, Some("a"), 1, "T-1").unwrap();
+    let mut v2 = env("id", "a:2|b:1", Some(b"two"));
+    assert_eq!(db.put_doc_if_newer(&mut v2, false, Some("b"), 1, "T-b1").unwrap().0, PutState::Inserted);
+    let mut old = env("id", "a:1", Some(b"one"));
+    assert_eq!(db.put_doc_if_newer(&mut old, false, Some("a"), 2, "T-2").unwrap().0, PutState::Superseded);
+    let mut same = env("id", "a:2|b:1", Some(b"two"));
+    assert_eq!(db.put_doc_if_newer(&mut same, false, Some("a"), 3, "T-3").unwrap().0, PutState::Converged);
+    assert_eq!(db.get_doc("id", false).unwrap().unwrap().content.as_deref(), Some(&b"two"[..]));
+    // an old source generation is refused
+    let mut late = env("id", "a:9|b:1", Some(b"late"));
+    assert!(matches!(
+        db.put_doc_if_newer(&mut late, false, Some("a"), 2, "T-2"),
+        Err(StoreError::InvalidGeneration)
+    ));
+    assert!(matches!(
+        db.put_doc_if_newer(&mut late, false, Some("a"), 3, "T-other"),
+        Err(StoreError::InvalidTransactionId)
+    ));
+    assert_eq!(db.get_doc("id", false).unwrap().unwrap().rev.as_deref(), Some("a:2|b:1"));
+}
+
+#[test]
+fn opaque_batch_applies_a_sync_upload_atomically() {
+    let mut db = server();
+    db.batch(|b| {
+        for i in 1..=5u64 {
+            let mut d = env(&format!("doc{i}"), &format!("c:{i}"), Some(&[i as u8; 16]));
+            b.put_doc_if_newer(&mut d, false, Some("c"), i, &format!("T-{i}"))?;
+        }
+        Ok::<(), StoreError>(())
+    })
+    .unwrap();
+    assert_eq!(db.whats_changed(0).unwrap().changes.len(), 5);
+    assert_eq!(db.get_replica_gen_and_trans_id("c").unwrap(), (5, "T-5".to_owned()));
+    let failed = db.batch(|b| {
+        let mut d = env("doc6", "c:6", Some(b"x"));
+        b.put_doc_if_newer(&mut d, false, Some("c"), 6, "T-6")?;
+        let mut bad = env("doc7", "c:7", Some(b"x"));
+        b.put_doc_if_newer(&mut bad, false, Some("c"), 2, "T-2")?; // older generation
+        Ok::<(), StoreError>(())
+    });
+    assert!(matches!(failed, Err(StoreError::InvalidGeneration)));
+    assert_eq!(db.get_doc("doc6", true).unwrap(), None);
+    assert_eq!(db.get_replica_gen_and_trans_id("c").unwrap(), (5, "T-5".to_owned()));
+}

@@ -1,0 +1,163 @@
+//! Every write is one transaction; batches are all-or-nothing.
+
+use serde_json::json;
+use soledad_store::{Document, JsonContent, PutState, StoreError};
+
+use crate::util::{SIMPLE, db, doc, ids};
+
+#[test]
+fn batch_commits_everything() {
+    let mut db = db();
+    db.create_index("by-key", &["key"]).unwrap();
+    let generation = db
+        .batch(|b| {
+            for i in 0..10 {
+                b.create_doc(&json!({ "key": format!("k{i}") }), Some(&format!("doc{i}")))?;
+            }
+            let mut d = doc("remote", "other:1", Some(SIMPLE));
+            let (state, _) = b.put_doc_if_newer(&mut d, false, Some("other"), 1, "T-1")?;
+            assert_eq!(state, PutState::Inserted);
+            // reads inside the batch see its writes
+            assert!(b.get_doc("doc3", false)?.is_some());
+            Ok::<_, StoreError>(b.get_generation_info()?.0)
+        })
+        .unwrap();
+    assert_eq!(generation, 11);
+    assert_eq!(db.get_generation_info().unwrap().0, 11);
+    assert_eq!(db.get_count_from_index("by-key", &["k*"]).unwrap(), 10);
+    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (1, "T-1".to_owned()));
+    let changes = db.whats_changed(0).unwrap();
+    assert_eq!(changes.changes.len(), 11);
+    let gens: Vec<u64> = changes.changes.iter().map(|c| c.generation).collect();
+    assert_eq!(gens, (1..=11).collect::<Vec<_>>());
+}
+
+#[test]
+fn failing_write_in_the_middle_of_a_batch_leaves_nothing() {
+    let mut db = db();
+    db.create_index("by-key", &["key"]).unwrap();
+    db.create_doc_from_json("{\"key\": \"before\"}", Some("before")).unwrap();
+    let before = db.get_generation_info().unwrap();
+    let err = db
+        .batch(|b| {
+            b.create_doc(&json!({"key": "one"}), Some("one"))?;
+            let mut d = doc("remote", "other:1", Some(SIMPLE));
+            b.put_doc_if_newer(&mut d, false, Some("other"), 1, "T-1")?;
+            b.create_doc(&json!({"key": "dup"}), Some("before"))?; // RevisionConflict
+            b.create_doc(&json!({"key": "never"}), Some("never"))?;
+            Ok::<(), StoreError>(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::RevisionConflict));
+    assert_eq!(db.get_generation_info().unwrap(), before);
+    assert_eq!(db.get_doc("one", true).unwrap(), None);
+    assert_eq!(db.get_doc("remote", true).unwrap(), None);
+    assert_eq!(db.get_doc("never", true).unwrap(), None);
+    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (0, String::new()));
+    assert_eq!(ids(&db.get_from_index("by-key", &["*"]).unwrap()), ["before"]);
+    assert_eq!(db.get_index_keys("by-key").unwrap(), vec![vec!["before".to_owned()]]);
+    // The database is still usable and the generation continues from where it was.
+    db.create_doc_from_json(SIMPLE, Some("after")).unwrap();
+    assert_eq!(db.get_generation_info().unwrap().0, before.0 + 1);
+}
+
+#[test]
+fn a_failed_operation_inside_a_batch_can_be_skipped() {
+    let mut db = db();
+    db.create_doc_from_json(SIMPLE, Some("exists")).unwrap();
+    db.batch(|b| {
+        b.create_doc_from_json(SIMPLE, Some("a"))?;
+        let err = b.create_doc_from_json(SIMPLE, Some("exists")).unwrap_err();
+        assert!(matches!(err, StoreError::RevisionConflict));
+        let err = b.create_doc_from_json("[1]", Some("bad")).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidContent));
+        b.create_doc_from_json(SIMPLE, Some("b"))?;
+        Ok::<(), StoreError>(())
+    })
+    .unwrap();
+    let changes = db.whats_changed(1).unwrap();
+    let got: Vec<(&str, u64)> = changes.changes.iter().map(|c| (c.doc_id.as_str(), c.generation)).collect();
+    assert_eq!(got, [("a", 2), ("b", 3)], "generations stay dense");
+}
+
+#[test]
+fn batch_with_custom_error_type_rolls_back() {
+    #[derive(Debug)]
+    enum AppError {
+        Store,
+        Cancelled,
+    }
+    impl From<StoreError> for AppError {
+        fn from(_: StoreError) -> Self {
+            Self::Store
+        }
+    }
+    let mut db = db();
+    let result: Result<(), AppError> = db.batch(|b| {
+        b.create_doc_from_json(SIMPLE, Some("x"))?;
+        Err(AppError::Cancelled)
+    });
+    assert!(matches!(result, Err(AppError::Cancelled)));
+    assert_eq!(db.get_doc("x", true).unwrap(), None);
+    let result: Result<(), AppError> = db.batch(|b| {
+        b.create_doc_from_json(SIMPLE, Some("bad id"))?;
+        Ok(())
+    });
+    assert!(matches!(result, Err(AppError::Store)));
+}
+
+#[test]
+fn batch_put_delete_resolve() {
+    let mut db = db();
+    db.create_doc_from_json(SIMPLE, Some("c")).unwrap();
+    let mut alt = doc("c", "alternate:1", Some("{\"b\": 1}"));
+    db.put_doc_if_newer(&mut alt, true, None, 0, "").unwrap();
+    let mut p = db.create_doc_from_json(SIMPLE, Some("p")).unwrap();
+    db.batch(|b| {
+        p.set_json("{\"updated\": true}")?;
+        b.put_doc(&mut p)?;
+        b.delete_doc(&mut p)?;
+        let mut resolved = b.get_doc("c", false)?.unwrap();
+        b.resolve_doc(&mut resolved, &["alternate:1", "test:1"])?;
+        assert!(!resolved.has_conflicts);
+        b.set_replica_gen_and_trans_id("peer", 7, "T-7")?;
+        assert_eq!(b.get_replica_gen_and_trans_id("peer")?, (7, "T-7".to_owned()));
+        Ok::<(), StoreError>(())
+    })
+    .unwrap();
+    assert!(db.get_doc("p", true).unwrap().unwrap().is_tombstone());
+    assert!(db.get_doc_conflicts("c").unwrap().is_empty());
+    assert_eq!(db.get_replica_gen_and_trans_id("peer").unwrap(), (7, "T-7".to_owned()));
+}
+
+#[test]
+fn failed_single_write_leaves_previous_state() {
+    let mut db = db();
+    db.create_index("by-key", &["key"]).unwrap();
+    let mut d = db.create_doc_from_json("{\"key\": \"v1\"}", Some("d")).unwrap();
+    let before = db.get_generation_info().unwrap();
+    // A put that fails (size limit) changes nothing, index included.
+    db.set_document_size_limit(Some(16));
+    d.set_json("{\"key\": \"a value that is too long\"}").unwrap();
+    assert!(matches!(db.put_doc(&mut d), Err(StoreError::DocumentTooBig)));
+    assert_eq!(d.rev.as_deref(), Some("test:1"));
+    assert_eq!(db.get_generation_info().unwrap(), before);
+    assert_eq!(ids(&db.get_from_index("by-key", &["v1"]).unwrap()), ["d"]);
+    let mut fresh = Document::new("n", None, Some(JsonContent::from_json("{}").unwrap()));
+    db.set_document_size_limit(None);
+    db.put_doc(&mut fresh).unwrap();
+    assert_eq!(db.get_generation_info().unwrap().0, before.0 + 1);
+}
+
+#[test]
+fn two_handles_on_one_file_see_each_others_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let key = [7u8; 32];
+    let mut writer = soledad_store::Database::open_encrypted(&path, &key).unwrap();
+    let reader = soledad_store::Database::open_encrypted(&path, &key).unwrap();
+    assert_eq!(writer.replica_uid(), reader.replica_uid());
+    writer.create_doc_from_json(SIMPLE, Some("w")).unwrap();
+    assert_eq!(reader.get_doc("w", false).unwrap().unwrap().json(), Some(SIMPLE));
+    assert_eq!(reader.get_generation_info().unwrap(), writer.get_generation_info().unwrap());
+}

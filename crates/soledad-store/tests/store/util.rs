@@ -1,0 +1,121 @@
+//! Shared helpers.
+
+use serde_json::{Value, json};
+use soledad_store::{Database, Document, JsonContent, OpenOptions};
+
+/// A fresh in-memory JSON database whose replica uid is `test`.
+pub fn db() -> Database {
+    OpenOptions::new().replica_uid("test").open_in_memory().unwrap()
+}
+
+/// A fresh in-memory JSON database with the given replica uid.
+pub fn db_named(uid: &str) -> Database {
+    OpenOptions::new().replica_uid(uid).open_in_memory().unwrap()
+}
+
+pub const SIMPLE: &str = "{\"key\": \"value\"}";
+pub const NESTED: &str = "{\"key\": \"value\", \"sub\": {\"doc\": \"underneath\"}}";
+
+/// A document as it would arrive from another replica.
+pub fn doc(doc_id: &str, rev: &str, json: Option<&str>) -> Document {
+    Document::new(
+        doc_id,
+        Some(rev.to_owned()),
+        json.map(|j| JsonContent::from_json(j).unwrap()),
+    )
+}
+
+/// The stored content as a value.
+pub fn value_of(db: &Database, doc_id: &str) -> Option<Value> {
+    db.get_doc(doc_id, true).unwrap().and_then(|d| d.value().unwrap())
+}
+
+/// Shorthand for a JSON object.
+pub fn obj(key: &str, value: &str) -> Value {
+    json!({ key: value })
+}
+
+/// Doc ids of a result list.
+pub fn ids(docs: &[Document]) -> Vec<String> {
+    docs.iter().map(|d| d.doc_id.clone()).collect()
+}
+
+/// `(rev, content)` pairs of `get_doc_conflicts`, first kept in place and the
+/// rest sorted (u1db's `assertGetDocConflicts`).
+pub fn conflicts_of(db: &Database, doc_id: &str) -> Vec<(String, Option<Value>)> {
+    let mut out: Vec<(String, Option<Value>)> = db
+        .get_doc_conflicts(doc_id)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.rev.clone().unwrap(), d.value().unwrap()))
+        .collect();
+    if out.len() > 1 {
+        out[1..].sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    out
+}
+
+/// Expected conflicts, written like u1db's tests.
+pub fn expect_conflicts(list: &[(&str, Option<&str>)]) -> Vec<(String, Option<Value>)> {
+    let mut out: Vec<(String, Option<Value>)> = list
+        .iter()
+        .map(|(rev, json)| ((*rev).to_owned(), json.map(|j| serde_json::from_str(j).unwrap())))
+        .collect();
+    if out.len() > 1 {
+        out[1..].sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    out
+}
+
+/// u1db's sync algorithm between two local databases (source pushes its
+/// changes, target applies them without saving conflicts and returns what the
+/// source has not seen, which the source applies saving conflicts). Returns
+/// the source generation before the sync.
+pub fn sync(source: &mut Database, target: &mut Database) -> Result<u64, soledad_store::StoreError> {
+    use soledad_store::PutState;
+    let source_uid = source.replica_uid().to_owned();
+    let target_uid = target.replica_uid().to_owned();
+    let (start_gen, _) = source.get_generation_info()?;
+    // What the target recorded about us must be in our log (we were not rolled back).
+    let (source_gen_known, source_tid_known) = target.get_replica_gen_and_trans_id(&source_uid)?;
+    source.validate_gen_and_trans_id(source_gen_known, &source_tid_known)?;
+    // What we recorded about the target must be in its log.
+    let (target_gen_known, target_tid_known) = source.get_replica_gen_and_trans_id(&target_uid)?;
+    target.validate_gen_and_trans_id(target_gen_known, &target_tid_known)?;
+    let outgoing = source.docs_changed_since(source_gen_known, usize::MAX)?;
+    let mut seen = std::collections::HashMap::new();
+    target.batch(|b| {
+        for changed in outgoing {
+            let mut doc = changed.doc;
+            let (state, at_gen) =
+                b.put_doc_if_newer(&mut doc, false, Some(&source_uid), changed.generation, &changed.transaction_id)?;
+            if matches!(state, PutState::Inserted | PutState::Converged) {
+                seen.insert(doc.doc_id.clone(), at_gen);
+            }
+        }
+        Ok::<(), soledad_store::StoreError>(())
+    })?;
+    let changes = target.whats_changed(target_gen_known)?;
+    let returned: Vec<_> = target
+        .docs_changed_since(target_gen_known, usize::MAX)?
+        .into_iter()
+        .filter(|c| seen.get(&c.doc.doc_id).is_none_or(|g| *g < c.generation))
+        .collect();
+    let mut inserted = 0u64;
+    source.batch(|b| {
+        for changed in returned {
+            let mut doc = changed.doc;
+            let (state, _) =
+                b.put_doc_if_newer(&mut doc, true, Some(&target_uid), changed.generation, &changed.transaction_id)?;
+            if state != PutState::Converged && state != PutState::Superseded {
+                inserted += 1;
+            }
+        }
+        b.set_replica_gen_and_trans_id(&target_uid, changes.generation, &changes.transaction_id)
+    })?;
+    let (cur_gen, cur_tid) = source.get_generation_info()?;
+    if cur_gen == start_gen + inserted {
+        target.set_replica_gen_and_trans_id(&source_uid, cur_gen, &cur_tid)?;
+    }
+    Ok(start_gen)
+}
