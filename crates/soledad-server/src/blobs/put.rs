@@ -1,0 +1,159 @@
+//! Uploading a blob: stream to a temporary file, fsync, publish atomically.
+//!
+//! Order of a successful upload:
+//! 1. claim the id (a second upload of it in flight gets `AlreadyExists`),
+//!    check it is not stored, reserve the announced length, wait for a write
+//!    permit;
+//! 2. stream chunks into `root/.tmp/<random>.part`, growing the reservation as
+//!    bytes arrive (quota enforced mid-stream), never holding more than one
+//!    chunk in memory;
+//! 3. stamp the upload time, fsync the file;
+//! 4. under the id's lock: write the flags sidecar (atomically), hard-link the
+//!    temp file to its final name (fails if the name exists: never clobbers),
+//!    remove a tombstone of an earlier delete, fsync the directories;
+//! 5. commit the reservation.
+//!
+//! Any error or a dropped future before step 4 drops the guards: the temp file
+//! is removed, the reservation, permit and claim released. Step 4 runs on the
+//! blocking pool and owns everything it needs, so a future dropped during it
+//! still ends in a consistent state (published and charged, or nothing).
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::backend::ByteStream;
+use super::blocking::run_blocking;
+use super::error::BlobError;
+use super::flags::Flag;
+use super::fs::StoreInner;
+use super::ids::{BlobId, Namespace, UserId};
+use super::layout::{BlobPaths, blob_paths};
+use super::sidecar::{encode_flags, sync_dir, write_atomic};
+use super::temp::{TempGuard, temp_path};
+
+fn exists(path: &Path) -> Result<bool, BlobError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Creates the blob's directory and its missing parents; when any was
+/// created, fsyncs the chain up to the root so the new entries are durable.
+fn create_dirs(root: &Path, paths: &BlobPaths) -> Result<(), BlobError> {
+    if paths.dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&paths.dir)?;
+    let mut dir = paths.dir.parent();
+    while let Some(d) = dir {
+        sync_dir(d)?;
+        if d == root {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+/// Streams `body` into a new blob. See [`BlobBackend::put`](super::backend::BlobBackend::put).
+pub(crate) async fn put(
+    inner: &Arc<StoreInner>,
+    user: &UserId,
+    ns: &Namespace,
+    id: &BlobId,
+    mut body: ByteStream,
+    content_length: Option<u64>,
+    initial_flags: &[Flag],
+) -> Result<u64, BlobError> {
+    let paths = blob_paths(&inner.root, user, ns, id);
+    let claim = inner.claims.claim_upload(&paths.key)?;
+    let content = paths.content.clone();
+    if run_blocking(move || exists(&content)).await? {
+        return Err(BlobError::AlreadyExists);
+    }
+    let mut reservation = inner
+        .ledger
+        .reserve(user, content_length.unwrap_or(0))
+        .await?;
+    let permit = Arc::clone(&inner.writes)
+        .acquire_owned()
+        .await
+        .map_err(io::Error::other)?;
+
+    let temp = TempGuard::new(temp_path(&inner.temp_dir)?);
+    let mut file = tokio::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(temp.path())
+        .await?;
+    let mut written: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(err) => {
+                tracing::debug!(error = %err, "blob upload body failed");
+                return Err(BlobError::BodyInterrupted);
+            }
+        };
+        let len = u64::try_from(chunk.len()).map_err(|_| BlobError::BodyInterrupted)?;
+        written = written.checked_add(len).ok_or(BlobError::BodyInterrupted)?;
+        if content_length.is_some_and(|expected| written > expected) {
+            return Err(BlobError::BodyInterrupted);
+        }
+        if written > reservation.bytes() {
+            reservation.grow(written - reservation.bytes())?;
+        }
+        file.write_all(&chunk).await?;
+    }
+    if content_length.is_some_and(|expected| written != expected) {
+        return Err(BlobError::BodyInterrupted);
+    }
+    file.flush().await?;
+    let file = file.into_std().await;
+    let flags = encode_flags(initial_flags);
+    let uploaded_at = inner.clock.next();
+    let inner = Arc::clone(inner);
+
+    run_blocking(move || {
+        // Owned here so a dropped caller cannot release them mid-publish.
+        let _permit = permit;
+        let _claim = claim;
+        file.set_modified(uploaded_at)?;
+        file.sync_all()?;
+        drop(file);
+
+        let _lock = inner.claims.lock(&paths.key);
+        if exists(&paths.content)? {
+            return Err(BlobError::AlreadyExists);
+        }
+        create_dirs(&inner.root, &paths)?;
+        // Flags before content: a crash in between leaves a flags file with no
+        // blob (ignored, and replaced by the next upload of this id), never a
+        // blob without the flags it was uploaded with.
+        write_atomic(&inner.temp_dir, &paths.flags, &flags, None)?;
+        match std::fs::hard_link(temp.path(), &paths.content) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(BlobError::AlreadyExists);
+            }
+            Err(err) => return Err(err.into()),
+        }
+        match std::fs::remove_file(&paths.tombstone) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err.into()),
+        }
+        sync_dir(&paths.dir)?;
+        reservation.shrink_to(written);
+        reservation.commit();
+        drop(temp);
+        Ok(written)
+    })
+    .await
+}
