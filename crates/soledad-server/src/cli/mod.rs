@@ -1,0 +1,105 @@
+//! Command-line interface of the `soledad-server` binary: arguments and
+//! dispatch to one module per command.
+
+mod admin;
+mod load;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Run and administer the Soledad server.
+#[derive(Debug, Parser)]
+#[command(name = "soledad-server", version, about, long_about = None)]
+pub(crate) struct Args {
+    /// Configuration file (INI, section [soledad-server]); default
+    /// /etc/soledad/soledad-server.conf when it exists.
+    #[arg(
+        long,
+        global = true,
+        env = "SOLEDAD_SERVER_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the config file's data_path); default
+    /// $XDG_DATA_HOME/soledad-server or ~/.local/share/soledad-server.
+    #[arg(
+        long,
+        global = true,
+        env = "SOLEDAD_SERVER_DATA_PATH",
+        value_name = "DIR"
+    )]
+    data_path: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the users API (TLS) and the local services API (the default).
+    Serve,
+    /// Manage users and their tokens.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage tokens of local services (the services tokens file).
+    #[command(subcommand, name = "service-token")]
+    ServiceToken(ServiceTokenCommand),
+    /// Create the user database NAME (`user-<uuid>`), as soledad-create-userdb did.
+    #[command(name = "create-userdb")]
+    CreateUserDb {
+        /// The database name, `user-<uuid>`.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Register a user and print their new token.
+    Add {
+        /// The user's uuid.
+        uuid: String,
+        /// Make the token expire after this many days.
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u64>,
+    },
+    /// List users (uuid and token expiry).
+    List,
+    /// Remove a user (their token stops working at once).
+    Remove {
+        /// The user's uuid.
+        uuid: String,
+    },
+    /// Replace a user's token and print the new one.
+    Token {
+        /// The user's uuid.
+        uuid: String,
+        /// Make the token expire after this many days.
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceTokenCommand {
+    /// Append a token for service NAME to the tokens file and print it.
+    Add {
+        /// The service name (e.g. `incoming`).
+        name: String,
+    },
+}
+
+/// Loads the configuration and runs the command.
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let serving = matches!(args.command, None | Some(Command::Serve));
+    load::init_logging(serving);
+    let config = load::config(args.config.as_deref(), args.data_path)?;
+    match args.command {
+        None | Some(Command::Serve) => serve::run(config),
+        Some(Command::User(command)) => admin::user(&config, command),
+        Some(Command::ServiceToken(ServiceTokenCommand::Add { name })) => {
+            admin::service_token_add(&config, &name)
+        }
+        Some(Command::CreateUserDb { name }) => admin::create_userdb(&config, &name),
+    }
+}

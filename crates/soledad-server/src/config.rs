@@ -1,0 +1,338 @@
+//! Server configuration: one documented [`Config`], its defaults and `validate()`.
+//!
+//! The library never reads the environment or files by itself: the binary reads
+//! the INI text and the environment and hands them to [`Config::apply_ini`] and
+//! [`Config::apply_env`]; library callers (tests, embedders) set the fields
+//! directly.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// Default port of the public users API (TLS), as in the seed.
+pub const DEFAULT_USERS_PORT: u16 = 2424;
+/// Default port of the local services API (plain HTTP on 127.0.0.1), as in the seed.
+pub const DEFAULT_SERVICES_PORT: u16 = 2525;
+/// The INI section the server reads, as in the seed.
+pub const INI_SECTION: &str = "soledad-server";
+/// Default per-user quota: 4 GiB.
+pub const DEFAULT_QUOTA_BYTES: u64 = 4 << 30;
+/// Default cap on one shared (key backup) document: 1 MiB.
+pub const DEFAULT_SHARED_DOC_MAX_BYTES: u64 = 1 << 20;
+/// Largest accepted `shared_doc_max_bytes`.
+pub const MAX_SHARED_DOC_MAX_BYTES: u64 = 64 << 20;
+
+/// Seed options that configured the CouchDB backend; accepted and ignored.
+const LEGACY_OPTIONS: [&str; 3] = ["couch_url", "create_cmd", "admin_netrc"];
+
+/// Everything the server needs to run.
+///
+/// Build one with [`Config::new`] (defaults under a data directory), adjust the
+/// fields, then [`Server::start`](crate::Server::start) validates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Directory for the token store, shared store, user databases, blobs and
+    /// the generated TLS certificate. INI option `data_path`.
+    pub data_path: PathBuf,
+    /// Address of the public users API (TLS). INI `users_address`; env
+    /// `HTTPS_PORT` overrides the port. Default `0.0.0.0:2424`.
+    pub users_address: SocketAddr,
+    /// Address of the local services API (plain HTTP). Must be a loopback
+    /// address. INI `services_address`; env `LOCAL_SERVICES_PORT` overrides the
+    /// port. Default `127.0.0.1:2525`.
+    pub services_address: SocketAddr,
+    /// PEM certificate chain for the users API. INI `tls_cert_file`. When unset,
+    /// a self-signed certificate is generated once in the data directory.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key matching `tls_cert_file`. INI `tls_key_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Whether the blobs API is served. Seed option `blobs`. Default `true`
+    /// (Δ the seed defaulted to false; blobs are the main payload path now).
+    pub blobs: bool,
+    /// Where blobs are stored. Seed option `blobs_path`; default
+    /// `<data_path>/blobs`.
+    pub blobs_path: Option<PathBuf>,
+    /// Limit of concurrent blob writes. Seed option `concurrent_blob_writes`,
+    /// default 50.
+    pub concurrent_blob_writes: usize,
+    /// File of `name:token` lines for the services API. Seed option
+    /// `services_tokens_file`; default `<data_path>/services.tokens`.
+    pub services_tokens_file: Option<PathBuf>,
+    /// Whether sync uses batching. Seed option `batching`, default true (kept
+    /// for the sync routes).
+    pub batching: bool,
+    /// Storage quota of each user, in bytes. INI `quota_bytes`.
+    pub quota_bytes: u64,
+    /// Largest shared document accepted, in bytes. INI `shared_doc_max_bytes`.
+    pub shared_doc_max_bytes: u64,
+}
+
+impl Config {
+    /// Defaults for a server keeping its state in `data_path`.
+    pub fn new(data_path: impl Into<PathBuf>) -> Config {
+        Config {
+            data_path: data_path.into(),
+            users_address: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_USERS_PORT)),
+            services_address: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_SERVICES_PORT)),
+            tls_cert_file: None,
+            tls_key_file: None,
+            blobs: true,
+            blobs_path: None,
+            concurrent_blob_writes: 50,
+            services_tokens_file: None,
+            batching: true,
+            quota_bytes: DEFAULT_QUOTA_BYTES,
+            shared_doc_max_bytes: DEFAULT_SHARED_DOC_MAX_BYTES,
+        }
+    }
+
+    /// Defaults for tests and embedding: both APIs on `127.0.0.1` with port 0
+    /// (a free port chosen by the system).
+    pub fn loopback(data_path: impl Into<PathBuf>) -> Config {
+        let mut config = Config::new(data_path);
+        config.users_address = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        config.services_address = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        config
+    }
+
+    /// Where blobs are stored.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.blobs_path
+            .clone()
+            .unwrap_or_else(|| self.data_path.join("blobs"))
+    }
+
+    /// The services tokens file.
+    pub fn services_tokens_path(&self) -> PathBuf {
+        self.services_tokens_file
+            .clone()
+            .unwrap_or_else(|| self.data_path.join("services.tokens"))
+    }
+
+    /// The user token store (SQLite).
+    pub fn token_store_path(&self) -> PathBuf {
+        self.data_path.join("tokens.sqlite")
+    }
+
+    /// The shared store of key backups (SQLite).
+    pub fn shared_store_path(&self) -> PathBuf {
+        self.data_path.join("shared.sqlite")
+    }
+
+    /// Directory of the per-user document databases (`user-<uuid>`).
+    pub fn user_dbs_dir(&self) -> PathBuf {
+        self.data_path.join("users")
+    }
+
+    /// Applies the `[soledad-server]` section of an INI text (the seed's
+    /// configuration file format). Unknown options are refused; the seed's
+    /// CouchDB options are accepted and ignored with a warning.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the offending option (or `config file` when the
+    /// text is not INI).
+    pub fn apply_ini(&mut self, text: &str) -> Result<(), Error> {
+        let ini = ini::Ini::load_from_str(text)
+            .map_err(|e| Error::config("config file", e.to_string()))?;
+        let Some(section) = ini.section(Some(INI_SECTION)) else {
+            return Ok(());
+        };
+        for (key, value) in section.iter() {
+            self.apply_option(key, value.trim())?;
+        }
+        Ok(())
+    }
+
+    fn apply_option(&mut self, key: &str, value: &str) -> Result<(), Error> {
+        match key {
+            "data_path" => self.data_path = non_empty_path(key, value)?,
+            "users_address" => self.users_address = parse(key, value)?,
+            "services_address" => self.services_address = parse(key, value)?,
+            "tls_cert_file" => self.tls_cert_file = Some(non_empty_path(key, value)?),
+            "tls_key_file" => self.tls_key_file = Some(non_empty_path(key, value)?),
+            "blobs" => self.blobs = parse_bool(key, value)?,
+            "blobs_path" => self.blobs_path = Some(non_empty_path(key, value)?),
+            "concurrent_blob_writes" => self.concurrent_blob_writes = parse(key, value)?,
+            "services_tokens_file" => self.services_tokens_file = Some(non_empty_path(key, value)?),
+            "batching" => self.batching = parse_bool(key, value)?,
+            "quota_bytes" => self.quota_bytes = parse(key, value)?,
+            "shared_doc_max_bytes" => self.shared_doc_max_bytes = parse(key, value)?,
+            legacy if LEGACY_OPTIONS.contains(&legacy) => {
+                tracing::warn!(option = legacy, "ignoring CouchDB-era option");
+            }
+            unknown => return Err(Error::config(unknown, "unknown option")),
+        }
+        Ok(())
+    }
+
+    /// Applies environment overrides: `HTTPS_PORT` and `LOCAL_SERVICES_PORT`
+    /// (as in the seed). Other variables are ignored.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable when its value is not a port.
+    pub fn apply_env<I, K, V>(&mut self, vars: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        for (key, value) in vars {
+            let (key, value) = (key.as_ref(), value.as_ref().trim());
+            match key {
+                "HTTPS_PORT" => self.users_address.set_port(parse(key, value)?),
+                "LOCAL_SERVICES_PORT" => self.services_address.set_port(parse(key, value)?),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every option; called by `Server::start`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first bad option.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.data_path.as_os_str().is_empty() {
+            return Err(Error::config("data_path", "must not be empty"));
+        }
+        if !self.services_address.ip().is_loopback() {
+            return Err(Error::config(
+                "services_address",
+                "the services API must listen on a loopback address (e.g. 127.0.0.1)",
+            ));
+        }
+        if self.users_address.port() != 0
+            && self.users_address.port() == self.services_address.port()
+            && (self.users_address.ip().is_unspecified()
+                || self.users_address.ip() == self.services_address.ip())
+        {
+            return Err(Error::config(
+                "services_address",
+                "must not use the same port as users_address",
+            ));
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(Error::config("tls_key_file", "required with tls_cert_file"));
+            }
+            (None, Some(_)) => {
+                return Err(Error::config("tls_cert_file", "required with tls_key_file"));
+            }
+            _ => {}
+        }
+        if self.concurrent_blob_writes == 0 {
+            return Err(Error::config(
+                "concurrent_blob_writes",
+                "must be at least 1",
+            ));
+        }
+        if self.quota_bytes == 0 {
+            return Err(Error::config("quota_bytes", "must be at least 1"));
+        }
+        if self.shared_doc_max_bytes == 0 || self.shared_doc_max_bytes > MAX_SHARED_DOC_MAX_BYTES {
+            return Err(Error::config(
+                "shared_doc_max_bytes",
+                format!("must be between 1 and {MAX_SHARED_DOC_MAX_BYTES}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Error>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e: T::Err| Error::config(key, format!("cannot parse {value:?}: {e}")))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::config(
+            key,
+            format!("expected true or false, got {value:?}"),
+        )),
+    }
+}
+
+fn non_empty_path(key: &str, value: &str) -> Result<PathBuf, Error> {
+    if value.is_empty() {
+        return Err(Error::config(key, "must not be empty"));
+    }
+    Ok(Path::new(value).to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad_option(result: Result<(), Error>) -> String {
+        match result {
+            Err(Error::Config { option, .. }) => option,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ini_sets_seed_and_own_options() {
+        let mut config = Config::new("/data");
+        config
+            .apply_ini(
+                "[soledad-server]\nblobs = false\nblobs_path = /srv/blobs\n\
+                 concurrent_blob_writes = 7\nservices_tokens_file = /etc/t\n\
+                 couch_url = http://x\nquota_bytes = 1000\n",
+            )
+            .unwrap();
+        assert!(!config.blobs);
+        assert_eq!(config.blobs_dir(), PathBuf::from("/srv/blobs"));
+        assert_eq!(config.concurrent_blob_writes, 7);
+        assert_eq!(config.services_tokens_path(), PathBuf::from("/etc/t"));
+        assert_eq!(config.quota_bytes, 1000);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let mut config = Config::new("/data");
+        let err = config.apply_ini("[soledad-server]\nconcurrent_blob_writes = many\n");
+        assert_eq!(bad_option(err), "concurrent_blob_writes");
+        let err = config.apply_ini("[soledad-server]\nblobs = maybe\n");
+        assert_eq!(bad_option(err), "blobs");
+        let err = config.apply_ini("[soledad-server]\nblob_path = /x\n");
+        assert_eq!(bad_option(err), "blob_path");
+        let err = config.apply_env([("HTTPS_PORT", "70000")]);
+        assert_eq!(bad_option(err), "HTTPS_PORT");
+    }
+
+    #[test]
+    fn validate_refuses_public_services_api() {
+        let mut config = Config::new("/data");
+        config.services_address = "0.0.0.0:2525".parse().unwrap();
+        assert_eq!(bad_option(config.validate()), "services_address");
+        let mut config = Config::new("/data");
+        config.tls_cert_file = Some("/c.pem".into());
+        assert_eq!(bad_option(config.validate()), "tls_key_file");
+        let mut config = Config::new("/data");
+        config.concurrent_blob_writes = 0;
+        assert_eq!(bad_option(config.validate()), "concurrent_blob_writes");
+    }
+
+    #[test]
+    fn env_overrides_ports() {
+        let mut config = Config::new("/data");
+        config
+            .apply_env([
+                ("HTTPS_PORT", "4430"),
+                ("LOCAL_SERVICES_PORT", "0"),
+                ("X", "y"),
+            ])
+            .unwrap();
+        assert_eq!(config.users_address.port(), 4430);
+        assert_eq!(config.services_address.port(), 0);
+    }
+}

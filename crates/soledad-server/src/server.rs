@@ -1,0 +1,240 @@
+//! Starting and stopping the two listeners.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use axum_server::{Control, Handle};
+use tokio::task::JoinHandle;
+
+use crate::auth::{ServiceTokens, SqliteTokenStore, TokenStore};
+use crate::blobs::{BlobBackend, FsBlobConfig, FsBlobStore};
+use crate::config::Config;
+use crate::error::Error;
+use crate::routes::{AppState, services_router, users_router};
+use crate::shared::{SharedStore, SqliteSharedStore};
+use crate::tls;
+
+/// How long a graceful shutdown waits for requests in flight before closing
+/// their connections.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Entry point: `Server::start(config)` for the embedded backends, or
+/// [`Server::builder`] to plug other storage behind the same traits.
+#[derive(Debug)]
+pub struct Server;
+
+/// Builds a server with chosen storage backends; any not given is the embedded
+/// default under `config.data_path`.
+pub struct ServerBuilder {
+    config: Config,
+    tokens: Option<Arc<dyn TokenStore>>,
+    shared: Option<Arc<dyn SharedStore>>,
+    blobs: Option<Arc<dyn BlobBackend>>,
+}
+
+impl Server {
+    /// Starts a server with the embedded backends.
+    ///
+    /// # Errors
+    /// See [`ServerBuilder::start`].
+    pub async fn start(config: Config) -> Result<RunningServer, Error> {
+        Server::builder(config).start().await
+    }
+
+    /// A builder to replace storage backends.
+    pub fn builder(config: Config) -> ServerBuilder {
+        ServerBuilder {
+            config,
+            tokens: None,
+            shared: None,
+            blobs: None,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Uses `tokens` instead of the embedded token store.
+    pub fn token_store(mut self, tokens: Arc<dyn TokenStore>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// Uses `shared` instead of the embedded shared store.
+    pub fn shared_store(mut self, shared: Arc<dyn SharedStore>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// Uses `blobs` instead of the embedded filesystem blob store.
+    pub fn blob_backend(mut self, blobs: Arc<dyn BlobBackend>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// Validates the configuration, opens the stores, loads or generates the
+    /// certificate, binds both listeners and starts serving.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad option, [`Error::Certificate`],
+    /// [`Error::Io`] (e.g. a port in use), [`Error::Database`], [`Error::Blob`].
+    pub async fn start(self) -> Result<RunningServer, Error> {
+        self.config.validate()?;
+        // Opening files and SQLite blocks: keep it off the async workers.
+        let ready = tokio::task::spawn_blocking(move || self.prepare())
+            .await
+            .map_err(|_| Error::StorageUnavailable)??;
+        ready.serve()
+    }
+
+    fn prepare(self) -> Result<Prepared, Error> {
+        let config = self.config;
+        std::fs::create_dir_all(&config.data_path).map_err(Error::io("creating data_path"))?;
+        let tokens = match self.tokens {
+            Some(tokens) => tokens,
+            None => Arc::new(SqliteTokenStore::open(&config.token_store_path())?),
+        };
+        let shared = match self.shared {
+            Some(shared) => shared,
+            None => Arc::new(SqliteSharedStore::open(&config.shared_store_path())?),
+        };
+        let blobs: Option<Arc<dyn BlobBackend>> = match (config.blobs, self.blobs) {
+            (false, _) => None,
+            (true, Some(blobs)) => Some(blobs),
+            (true, None) => Some(Arc::new(FsBlobStore::open(FsBlobConfig {
+                root: config.blobs_dir(),
+                concurrent_blob_writes: config.concurrent_blob_writes,
+                quota_bytes: config.quota_bytes,
+            })?)),
+        };
+        let services = Arc::new(ServiceTokens::load(&config.services_tokens_path())?);
+        let tls = tls::load(&config)?;
+        let users_listener = bind(config.users_address, "binding the users API address")?;
+        let services_listener = bind(config.services_address, "binding the services API address")?;
+        Ok(Prepared {
+            state: AppState {
+                shared,
+                blobs,
+                batching: config.batching,
+                quota_bytes: config.quota_bytes,
+                shared_doc_max_bytes: config.shared_doc_max_bytes,
+            },
+            tokens,
+            services,
+            cert_path: tls.cert_path,
+            rustls: tls.server_config,
+            users_listener,
+            services_listener,
+        })
+    }
+}
+
+fn bind(address: SocketAddr, context: &'static str) -> Result<std::net::TcpListener, Error> {
+    std::net::TcpListener::bind(address).map_err(Error::io(context))
+}
+
+struct Prepared {
+    state: AppState,
+    tokens: Arc<dyn TokenStore>,
+    services: Arc<ServiceTokens>,
+    cert_path: PathBuf,
+    rustls: Arc<rustls::ServerConfig>,
+    users_listener: std::net::TcpListener,
+    services_listener: std::net::TcpListener,
+}
+
+impl Prepared {
+    fn serve(self) -> Result<RunningServer, Error> {
+        let users_addr = self
+            .users_listener
+            .local_addr()
+            .map_err(Error::io("reading the users API address"))?;
+        let services_addr = self
+            .services_listener
+            .local_addr()
+            .map_err(Error::io("reading the services API address"))?;
+        let control = Control::new();
+
+        let users_app = users_router(
+            self.state.clone(),
+            self.tokens.clone(),
+            self.services.clone(),
+        );
+        let users = axum_server::from_tcp_rustls(
+            self.users_listener,
+            RustlsConfig::from_config(self.rustls),
+        )
+        .map_err(Error::io("starting the users API"))?
+        .handle(Handle::with_control(control.clone()));
+        let users_task = tokio::spawn(users.serve(users_app.into_make_service()));
+
+        let services_app = services_router(self.state, self.tokens, self.services);
+        let services = axum_server::from_tcp(self.services_listener)
+            .map_err(Error::io("starting the services API"))?
+            .handle(Handle::with_control(control.clone()));
+        let services_task = tokio::spawn(services.serve(services_app.into_make_service()));
+
+        tracing::info!(
+            users_api = %users_addr,
+            services_api = %services_addr,
+            cert_file = %self.cert_path.display(),
+            "soledad-server listening (give clients cert_file to trust)"
+        );
+        Ok(RunningServer {
+            users_addr,
+            services_addr,
+            cert_path: self.cert_path,
+            control,
+            tasks: vec![users_task, services_task],
+        })
+    }
+}
+
+/// A started server. Dropping it leaves the listeners running until the
+/// runtime stops; call [`RunningServer::shutdown`] to stop cleanly.
+#[derive(Debug)]
+pub struct RunningServer {
+    users_addr: SocketAddr,
+    services_addr: SocketAddr,
+    cert_path: PathBuf,
+    control: Control,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// Bound address of the users API (TLS).
+    pub fn users_addr(&self) -> SocketAddr {
+        self.users_addr
+    }
+
+    /// Bound address of the services API (plain HTTP, loopback).
+    pub fn services_addr(&self) -> SocketAddr {
+        self.services_addr
+    }
+
+    /// The certificate clients should trust (`cert_file`).
+    pub fn cert_path(&self) -> &Path {
+        &self.cert_path
+    }
+
+    /// Stops accepting connections, lets requests in flight finish (up to
+    /// [`SHUTDOWN_GRACE`]), and waits for both listeners to stop.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if a listener failed while serving.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.control.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        let mut result = Ok(());
+        for task in self.tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(Error::io("serving")(e)),
+                Err(_) => result = Err(Error::StorageUnavailable),
+            }
+        }
+        tracing::info!("soledad-server stopped");
+        result
+    }
+}

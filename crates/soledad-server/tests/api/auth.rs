@@ -1,0 +1,234 @@
+//! The authentication/authorisation matrix over every route.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::{Method, StatusCode};
+use soledad_server::TokenStore as _;
+
+use crate::util::{Creds, TestServer, auth_header, service_header};
+
+/// Every users-API route that names a user, for user `u`.
+fn user_routes(u: &str) -> Vec<(Method, String, Option<&'static str>)> {
+    vec![
+        (Method::GET, format!("/blobs/{u}"), None),
+        (Method::GET, format!("/blobs/{u}?only_count=true"), None),
+        (Method::GET, format!("/blobs/{u}/b1"), None),
+        (Method::GET, format!("/blobs/{u}/b1?only_flags=true"), None),
+        (Method::PUT, format!("/blobs/{u}/b2"), Some("data")),
+        (
+            Method::POST,
+            format!("/blobs/{u}/b1"),
+            Some("[\"PENDING\"]"),
+        ),
+        (Method::DELETE, format!("/blobs/{u}/b1"), None),
+        (Method::GET, format!("/usage/{u}"), None),
+        (Method::GET, format!("/user-{u}/sync-from/replica1"), None),
+        (
+            Method::POST,
+            format!("/user-{u}/sync-from/replica1"),
+            Some("{}"),
+        ),
+        (
+            Method::PUT,
+            format!("/user-{u}/sync-from/replica1"),
+            Some("{}"),
+        ),
+    ]
+}
+
+/// Routes any authenticated user may use (none names a user).
+fn common_routes() -> Vec<(Method, String, Option<&'static str>)> {
+    vec![
+        (Method::GET, "/shared/doc/backup1".to_owned(), None),
+        (Method::PUT, "/shared/doc/backup2".to_owned(), Some("x")),
+        (
+            Method::DELETE,
+            "/shared/doc/backup1?old_rev=1-0".to_owned(),
+            None,
+        ),
+    ]
+}
+
+async fn status(
+    t: &TestServer,
+    method: &Method,
+    path: &str,
+    body: Option<&'static str>,
+    auth: Option<&str>,
+) -> StatusCode {
+    let mut request = t.client.request(method.clone(), t.url(path));
+    if let Some(auth) = auth {
+        request = request.header("authorization", auth);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    request.send().await.unwrap().status()
+}
+
+async fn put_blob(t: &TestServer, who: &Creds, id: &str, body: &'static str) {
+    let response = t
+        .client
+        .put(t.url(&format!("/blobs/{}/{id}", who.uuid)))
+        .header("authorization", &who.header)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn anonymous_and_bad_credentials_get_401_everywhere() {
+    let t = TestServer::start().await;
+    let bad_headers = [
+        None,
+        Some(auth_header("alice", "not-her-token")),
+        Some(auth_header("nobody", "whatever")),
+        Some("Token !!!not-base64".to_owned()),
+        Some("Basic YWxpY2U6eA==".to_owned()),
+        Some(service_header()),
+    ];
+    let mut routes = user_routes("alice");
+    routes.extend(common_routes());
+    routes.push((Method::GET, "/nope".to_owned(), None));
+    routes.push((Method::PUT, "/incoming/alice/x".to_owned(), Some("x")));
+    for header in &bad_headers {
+        for (method, path, body) in &routes {
+            let got = status(&t, method, path, *body, header.as_deref()).await;
+            assert_eq!(
+                got,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {header:?}"
+            );
+        }
+        // Bad credentials are refused even on the public routes' neighbours,
+        // but anonymous users reach the public ones.
+    }
+    assert_eq!(
+        status(&t, &Method::GET, "/", None, None).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&t, &Method::GET, "/robots.txt", None, None).await,
+        StatusCode::OK
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_removed_and_rotated_tokens() {
+    let t = TestServer::start().await;
+    let past = SystemTime::now() - Duration::from_secs(60);
+    let expired = t.tokens.add("carol", Some(past)).await.unwrap();
+    let carol = auth_header("carol", expired.expose());
+    assert_eq!(
+        status(&t, &Method::GET, "/blobs/carol", None, Some(&carol)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let future = SystemTime::now() + Duration::from_secs(3600);
+    let fresh = t.tokens.rotate("carol", Some(future)).await.unwrap();
+    let carol_new = auth_header("carol", fresh.expose());
+    assert_eq!(
+        status(&t, &Method::GET, "/blobs/carol", None, Some(&carol_new)).await,
+        StatusCode::OK
+    );
+    // Rotation: the old token stops working.
+    let again = t.tokens.rotate("carol", None).await.unwrap();
+    assert_eq!(
+        status(&t, &Method::GET, "/blobs/carol", None, Some(&carol_new)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let carol_again = auth_header("carol", again.expose());
+    assert_eq!(
+        status(&t, &Method::GET, "/blobs/carol", None, Some(&carol_again)).await,
+        StatusCode::OK
+    );
+    // Removal: refused at once.
+    t.tokens.remove("carol").await.unwrap();
+    assert_eq!(
+        status(&t, &Method::GET, "/blobs/carol", None, Some(&carol_again)).await,
+        StatusCode::UNAUTHORIZED
+    );
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn user_a_gets_403_on_every_route_naming_user_b() {
+    let t = TestServer::start().await;
+    put_blob(&t, &t.bob, "b1", "bob's data").await;
+    for (method, path, body) in user_routes(&t.bob.uuid) {
+        let got = status(&t, &method, &path, body, Some(&t.alice.header)).await;
+        assert_eq!(got, StatusCode::FORBIDDEN, "alice: {method} {path}");
+    }
+    // Bob's blob is untouched, and nothing was created for him.
+    let response = t
+        .client
+        .get(t.url("/blobs/bob/b1"))
+        .header("authorization", &t.bob.header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "bob's data");
+    let list: Vec<String> = t
+        .client
+        .get(t.url("/blobs/bob"))
+        .header("authorization", &t.bob.header)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list, vec!["b1".to_owned()]);
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn owner_passes_auth_on_every_own_route() {
+    let t = TestServer::start().await;
+    put_blob(&t, &t.alice, "b1", "alice's data").await;
+    let mut routes = user_routes(&t.alice.uuid);
+    routes.extend(common_routes());
+    for (method, path, body) in routes {
+        let got = status(&t, &method, &path, body, Some(&t.alice.header)).await;
+        assert!(
+            got != StatusCode::UNAUTHORIZED && got != StatusCode::FORBIDDEN,
+            "alice: {method} {path} -> {got}"
+        );
+    }
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn services_api_accepts_only_service_tokens() {
+    let t = TestServer::start().await;
+    let put = |auth: Option<String>| {
+        let mut request = t
+            .plain
+            .put(t.services_url("/incoming/alice/m1"))
+            .body("payload");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send()
+    };
+    assert_eq!(put(None).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        put(Some(t.alice.header.clone())).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        put(Some(auth_header("incoming", "wrong")))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        put(Some(service_header())).await.unwrap().status(),
+        StatusCode::OK
+    );
+    t.shutdown().await;
+}
