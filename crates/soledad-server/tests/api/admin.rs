@@ -137,7 +137,7 @@ async fn service_token_add_enables_incoming_delivery() {
 
     let server = Server::start(Config::loopback(&data)).await.unwrap();
     let url = format!("http://{}/incoming/alice/m1", server.services_addr());
-    let client = reqwest::Client::new();
+    let client = crate::util::plain_client();
     let response = client
         .put(&url)
         .header("authorization", auth_header("incoming", &token))

@@ -57,6 +57,7 @@ async fn serves_http2_and_http1_over_tls_with_generated_cert() {
     let response = t.client.get(t.url("/")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
 
+    crate::util::install_provider();
     let http1 = reqwest::Client::builder()
         .tls_backend_preconfigured(crate::util::tls_client_config(&cert, &[b"http/1.1"]))
         .http1_only()

@@ -1,7 +1,7 @@
 //! Test helpers: a real server on 127.0.0.1 port 0 with TLS, clients that trust
 //! its generated certificate, and a raw TLS/TCP request helper.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
@@ -50,8 +50,21 @@ pub fn tls_client_config(cert: &Path, alpn: &[&[u8]]) -> rustls::ClientConfig {
     config
 }
 
+/// reqwest (built without a default provider) needs a process-wide one.
+pub fn install_provider() {
+    // Err only means another test installed it already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A plain-HTTP client (services API).
+pub fn plain_client() -> reqwest::Client {
+    install_provider();
+    reqwest::Client::new()
+}
+
 /// A reqwest client trusting the server's certificate (HTTP/2 or HTTP/1.1).
 pub fn client_for(cert: &Path) -> reqwest::Client {
+    install_provider();
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls_client_config(cert, &[b"h2", b"http/1.1"]))
         .build()
@@ -92,7 +105,7 @@ impl TestServer {
             tokens,
             server: Some(server),
             client,
-            plain: reqwest::Client::new(),
+            plain: plain_client(),
             alice,
             bob,
         }
