@@ -188,6 +188,7 @@ impl FsBlobStore {
                 &paths.tombstone,
                 stamp.as_bytes(),
                 Some(deleted_at),
+                true,
             )?;
             std::fs::remove_file(&paths.content).map_err(map_not_found)?;
             match std::fs::remove_file(&paths.flags) {
@@ -234,7 +235,13 @@ impl FsBlobStore {
             if !content_exists(&paths.content)? {
                 return Err(BlobError::NotFound);
             }
-            write_atomic(&inner.temp_dir, &paths.flags, &encode_flags(&flags), None)?;
+            write_atomic(
+                &inner.temp_dir,
+                &paths.flags,
+                &encode_flags(&flags),
+                None,
+                true,
+            )?;
             Ok(())
         })
         .await

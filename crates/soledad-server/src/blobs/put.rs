@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::backend::ByteStream;
 use super::blocking::run_blocking;
@@ -34,6 +34,9 @@ use super::ids::{BlobId, Namespace, UserId};
 use super::layout::{BlobPaths, blob_paths};
 use super::sidecar::{encode_flags, sync_dir, write_atomic};
 use super::temp::{TempGuard, temp_path};
+
+/// Size of the write buffer of an upload.
+const WRITE_BUFFER: usize = 256 * 1024;
 
 fn exists(path: &Path) -> Result<bool, BlobError> {
     match std::fs::symlink_metadata(path) {
@@ -87,11 +90,13 @@ pub(crate) async fn put(
         .map_err(io::Error::other)?;
 
     let temp = TempGuard::new(temp_path(&inner.temp_dir)?);
-    let mut file = tokio::fs::File::options()
+    let file = tokio::fs::File::options()
         .write(true)
         .create_new(true)
         .open(temp.path())
         .await?;
+    // Batches small network chunks into fewer blocking writes.
+    let mut file = BufWriter::with_capacity(WRITE_BUFFER, file);
     let mut written: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = match chunk {
@@ -115,7 +120,7 @@ pub(crate) async fn put(
         return Err(BlobError::BodyInterrupted);
     }
     file.flush().await?;
-    let file = file.into_std().await;
+    let file = file.into_inner().into_std().await;
     let flags = encode_flags(initial_flags);
     let uploaded_at = inner.clock.next();
     let inner = Arc::clone(inner);
@@ -136,7 +141,8 @@ pub(crate) async fn put(
         // Flags before content: a crash in between leaves a flags file with no
         // blob (ignored, and replaced by the next upload of this id), never a
         // blob without the flags it was uploaded with.
-        write_atomic(&inner.temp_dir, &paths.flags, &flags, None)?;
+        // (The directory is synced once below, for both new entries.)
+        write_atomic(&inner.temp_dir, &paths.flags, &flags, None, false)?;
         match std::fs::hard_link(temp.path(), &paths.content) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {

@@ -20,11 +20,14 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Writes `bytes` to `target` atomically, with `mtime` as its modification
 /// time if given, using a temporary file in `temp_dir` (same filesystem).
+/// With `sync_parent`, also fsyncs `target`'s directory (otherwise the caller
+/// does, after its other changes there).
 pub(crate) fn write_atomic(
     temp_dir: &Path,
     target: &Path,
     bytes: &[u8],
     mtime: Option<SystemTime>,
+    sync_parent: bool,
 ) -> io::Result<()> {
     let guard = TempGuard::new(temp_path(temp_dir)?);
     let mut file = File::options()
@@ -39,7 +42,7 @@ pub(crate) fn write_atomic(
     drop(file);
     fs::rename(guard.path(), target)?;
     guard.persist();
-    if let Some(dir) = target.parent() {
+    if sync_parent && let Some(dir) = target.parent() {
         sync_dir(dir)?;
     }
     Ok(())
