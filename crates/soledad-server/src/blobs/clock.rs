@@ -12,7 +12,7 @@ pub(crate) struct UploadClock {
 }
 
 impl UploadClock {
-    /// A clock starting now.
+    /// A clock that has handed out nothing yet.
     pub(crate) fn new() -> Self {
         Self {
             last: Mutex::new(SystemTime::UNIX_EPOCH),
