@@ -4,18 +4,21 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::document::Document;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::payload::{JsonContent, Payload};
 use crate::read;
 use crate::sync::{self, PutState};
 use crate::write::{self, Ctx};
 
-/// The handle given to [`crate::Database::batch`]'s closure. Each method is
-/// atomic (a savepoint); the whole batch commits when the closure returns `Ok`.
+/// The handle given to [`crate::Database::batch`]'s closure. The whole batch
+/// commits when the closure returns `Ok`; an operation that fails without
+/// writing anything (validation, revision conflicts …) can be handled and the
+/// batch goes on.
 #[derive(Debug)]
 pub struct Batch<'a, P: Payload> {
     conn: &'a Connection,
     ctx: &'a mut Ctx,
+    aborted: bool,
     _payload: std::marker::PhantomData<fn() -> P>,
 }
 
@@ -24,26 +27,33 @@ impl<'a, P: Payload> Batch<'a, P> {
         Self {
             conn,
             ctx,
+            aborted: false,
             _payload: std::marker::PhantomData,
         }
     }
 
-    /// Runs one operation inside a savepoint; on error the operation leaves
-    /// nothing behind and `doc` keeps its rev and conflict flag.
+    /// Runs one operation. Operations check everything before they write, so
+    /// one that fails usually wrote nothing and the batch goes on. One that
+    /// fails after writing (an SQLite error, a corrupt row) aborts the batch:
+    /// later operations and the commit fail with [`StoreError::BatchAborted`]
+    /// and nothing of the batch is kept. (Cheaper than a savepoint per
+    /// operation, which copies every touched page.)
     fn atomic<T>(&mut self, op: impl FnOnce(&Connection, &mut Ctx) -> Result<T>) -> Result<T> {
-        self.conn.execute_batch("SAVEPOINT soledad_op")?;
-        match op(self.conn, self.ctx) {
-            Ok(value) => {
-                self.conn.execute_batch("RELEASE soledad_op")?;
-                Ok(value)
-            }
-            Err(err) => {
-                self.ctx.reset_transaction_cache();
-                self.conn
-                    .execute_batch("ROLLBACK TO soledad_op; RELEASE soledad_op")?;
-                Err(err)
-            }
+        if self.aborted {
+            return Err(StoreError::BatchAborted);
         }
+        let changes_before = self.conn.total_changes();
+        let result = op(self.conn, self.ctx);
+        if result.is_err() && self.conn.total_changes() != changes_before {
+            self.aborted = true;
+            self.ctx.reset_transaction_cache();
+        }
+        result
+    }
+
+    /// True once an operation failed half-way: the batch will not commit.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
     }
 
     fn atomic_doc<T>(
@@ -65,7 +75,11 @@ impl<'a, P: Payload> Batch<'a, P> {
     ///
     /// # Errors
     /// As [`crate::Database::create_doc`].
-    pub fn create_doc_with_content(&mut self, content: P, doc_id: Option<&str>) -> Result<Document<P>> {
+    pub fn create_doc_with_content(
+        &mut self,
+        content: P,
+        doc_id: Option<&str>,
+    ) -> Result<Document<P>> {
         self.atomic(|conn, ctx| write::create_doc(conn, ctx, content, doc_id))
     }
 
@@ -89,9 +103,18 @@ impl<'a, P: Payload> Batch<'a, P> {
     ///
     /// # Errors
     /// As [`crate::Database::resolve_doc`].
-    pub fn resolve_doc<S: AsRef<str>>(&mut self, doc: &mut Document<P>, conflicted_revs: &[S]) -> Result<()> {
-        let revs: Vec<String> = conflicted_revs.iter().map(|r| r.as_ref().to_owned()).collect();
-        self.atomic_doc(doc, |conn, ctx, doc| write::resolve_doc(conn, ctx, doc, &revs))
+    pub fn resolve_doc<S: AsRef<str>>(
+        &mut self,
+        doc: &mut Document<P>,
+        conflicted_revs: &[S],
+    ) -> Result<()> {
+        let revs: Vec<String> = conflicted_revs
+            .iter()
+            .map(|r| r.as_ref().to_owned())
+            .collect();
+        self.atomic_doc(doc, |conn, ctx, doc| {
+            write::resolve_doc(conn, ctx, doc, &revs)
+        })
     }
 
     /// As [`crate::Database::put_doc_if_newer`].
@@ -107,7 +130,15 @@ impl<'a, P: Payload> Batch<'a, P> {
         replica_trans_id: &str,
     ) -> Result<(PutState, u64)> {
         self.atomic_doc(doc, |conn, ctx, doc| {
-            write::put_doc_if_newer(conn, ctx, doc, save_conflict, replica_uid, replica_gen, replica_trans_id)
+            write::put_doc_if_newer(
+                conn,
+                ctx,
+                doc,
+                save_conflict,
+                replica_uid,
+                replica_gen,
+                replica_trans_id,
+            )
         })
     }
 
@@ -115,8 +146,15 @@ impl<'a, P: Payload> Batch<'a, P> {
     ///
     /// # Errors
     /// As [`crate::Database::set_replica_gen_and_trans_id`].
-    pub fn set_replica_gen_and_trans_id(&mut self, other_replica_uid: &str, generation: u64, trans_id: &str) -> Result<()> {
-        self.atomic(|conn, _| sync::set_replica_gen_and_trans_id(conn, other_replica_uid, generation, trans_id))
+    pub fn set_replica_gen_and_trans_id(
+        &mut self,
+        other_replica_uid: &str,
+        generation: u64,
+        trans_id: &str,
+    ) -> Result<()> {
+        self.atomic(|conn, _| {
+            sync::set_replica_gen_and_trans_id(conn, other_replica_uid, generation, trans_id)
+        })
     }
 
     /// As [`crate::Database::get_doc`], seeing this batch's writes.

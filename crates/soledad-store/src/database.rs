@@ -178,7 +178,11 @@ impl Database<Vec<u8>> {
 }
 
 impl<P: Payload> Database<P> {
-    pub(crate) fn from_parts(conn: Connection, replica_uid: String, document_size_limit: Option<usize>) -> Self {
+    pub(crate) fn from_parts(
+        conn: Connection,
+        replica_uid: String,
+        document_size_limit: Option<usize>,
+    ) -> Self {
         Self {
             conn,
             ctx: Ctx {
@@ -192,7 +196,9 @@ impl<P: Payload> Database<P> {
     }
 
     fn write<T>(&mut self, op: impl FnOnce(&Connection, &mut Ctx) -> Result<T>) -> Result<T> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.ctx.reset_transaction_cache();
         let value = op(&tx, &mut self.ctx)?;
         tx.commit()?;
@@ -200,12 +206,15 @@ impl<P: Payload> Database<P> {
     }
 
     /// Runs `f` in one transaction: everything it wrote is committed if it
-    /// returns `Ok`, nothing if it returns `Err`. Each operation of the batch is
-    /// atomic on its own too (an operation that fails leaves nothing, so `f` may
-    /// handle the error and go on).
+    /// returns `Ok`, nothing if it returns `Err`. An operation that fails
+    /// before writing (validation, revision conflict …) leaves nothing, so `f`
+    /// may handle its error and go on; one that fails half-way aborts the
+    /// whole batch (see [`Batch::is_aborted`]).
     ///
     /// # Errors
-    /// What `f` returns, or [`StoreError::Storage`] if the commit fails.
+    /// What `f` returns; [`StoreError::BatchAborted`] if an operation failed
+    /// half-way and `f` still returned `Ok`; [`StoreError::Storage`] if the
+    /// commit fails.
     pub fn batch<T, E: From<StoreError>>(
         &mut self,
         f: impl FnOnce(&mut Batch<'_, P>) -> Result<T, E>,
@@ -217,6 +226,9 @@ impl<P: Payload> Database<P> {
         self.ctx.reset_transaction_cache();
         let mut batch = Batch::new(&tx, &mut self.ctx);
         let value = f(&mut batch)?;
+        if batch.is_aborted() {
+            return Err(StoreError::BatchAborted.into());
+        }
         tx.commit().map_err(StoreError::from)?;
         Ok(value)
     }
@@ -249,7 +261,11 @@ impl<P: Payload> Database<P> {
     ///
     /// # Errors
     /// As [`Database::create_doc`].
-    pub fn create_doc_with_content(&mut self, content: P, doc_id: Option<&str>) -> Result<Document<P>> {
+    pub fn create_doc_with_content(
+        &mut self,
+        content: P,
+        doc_id: Option<&str>,
+    ) -> Result<Document<P>> {
         self.write(|conn, ctx| write::create_doc(conn, ctx, content, doc_id))
     }
 
@@ -308,7 +324,8 @@ impl<P: Payload> Database<P> {
     ) -> Result<Vec<Document<P>>> {
         let mut out = Vec::with_capacity(doc_ids.len());
         for doc_id in doc_ids {
-            if let Some((doc, _)) = read::get_doc_row(&self.conn, doc_id.as_ref(), check_for_conflicts)?
+            if let Some((doc, _)) =
+                read::get_doc_row(&self.conn, doc_id.as_ref(), check_for_conflicts)?
                 && (include_deleted || !doc.is_tombstone())
             {
                 out.push(doc);
@@ -367,8 +384,15 @@ impl<P: Payload> Database<P> {
     /// # Errors
     /// [`StoreError::DocumentDoesNotExist`], [`StoreError::InvalidRevision`],
     /// [`StoreError::DocumentTooBig`].
-    pub fn resolve_doc<S: AsRef<str>>(&mut self, doc: &mut Document<P>, conflicted_revs: &[S]) -> Result<()> {
-        let revs: Vec<String> = conflicted_revs.iter().map(|r| r.as_ref().to_owned()).collect();
+    pub fn resolve_doc<S: AsRef<str>>(
+        &mut self,
+        doc: &mut Document<P>,
+        conflicted_revs: &[S],
+    ) -> Result<()> {
+        let revs: Vec<String> = conflicted_revs
+            .iter()
+            .map(|r| r.as_ref().to_owned())
+            .collect();
         self.write(|conn, ctx| restoring(doc, |doc| write::resolve_doc(conn, ctx, doc, &revs)))
     }
 
@@ -393,7 +417,15 @@ impl<P: Payload> Database<P> {
     ) -> Result<(PutState, u64)> {
         self.write(|conn, ctx| {
             restoring(doc, |doc| {
-                write::put_doc_if_newer(conn, ctx, doc, save_conflict, replica_uid, replica_gen, replica_trans_id)
+                write::put_doc_if_newer(
+                    conn,
+                    ctx,
+                    doc,
+                    save_conflict,
+                    replica_uid,
+                    replica_gen,
+                    replica_trans_id,
+                )
             })
         })
     }
@@ -463,6 +495,8 @@ impl<P: Payload> Database<P> {
         generation: u64,
         trans_id: &str,
     ) -> Result<()> {
-        self.write(|conn, _| sync::set_replica_gen_and_trans_id(conn, other_replica_uid, generation, trans_id))
+        self.write(|conn, _| {
+            sync::set_replica_gen_and_trans_id(conn, other_replica_uid, generation, trans_id)
+        })
     }
 }

@@ -87,6 +87,10 @@ pub enum StoreError {
     /// A transaction id does not match the one recorded for its generation.
     #[error("invalid transaction id")]
     InvalidTransactionId,
+    /// An operation of a batch failed after it had started writing, so the
+    /// whole batch was rolled back.
+    #[error("batch aborted by a failed operation")]
+    BatchAborted,
     /// SQLite failed (I/O, disk full, busy …).
     #[error("storage error")]
     Storage(#[from] rusqlite::Error),

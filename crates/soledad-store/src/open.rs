@@ -105,7 +105,11 @@ impl OpenOptions {
         self.open(Target::Memory, None)
     }
 
-    fn open<P: Payload>(&self, target: Target<'_>, key: Option<&[u8; KEY_BYTES]>) -> Result<Database<P>> {
+    fn open<P: Payload>(
+        &self,
+        target: Target<'_>,
+        key: Option<&[u8; KEY_BYTES]>,
+    ) -> Result<Database<P>> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -121,7 +125,11 @@ impl OpenOptions {
             self.replica_uid.as_deref(),
         )
         .map_err(map_not_a_database)?;
-        Ok(Database::from_parts(conn, replica_uid, self.document_size_limit))
+        Ok(Database::from_parts(
+            conn,
+            replica_uid,
+            self.document_size_limit,
+        ))
     }
 }
 
@@ -149,6 +157,8 @@ fn configure(conn: &Connection, key: Option<&[u8; KEY_BYTES]>, page_size: u32) -
     let _: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
     let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+    // Statement journals and temporary tables hold plaintext pages: never on disk.
+    conn.execute_batch("PRAGMA temp_store = MEMORY;")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(())
 }

@@ -66,16 +66,17 @@ pub(crate) fn get_doc_row<P: Payload>(
 
 /// True if the document has stored conflicts.
 pub(crate) fn has_conflicts(conn: &Connection, doc_id: &str) -> Result<bool> {
-    let mut stmt =
-        conn.prepare("SELECT EXISTS(SELECT 1 FROM conflicts WHERE doc_id = ?1)")?;
+    let mut stmt = conn.prepare("SELECT EXISTS(SELECT 1 FROM conflicts WHERE doc_id = ?1)")?;
     Ok(stmt.query_row([doc_id], |r| r.get(0))?)
 }
 
 /// The conflicting revisions stored for a document, oldest first.
-pub(crate) fn get_conflicts<P: Payload>(conn: &Connection, doc_id: &str) -> Result<Vec<Document<P>>> {
-    let mut stmt = conn.prepare(
-        "SELECT doc_rev, content FROM conflicts WHERE doc_id = ?1 ORDER BY rowid",
-    )?;
+pub(crate) fn get_conflicts<P: Payload>(
+    conn: &Connection,
+    doc_id: &str,
+) -> Result<Vec<Document<P>>> {
+    let mut stmt =
+        conn.prepare("SELECT doc_rev, content FROM conflicts WHERE doc_id = ?1 ORDER BY rowid")?;
     let mut rows = stmt.query([doc_id])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {

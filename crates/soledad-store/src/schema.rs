@@ -11,13 +11,13 @@ pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 const CREATE: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- generation before content: reading it never walks a large content's overflow pages
 CREATE TABLE document (
     doc_id TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL,
     doc_rev TEXT NOT NULL,
-    content BLOB,
-    generation INTEGER NOT NULL
+    content BLOB
 );
-CREATE INDEX document_generation ON document(generation);
 CREATE TABLE transaction_log (
     generation INTEGER PRIMARY KEY,
     doc_id TEXT NOT NULL,

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::document::Document;
 use crate::error::{Result, StoreError};
 use crate::payload::Payload;
-use crate::read::{self, DOC_SELECT, from_generation, to_generation};
+use crate::read::{self, from_generation, to_generation};
 use crate::vectorclock::is_valid_replica_uid;
 
 /// Longest transaction id accepted from another replica (bytes).
@@ -64,9 +64,9 @@ pub struct ChangedDoc<P: Payload> {
 pub(crate) fn whats_changed(conn: &Connection, since: u64) -> Result<Changes> {
     let since = i64::try_from(since).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare(
-        "SELECT d.doc_id, d.generation, t.transaction_id FROM document d \
-         JOIN transaction_log t ON t.generation = d.generation \
-         WHERE d.generation > ?1 ORDER BY d.generation",
+        "SELECT t.doc_id, t.generation, t.transaction_id FROM transaction_log t \
+         JOIN document d ON d.doc_id = t.doc_id AND d.generation = t.generation \
+         WHERE t.generation > ?1 ORDER BY t.generation",
     )?;
     let mut rows = stmt.query([since])?;
     let mut changes = Vec::new();
@@ -92,18 +92,18 @@ pub(crate) fn docs_changed_since<P: Payload>(
 ) -> Result<Vec<ChangedDoc<P>>> {
     let since = i64::try_from(since).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let sql = format!(
-        "{DOC_SELECT} WHERE d.generation > ?1 ORDER BY d.generation LIMIT ?2"
-    );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut trans = conn.prepare(
-        "SELECT transaction_id FROM transaction_log WHERE generation = ?1",
+    // Only the log is ordered by generation; a document joins its latest entry.
+    let mut stmt = conn.prepare(
+        "SELECT d.doc_id, d.doc_rev, d.content, d.generation, \
+         EXISTS(SELECT 1 FROM conflicts c WHERE c.doc_id = d.doc_id), t.transaction_id \
+         FROM transaction_log t JOIN document d ON d.doc_id = t.doc_id AND d.generation = t.generation \
+         WHERE t.generation > ?1 ORDER BY t.generation LIMIT ?2",
     )?;
     let mut rows = stmt.query([since, limit])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let (doc, generation) = read::doc_from_row(row)?;
-        let transaction_id: String = trans.query_row([from_generation(generation)?], |r| r.get(0))?;
+        let transaction_id: String = row.get(5)?;
         out.push(ChangedDoc {
             doc,
             generation,
@@ -129,7 +129,10 @@ fn check_trans_id(trans_id: &str) -> Result<()> {
     }
 }
 
-pub(crate) fn replica_gen_and_trans_id(conn: &Connection, replica_uid: &str) -> Result<(u64, String)> {
+pub(crate) fn replica_gen_and_trans_id(
+    conn: &Connection,
+    replica_uid: &str,
+) -> Result<(u64, String)> {
     let mut stmt = conn.prepare(
         "SELECT known_generation, known_transaction_id FROM sync_log WHERE replica_uid = ?1",
     )?;
@@ -182,7 +185,11 @@ pub(crate) fn validate_source(
 }
 
 /// u1db's `validate_gen_and_trans_id`: does our log hold `trans_id` at `generation`?
-pub(crate) fn validate_gen_and_trans_id(conn: &Connection, generation: u64, trans_id: &str) -> Result<()> {
+pub(crate) fn validate_gen_and_trans_id(
+    conn: &Connection,
+    generation: u64,
+    trans_id: &str,
+) -> Result<()> {
     if generation == 0 {
         return Ok(());
     }

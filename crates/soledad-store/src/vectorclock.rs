@@ -37,8 +37,7 @@ pub struct VectorClock {
 pub fn is_valid_replica_uid(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 256
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'%' | b'_' | b'-'))
 }
 
@@ -202,8 +201,20 @@ mod tests {
         assert_eq!(c.to_string(), "a:1|b:2");
         assert!(VectorClock::parse("").unwrap().is_empty());
         for bad in [
-            "a", "a:", ":1", "a:0", "a:01", "a:-1", "a:1|", "|a:1", "b:1|a:1", "a:1|a:2",
-            "a b:1", "a:1:2", "a:+1", "a:99999999999999999999",
+            "a",
+            "a:",
+            ":1",
+            "a:0",
+            "a:01",
+            "a:-1",
+            "a:1|",
+            "|a:1",
+            "b:1|a:1",
+            "a:1|a:2",
+            "a b:1",
+            "a:1:2",
+            "a:+1",
+            "a:99999999999999999999",
         ] {
             assert!(
                 matches!(VectorClock::parse(bad), Err(StoreError::InvalidRevision)),
@@ -231,7 +242,10 @@ mod tests {
     fn increment_overflow_is_an_error() {
         let mut c = VectorClock::parse("a:18446744073709551615").unwrap();
         assert!(matches!(c.increment("a"), Err(StoreError::InvalidRevision)));
-        assert!(matches!(c.increment("bad uid"), Err(StoreError::InvalidReplicaUid)));
+        assert!(matches!(
+            c.increment("bad uid"),
+            Err(StoreError::InvalidReplicaUid)
+        ));
     }
 
     proptest! {

@@ -61,7 +61,9 @@ fn put_and_update_indexes<P: Payload>(
         Some(generation) => generation,
         None => read::generation_info(conn)?.0,
     };
-    let generation = current.checked_add(1).ok_or(StoreError::InvalidGeneration)?;
+    let generation = current
+        .checked_add(1)
+        .ok_or(StoreError::InvalidGeneration)?;
     let gen_sql = from_generation(generation)?;
     let content = doc.content.as_ref().map(Sealed::to_sql);
     if old_exists {
@@ -94,7 +96,11 @@ fn put_and_update_indexes<P: Payload>(
 }
 
 /// u1db `put_doc`: a new revision on top of `doc.rev`. Returns the new rev.
-pub(crate) fn put_doc<P: Payload>(conn: &Connection, ctx: &mut Ctx, doc: &mut Document<P>) -> Result<String> {
+pub(crate) fn put_doc<P: Payload>(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    doc: &mut Document<P>,
+) -> Result<String> {
     ids::check_doc_id(&doc.doc_id)?;
     ctx.check_size(doc)?;
     let old = read::get_doc_row::<P>(conn, &doc.doc_id, true)?;
@@ -116,11 +122,9 @@ pub(crate) fn put_doc<P: Payload>(conn: &Connection, ctx: &mut Ctx, doc: &mut Do
             ctx.next_rev(None)?
         }
     };
-    let previous_rev = std::mem::replace(&mut doc.rev, Some(new_rev.clone()));
-    if let Err(err) = put_and_update_indexes(conn, ctx, old.is_some(), doc) {
-        doc.rev = previous_rev;
-        return Err(err);
-    }
+    // On error the callers restore `doc.rev` (and roll the transaction back).
+    doc.rev = Some(new_rev.clone());
+    put_and_update_indexes(conn, ctx, old.is_some(), doc)?;
     doc.has_conflicts = false;
     Ok(new_rev)
 }
@@ -142,7 +146,11 @@ pub(crate) fn create_doc<P: Payload>(
 }
 
 /// u1db `delete_doc`: a tombstone on top of `doc.rev`. Returns the new rev.
-pub(crate) fn delete_doc<P: Payload>(conn: &Connection, ctx: &mut Ctx, doc: &mut Document<P>) -> Result<String> {
+pub(crate) fn delete_doc<P: Payload>(
+    conn: &Connection,
+    ctx: &mut Ctx,
+    doc: &mut Document<P>,
+) -> Result<String> {
     let Some((old_doc, _)) = read::get_doc_row::<P>(conn, &doc.doc_id, true)? else {
         return Err(StoreError::DocumentDoesNotExist);
     };
@@ -164,7 +172,12 @@ pub(crate) fn delete_doc<P: Payload>(conn: &Connection, ctx: &mut Ctx, doc: &mut
     Ok(new_rev)
 }
 
-fn add_conflict<P: Payload>(conn: &Connection, doc_id: &str, rev: &str, content: Option<&P>) -> Result<()> {
+fn add_conflict<P: Payload>(
+    conn: &Connection,
+    doc_id: &str,
+    rev: &str,
+    content: Option<&P>,
+) -> Result<()> {
     let mut stmt = conn.prepare(
         "INSERT OR REPLACE INTO conflicts (doc_id, doc_rev, content) VALUES (?1, ?2, ?3)",
     )?;
@@ -274,7 +287,10 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
     if let Some(uid) = replica_uid {
         sync::set_replica_gen_and_trans_id(conn, uid, replica_gen, replica_trans_id)?;
     }
-    let (generation, _) = read::generation_info(conn)?;
+    let generation = match ctx.tx_generation {
+        Some(generation) => generation,
+        None => read::generation_info(conn)?.0,
+    };
     Ok((state, generation))
 }
 
@@ -292,22 +308,19 @@ pub(crate) fn resolve_doc<P: Payload>(
         return Err(StoreError::DocumentDoesNotExist);
     };
     let cur_rev = current.rev.clone().unwrap_or_default();
-    let mut clock = VectorClock::parse(&cur_rev).map_err(|_| StoreError::Corrupt("stored revision"))?;
+    let mut clock =
+        VectorClock::parse(&cur_rev).map_err(|_| StoreError::Corrupt("stored revision"))?;
     for rev in conflicted_revs {
         clock.maximize(&VectorClock::parse(rev)?);
     }
     clock.increment(&ctx.replica_uid)?;
     let superseded: HashSet<&str> = conflicted_revs.iter().map(String::as_str).collect();
     let new_rev = clock.to_string();
-    let previous_rev = std::mem::replace(&mut doc.rev, Some(new_rev.clone()));
-    let result = if superseded.contains(cur_rev.as_str()) {
-        put_and_update_indexes(conn, ctx, true, doc).map(|_| ())
+    doc.rev = Some(new_rev.clone());
+    if superseded.contains(cur_rev.as_str()) {
+        put_and_update_indexes(conn, ctx, true, doc)?;
     } else {
-        add_conflict(conn, &doc.doc_id, &new_rev, doc.content.as_ref())
-    };
-    if let Err(err) = result {
-        doc.rev = previous_rev;
-        return Err(err);
+        add_conflict(conn, &doc.doc_id, &new_rev, doc.content.as_ref())?;
     }
     for rev in &superseded {
         delete_conflict(conn, &doc.doc_id, rev)?;

@@ -83,7 +83,11 @@ fn eval(expr: &Expr, doc: &Value) -> Vec<Scalar> {
         Expr::Number(inner, width) => eval(inner, doc)
             .into_iter()
             .filter_map(|v| match v {
-                Scalar::Int(n) => Some(Scalar::Str(format!("{:0width$}", IntText(&n), width = *width))),
+                Scalar::Int(n) => Some(Scalar::Str(format!(
+                    "{:0width$}",
+                    IntText(&n),
+                    width = *width
+                ))),
                 _ => None,
             })
             .collect(),
@@ -177,7 +181,10 @@ mod tests {
         assert_eq!(k("sub.deep.v", &doc), ["x"]);
         assert_eq!(k("name.sub", &doc), Vec::<String>::new());
         assert_eq!(k("people.name", &doc), ["Ann", "Bob"]);
-        assert_eq!(k("combine(sub.name, people.name)", &doc), ["Ann", "Bob", "Inner"]);
+        assert_eq!(
+            k("combine(sub.name, people.name)", &doc),
+            ["Ann", "Bob", "Inner"]
+        );
         assert_eq!(k("is_null(missing)", &doc), ["1"]);
         assert_eq!(k("is_null(nil)", &doc), ["1"]);
         assert_eq!(k("is_null(name)", &doc), ["0"]);

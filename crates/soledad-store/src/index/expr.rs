@@ -169,7 +169,9 @@ fn to_expr(term: Term<'_>) -> Result<Expr> {
 fn field(word: &str) -> Result<Expr> {
     let parts: Vec<String> = word.split('.').map(str::to_owned).collect();
     if parts.iter().any(String::is_empty) {
-        return Err(err("field names must not be empty or start or end with '.'"));
+        return Err(err(
+            "field names must not be empty or start or end with '.'",
+        ));
     }
     Ok(Expr::Field(parts))
 }
@@ -204,7 +206,10 @@ mod tests {
     fn parses_u1db_examples() {
         assert_eq!(parse("name").unwrap(), f("name"));
         assert_eq!(parse(" a.b.c ").unwrap(), f("a.b.c"));
-        assert_eq!(parse("lower(name)").unwrap(), Expr::Lower(Box::new(f("name"))));
+        assert_eq!(
+            parse("lower(name)").unwrap(),
+            Expr::Lower(Box::new(f("name")))
+        );
         assert_eq!(
             parse("number(a.b, 5)").unwrap(),
             Expr::Number(Box::new(f("a.b")), 5)
@@ -224,13 +229,36 @@ mod tests {
     #[test]
     fn rejects_bad_expressions() {
         for bad in [
-            "", "   ", "a.", ".a", "a..b", "lower(", "lower()", "lower(a", "lower(a))", "lower(a, b)",
-            "unknown(a)", "number(a)", "number(a, x)", "number(a, -1)", "number(a, 1, 2)",
-            "number(a, lower(b))", "number(a, 100000)", "(a)", ",a", "a)", "a b(c)", "lower(a) b",
-            "combine()", "lower(,)",
+            "",
+            "   ",
+            "a.",
+            ".a",
+            "a..b",
+            "lower(",
+            "lower()",
+            "lower(a",
+            "lower(a))",
+            "lower(a, b)",
+            "unknown(a)",
+            "number(a)",
+            "number(a, x)",
+            "number(a, -1)",
+            "number(a, 1, 2)",
+            "number(a, lower(b))",
+            "number(a, 100000)",
+            "(a)",
+            ",a",
+            "a)",
+            "a b(c)",
+            "lower(a) b",
+            "combine()",
+            "lower(,)",
         ] {
             assert!(
-                matches!(parse(bad), Err(StoreError::IndexDefinitionParseError { .. })),
+                matches!(
+                    parse(bad),
+                    Err(StoreError::IndexDefinitionParseError { .. })
+                ),
                 "{bad:?} parsed"
             );
         }

@@ -110,7 +110,11 @@ pub(crate) fn definition(conn: &Connection, name: &str) -> Result<Option<Vec<Str
     let fields: Vec<String> = stmt
         .query_map([name], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(if fields.is_empty() { None } else { Some(fields) })
+    Ok(if fields.is_empty() {
+        None
+    } else {
+        Some(fields)
+    })
 }
 
 fn require_definition(conn: &Connection, name: &str) -> Result<Vec<String>> {
@@ -141,9 +145,8 @@ pub(crate) fn create_index(
     }
     cache.forget_fields();
     let current: HashSet<String> = indexed_fields(conn)?.into_iter().collect();
-    let mut insert = conn.prepare(
-        "INSERT INTO index_definitions (name, offset, field) VALUES (?1, ?2, ?3)",
-    )?;
+    let mut insert =
+        conn.prepare("INSERT INTO index_definitions (name, offset, field) VALUES (?1, ?2, ?3)")?;
     for (offset, expression) in expressions.iter().enumerate() {
         let offset = i64::try_from(offset).map_err(|_| StoreError::InvalidValueForIndex)?;
         insert.execute(rusqlite::params![name, offset, expression])?;
@@ -319,7 +322,9 @@ fn build(fields: &[String], preds: &[Vec<Pred>], select: &Select) -> (String, Ve
         }
     };
     for i in 1..fields.len() {
-        sql.push_str(&format!(" JOIN document_fields d{i} ON d{i}.doc_id = d0.doc_id AND "));
+        sql.push_str(&format!(
+            " JOIN document_fields d{i} ON d{i}.doc_id = d0.doc_id AND "
+        ));
         conditions(i, &mut sql, &mut params);
     }
     sql.push_str(" WHERE ");
@@ -332,7 +337,11 @@ fn build(fields: &[String], preds: &[Vec<Pred>], select: &Select) -> (String, Ve
     (sql, params)
 }
 
-fn matching_docs(conn: &Connection, fields: &[String], preds: &[Vec<Pred>]) -> Result<Vec<Document>> {
+fn matching_docs(
+    conn: &Connection,
+    fields: &[String],
+    preds: &[Vec<Pred>],
+) -> Result<Vec<Document>> {
     let (sql, params) = build(fields, preds, &Select::DocIds);
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
@@ -353,18 +362,28 @@ fn matching_docs(conn: &Connection, fields: &[String], preds: &[Vec<Pred>]) -> R
 }
 
 /// u1db `get_from_index`.
-pub(crate) fn get_from_index<S: AsRef<str>>(conn: &Connection, name: &str, values: &[S]) -> Result<Vec<Document>> {
+pub(crate) fn get_from_index<S: AsRef<str>>(
+    conn: &Connection,
+    name: &str,
+    values: &[S],
+) -> Result<Vec<Document>> {
     let fields = require_definition(conn, name)?;
     let globs = parse_globs(values, fields.len())?;
     matching_docs(conn, &fields, &exact_preds(&globs))
 }
 
 /// Soledad's `get_count_from_index`: the number of documents `get_from_index` returns.
-pub(crate) fn get_count_from_index<S: AsRef<str>>(conn: &Connection, name: &str, values: &[S]) -> Result<u64> {
+pub(crate) fn get_count_from_index<S: AsRef<str>>(
+    conn: &Connection,
+    name: &str,
+    values: &[S],
+) -> Result<u64> {
     let fields = require_definition(conn, name)?;
     let globs = parse_globs(values, fields.len())?;
     let (sql, params) = build(&fields, &exact_preds(&globs), &Select::Count);
-    let count: i64 = conn.query_row(&sql, rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
+    let count: i64 = conn.query_row(&sql, rusqlite::params_from_iter(params.iter()), |r| {
+        r.get(0)
+    })?;
     read::to_generation(count)
 }
 

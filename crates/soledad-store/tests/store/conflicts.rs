@@ -18,20 +18,37 @@ fn put_doc_if_newer_save_conflicted() {
     let mut db = db();
     let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
-    let (state, generation) = db.put_doc_if_newer(&mut d2, true, Some("r"), 1, "foo").unwrap();
+    let (state, generation) = db
+        .put_doc_if_newer(&mut d2, true, Some("r"), 1, "foo")
+        .unwrap();
     assert_eq!((state, generation), (PutState::Conflicted, 2));
     assert!(d2.has_conflicts);
     let read = db.get_doc("d", false).unwrap().unwrap();
-    assert_eq!((read.rev.as_deref(), read.json(), read.has_conflicts), (Some("alternate:1"), Some(NESTED), true));
+    assert_eq!(
+        (read.rev.as_deref(), read.json(), read.has_conflicts),
+        (Some("alternate:1"), Some(NESTED), true)
+    );
     assert_eq!(
         conflicts_of(&db, "d"),
-        expect_conflicts(&[("alternate:1", Some(NESTED)), (d1.rev.as_deref().unwrap(), Some(SIMPLE))])
+        expect_conflicts(&[
+            ("alternate:1", Some(NESTED)),
+            (d1.rev.as_deref().unwrap(), Some(SIMPLE))
+        ])
     );
     // has_conflicts on every read path
     assert!(db.get_docs(&["d"], true, false).unwrap()[0].has_conflicts);
-    assert!(!db.get_docs(&["d"], false, false).unwrap()[0].has_conflicts, "check skipped");
+    assert!(
+        !db.get_docs(&["d"], false, false).unwrap()[0].has_conflicts,
+        "check skipped"
+    );
     assert!(db.get_all_docs(false).unwrap().1[0].has_conflicts);
-    assert!(db.get_doc_with_generation("d").unwrap().unwrap().0.has_conflicts);
+    assert!(
+        db.get_doc_with_generation("d")
+            .unwrap()
+            .unwrap()
+            .0
+            .has_conflicts
+    );
     assert!(db.docs_changed_since(0, 10).unwrap()[0].doc.has_conflicts);
     let conflicts = db.get_doc_conflicts("d").unwrap();
     assert!(conflicts.iter().all(|c| c.has_conflicts));
@@ -45,10 +62,19 @@ fn put_and_delete_of_a_conflicted_doc_fail() {
     db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
     let mut current = db.get_doc("d", false).unwrap().unwrap();
     current.set_json("{\"x\": 1}").unwrap();
-    assert!(matches!(db.put_doc(&mut current), Err(StoreError::ConflictedDoc)));
+    assert!(matches!(
+        db.put_doc(&mut current),
+        Err(StoreError::ConflictedDoc)
+    ));
     assert_eq!(current.rev.as_deref(), Some("alternate:1"));
-    assert!(matches!(db.delete_doc(&mut current), Err(StoreError::ConflictedDoc)));
-    assert_eq!(db.get_doc("d", false).unwrap().unwrap().json(), Some(NESTED));
+    assert!(matches!(
+        db.delete_doc(&mut current),
+        Err(StoreError::ConflictedDoc)
+    ));
+    assert_eq!(
+        db.get_doc("d", false).unwrap().unwrap().json(),
+        Some(NESTED)
+    );
     assert_eq!(db.get_generation_info().unwrap().0, 2);
 }
 
@@ -57,11 +83,14 @@ fn force_doc_conflict_supersedes_properly() {
     let mut db = db();
     let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut d2 = doc("d", "alternate:1", Some("{\"b\": 1}"));
-    db.put_doc_if_newer(&mut d2, true, Some("r"), 1, "a").unwrap();
+    db.put_doc_if_newer(&mut d2, true, Some("r"), 1, "a")
+        .unwrap();
     let mut d3 = doc("d", "altalt:1", Some("{\"c\": 1}"));
-    db.put_doc_if_newer(&mut d3, true, Some("r"), 2, "b").unwrap();
+    db.put_doc_if_newer(&mut d3, true, Some("r"), 2, "b")
+        .unwrap();
     let mut d22 = doc("d", "alternate:2", Some("{\"b\": 2}"));
-    db.put_doc_if_newer(&mut d22, true, Some("r"), 3, "c").unwrap();
+    db.put_doc_if_newer(&mut d22, true, Some("r"), 3, "c")
+        .unwrap();
     assert_eq!(d22.rev.as_deref(), Some("alternate:2"));
     assert_eq!(
         conflicts_of(&db, "d"),
@@ -82,10 +111,16 @@ fn put_doc_if_newer_save_conflict_was_deleted() {
     db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
     assert!(d2.has_conflicts);
     let read = db.get_doc("d", false).unwrap().unwrap();
-    assert_eq!((read.rev.as_deref(), read.json(), read.has_conflicts), (Some("alternate:1"), Some(NESTED), true));
+    assert_eq!(
+        (read.rev.as_deref(), read.json(), read.has_conflicts),
+        (Some("alternate:1"), Some(NESTED), true)
+    );
     assert_eq!(
         conflicts_of(&db, "d"),
-        expect_conflicts(&[("alternate:1", Some(NESTED)), (d1.rev.as_deref().unwrap(), None)])
+        expect_conflicts(&[
+            ("alternate:1", Some(NESTED)),
+            (d1.rev.as_deref().unwrap(), None)
+        ])
     );
 }
 
@@ -116,16 +151,25 @@ fn put_doc_if_newer_propagates_partial_resolution() {
     db.put_doc_if_newer(&mut d3, true, None, 0, "").unwrap();
     assert_eq!(
         conflicts_of(&db, "d"),
-        expect_conflicts(&[("alternate:1", Some(NESTED)), ("altalt:1", Some("{}")), ("test:1", Some(SIMPLE))])
+        expect_conflicts(&[
+            ("alternate:1", Some(NESTED)),
+            ("altalt:1", Some("{}")),
+            ("test:1", Some(SIMPLE))
+        ])
     );
     // supersedes test:1 and alternate:1 but not altalt:1
     let mut partial = doc("d", "alternate:2|test:1", Some("{\"good\": 1}"));
-    let (state, _) = db.put_doc_if_newer(&mut partial, true, None, 0, "").unwrap();
+    let (state, _) = db
+        .put_doc_if_newer(&mut partial, true, None, 0, "")
+        .unwrap();
     assert_eq!(state, PutState::Inserted);
     assert!(partial.has_conflicts);
     assert_eq!(
         conflicts_of(&db, "d"),
-        expect_conflicts(&[("alternate:2|test:1", Some("{\"good\": 1}")), ("altalt:1", Some("{}"))])
+        expect_conflicts(&[
+            ("alternate:2|test:1", Some("{\"good\": 1}")),
+            ("altalt:1", Some("{}"))
+        ])
     );
 }
 
@@ -136,9 +180,18 @@ fn put_doc_if_newer_autoresolve_2() {
     let mut a2 = doc("d", "test:2", Some("{}"));
     let mut a1b1 = doc("d", "other:1|test:1", Some("{\"a\":\"42\"}"));
     let mut a3 = doc("d", "other:1|test:2", Some("{}"));
-    assert_eq!(db.put_doc_if_newer(&mut a2, true, None, 0, "").unwrap().0, PutState::Inserted);
-    assert_eq!(db.put_doc_if_newer(&mut a1b1, true, None, 0, "").unwrap().0, PutState::Conflicted);
-    assert_eq!(db.put_doc_if_newer(&mut a3, true, None, 0, "").unwrap().0, PutState::Inserted);
+    assert_eq!(
+        db.put_doc_if_newer(&mut a2, true, None, 0, "").unwrap().0,
+        PutState::Inserted
+    );
+    assert_eq!(
+        db.put_doc_if_newer(&mut a1b1, true, None, 0, "").unwrap().0,
+        PutState::Conflicted
+    );
+    assert_eq!(
+        db.put_doc_if_newer(&mut a3, true, None, 0, "").unwrap().0,
+        PutState::Inserted
+    );
     assert!(!db.get_doc("d", false).unwrap().unwrap().has_conflicts);
 }
 
@@ -149,9 +202,18 @@ fn put_doc_if_newer_autoresolve_3() {
     let mut a1b1 = doc("d", "other:1|test:1", Some("{}"));
     let mut a2 = doc("d", "test:2", Some("{\"a\":\"42\"}"));
     let mut a3 = doc("d", "test:3", Some("{}"));
-    assert_eq!(db.put_doc_if_newer(&mut a1b1, true, None, 0, "").unwrap().0, PutState::Inserted);
-    assert_eq!(db.put_doc_if_newer(&mut a2, true, None, 0, "").unwrap().0, PutState::Conflicted);
-    assert_eq!(db.put_doc_if_newer(&mut a3, true, None, 0, "").unwrap().0, PutState::Superseded);
+    assert_eq!(
+        db.put_doc_if_newer(&mut a1b1, true, None, 0, "").unwrap().0,
+        PutState::Inserted
+    );
+    assert_eq!(
+        db.put_doc_if_newer(&mut a2, true, None, 0, "").unwrap().0,
+        PutState::Conflicted
+    );
+    assert_eq!(
+        db.put_doc_if_newer(&mut a3, true, None, 0, "").unwrap().0,
+        PutState::Superseded
+    );
     let stored = db.get_doc("d", true).unwrap().unwrap();
     assert!(!stored.has_conflicts);
     assert_eq!(stored.rev.as_deref(), Some("other:1|test:4"));
@@ -177,7 +239,10 @@ fn resolve_doc() {
     assert_eq!(d.rev.as_deref(), Some("alternate:1|test:2"));
     assert!(!d.has_conflicts);
     let read = db.get_doc("d", false).unwrap().unwrap();
-    assert_eq!((read.rev.clone(), read.json(), read.has_conflicts), (d.rev.clone(), Some(SIMPLE), false));
+    assert_eq!(
+        (read.rev.clone(), read.json(), read.has_conflicts),
+        (d.rev.clone(), Some(SIMPLE), false)
+    );
     assert!(db.get_doc_conflicts("d").unwrap().is_empty());
     assert_eq!(db.get_generation_info().unwrap().0, generation_before + 1);
     let new = VectorClock::parse(d.rev.as_deref().unwrap()).unwrap();
@@ -199,15 +264,25 @@ fn resolve_doc_partial_not_winning() {
     db.put_doc_if_newer(&mut d3, true, None, 0, "").unwrap();
     assert_eq!(
         conflicts_of(&db, "d"),
-        expect_conflicts(&[("third:1", Some(content3)), ("test:1", Some(SIMPLE)), ("alternate:1", Some(NESTED))])
+        expect_conflicts(&[
+            ("third:1", Some(content3)),
+            ("test:1", Some(SIMPLE)),
+            ("alternate:1", Some(NESTED))
+        ])
     );
     db.resolve_doc(&mut d1, &["alternate:1", "test:1"]).unwrap();
     assert!(d1.has_conflicts);
     let read = db.get_doc("d", false).unwrap().unwrap();
-    assert_eq!((read.rev.as_deref(), read.json(), read.has_conflicts), (Some("third:1"), Some(content3), true));
+    assert_eq!(
+        (read.rev.as_deref(), read.json(), read.has_conflicts),
+        (Some("third:1"), Some(content3), true)
+    );
     assert_eq!(
         conflicts_of(&db, "d"),
-        expect_conflicts(&[("third:1", Some(content3)), (d1.rev.as_deref().unwrap(), Some(SIMPLE))])
+        expect_conflicts(&[
+            ("third:1", Some(content3)),
+            (d1.rev.as_deref().unwrap(), Some(SIMPLE))
+        ])
     );
 }
 
@@ -224,7 +299,10 @@ fn resolve_doc_partial_winning() {
     assert!(d1.has_conflicts);
     assert_eq!(
         conflicts_of(&db, "d"),
-        expect_conflicts(&[(d1.rev.as_deref().unwrap(), Some(SIMPLE)), ("alternate:1", Some(NESTED))])
+        expect_conflicts(&[
+            (d1.rev.as_deref().unwrap(), Some(SIMPLE)),
+            ("alternate:1", Some(NESTED))
+        ])
     );
 }
 
@@ -237,13 +315,19 @@ fn resolve_doc_with_delete_conflict() {
     db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
     assert_eq!(
         conflicts_of(&db, "d"),
-        expect_conflicts(&[("alternate:1", Some(NESTED)), (d1.rev.as_deref().unwrap(), None)])
+        expect_conflicts(&[
+            ("alternate:1", Some(NESTED)),
+            (d1.rev.as_deref().unwrap(), None)
+        ])
     );
     let revs = [d1.rev.clone().unwrap(), "alternate:1".to_owned()];
     db.resolve_doc(&mut d2, &revs).unwrap();
     assert!(db.get_doc_conflicts("d").unwrap().is_empty());
     let read = db.get_doc("d", false).unwrap().unwrap();
-    assert_eq!((read.rev.clone(), read.json(), read.has_conflicts), (d2.rev.clone(), Some(NESTED), false));
+    assert_eq!(
+        (read.rev.clone(), read.json(), read.has_conflicts),
+        (d2.rev.clone(), Some(NESTED), false)
+    );
 }
 
 #[test]
@@ -258,16 +342,25 @@ fn resolve_doc_with_delete_to_delete() {
     assert!(db.get_doc_conflicts("d").unwrap().is_empty());
     assert_eq!(db.get_doc("d", false).unwrap(), None);
     let read = db.get_doc("d", true).unwrap().unwrap();
-    assert_eq!((read.rev.clone(), read.is_tombstone(), read.has_conflicts), (d1.rev.clone(), true, false));
+    assert_eq!(
+        (read.rev.clone(), read.is_tombstone(), read.has_conflicts),
+        (d1.rev.clone(), true, false)
+    );
 }
 
 #[test]
 fn resolve_doc_errors() {
     let mut db = db();
     let mut ghost = doc("ghost", "test:1", Some(SIMPLE));
-    assert!(matches!(db.resolve_doc(&mut ghost, &["test:1"]), Err(StoreError::DocumentDoesNotExist)));
+    assert!(matches!(
+        db.resolve_doc(&mut ghost, &["test:1"]),
+        Err(StoreError::DocumentDoesNotExist)
+    ));
     let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
-    assert!(matches!(db.resolve_doc(&mut d, &["not a rev"]), Err(StoreError::InvalidRevision)));
+    assert!(matches!(
+        db.resolve_doc(&mut d, &["not a rev"]),
+        Err(StoreError::InvalidRevision)
+    ));
     assert_eq!(d.rev.as_deref(), Some("test:1"));
     assert_eq!(db.get_generation_info().unwrap().0, 1);
 }

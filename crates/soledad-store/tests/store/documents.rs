@@ -25,12 +25,23 @@ fn create_doc_allocates_d_hex_id() {
 #[test]
 fn create_doc_with_id_and_existing_id_conflicts() {
     let mut db = db();
-    let created = db.create_doc(&obj("key", "value"), Some("my-doc-id")).unwrap();
+    let created = db
+        .create_doc(&obj("key", "value"), Some("my-doc-id"))
+        .unwrap();
     assert_eq!(created.doc_id, "my-doc-id");
     assert_eq!(value_of(&db, "my-doc-id"), Some(obj("key", "value")));
-    let err = db.create_doc_from_json(NESTED, Some("my-doc-id")).unwrap_err();
+    let err = db
+        .create_doc_from_json(NESTED, Some("my-doc-id"))
+        .unwrap_err();
     assert!(matches!(err, StoreError::RevisionConflict), "{err:?}");
-    assert_eq!(db.get_doc("my-doc-id", false).unwrap().unwrap().rev.as_deref(), Some("test:1"));
+    assert_eq!(
+        db.get_doc("my-doc-id", false)
+            .unwrap()
+            .unwrap()
+            .rev
+            .as_deref(),
+        Some("test:1")
+    );
 }
 
 #[test]
@@ -39,7 +50,10 @@ fn create_doc_from_json_keeps_text_byte_exact() {
     let text = "{ \"z\" : 1,\n  \"a\":[1, 2 ,3],\"m\": {\"y\":null , \"b\": \"\\u00e9\"} }";
     let created = db.create_doc_from_json(text, Some("exact")).unwrap();
     assert_eq!(created.json(), Some(text));
-    assert_eq!(db.get_doc("exact", false).unwrap().unwrap().json(), Some(text));
+    assert_eq!(
+        db.get_doc("exact", false).unwrap().unwrap().json(),
+        Some(text)
+    );
     let (_, all) = db.get_all_docs(false).unwrap();
     assert_eq!(all[0].json(), Some(text));
 }
@@ -66,14 +80,19 @@ fn content_must_be_a_json_object() {
     let err = db.create_doc(&json!([1]), None).unwrap_err();
     assert!(matches!(err, StoreError::InvalidContent));
     let deep = format!("{}{}", "{\"a\":".repeat(1000), "}".repeat(1000));
-    assert!(matches!(db.create_doc_from_json(&deep, None), Err(StoreError::InvalidJson)));
+    assert!(matches!(
+        db.create_doc_from_json(&deep, None),
+        Err(StoreError::InvalidJson)
+    ));
     assert_eq!(db.get_all_docs(true).unwrap(), (0, vec![]));
 }
 
 #[test]
 fn doc_id_validation() {
     let mut db = db();
-    for bad in ["a/b", "my doc", "", "\u{00e9}", "tab\t", "a:b", "quote\"", "a\nb"] {
+    for bad in [
+        "a/b", "my doc", "", "\u{00e9}", "tab\t", "a:b", "quote\"", "a\nb",
+    ] {
         let err = db.create_doc_from_json(SIMPLE, Some(bad)).unwrap_err();
         assert!(matches!(err, StoreError::InvalidDocId), "{bad:?}: {err:?}");
         let mut d = Document::new(bad, None, Some(JsonContent::from_json(SIMPLE).unwrap()));
@@ -92,7 +111,11 @@ fn doc_id_validation() {
 #[test]
 fn put_doc_creating_initial_and_updating() {
     let mut db = db();
-    let mut d = Document::new("my_doc_id", None, Some(JsonContent::from_json(SIMPLE).unwrap()));
+    let mut d = Document::new(
+        "my_doc_id",
+        None,
+        Some(JsonContent::from_json(SIMPLE).unwrap()),
+    );
     let rev = db.put_doc(&mut d).unwrap();
     assert_eq!(rev, "test:1");
     assert_eq!(d.rev.as_deref(), Some("test:1"));
@@ -113,17 +136,36 @@ fn put_fails_with_bad_or_missing_rev() {
     fresh.set_json(NESTED).unwrap();
     db.put_doc(&mut fresh).unwrap();
     stale.set_json("{\"stale\": true}").unwrap();
-    assert!(matches!(db.put_doc(&mut stale), Err(StoreError::RevisionConflict)));
-    assert_eq!(stale.rev.as_deref(), Some("test:1"), "rev untouched on error");
+    assert!(matches!(
+        db.put_doc(&mut stale),
+        Err(StoreError::RevisionConflict)
+    ));
+    assert_eq!(
+        stale.rev.as_deref(),
+        Some("test:1"),
+        "rev untouched on error"
+    );
     let mut no_rev = doc("d", "x", Some(SIMPLE));
     no_rev.rev = None;
-    assert!(matches!(db.put_doc(&mut no_rev), Err(StoreError::RevisionConflict)));
+    assert!(matches!(
+        db.put_doc(&mut no_rev),
+        Err(StoreError::RevisionConflict)
+    ));
     let mut garbage = doc("d", "not a rev", Some(SIMPLE));
-    assert!(matches!(db.put_doc(&mut garbage), Err(StoreError::RevisionConflict)));
+    assert!(matches!(
+        db.put_doc(&mut garbage),
+        Err(StoreError::RevisionConflict)
+    ));
     let mut new_with_rev = doc("new", "other:1", Some(SIMPLE));
-    assert!(matches!(db.put_doc(&mut new_with_rev), Err(StoreError::RevisionConflict)));
+    assert!(matches!(
+        db.put_doc(&mut new_with_rev),
+        Err(StoreError::RevisionConflict)
+    ));
     assert_eq!(db.get_doc("new", true).unwrap(), None);
-    assert_eq!(value_of(&db, "d"), Some(serde_json::from_str(NESTED).unwrap()));
+    assert_eq!(
+        value_of(&db, "d"),
+        Some(serde_json::from_str(NESTED).unwrap())
+    );
 }
 
 #[test]
@@ -151,14 +193,23 @@ fn delete_doc_rules() {
     assert_eq!(d.rev.as_deref(), Some("test:2"));
     assert_ne!(d.rev, before);
     // already deleted
-    assert!(matches!(db.delete_doc(&mut d), Err(StoreError::DocumentAlreadyDeleted)));
+    assert!(matches!(
+        db.delete_doc(&mut d),
+        Err(StoreError::DocumentAlreadyDeleted)
+    ));
     // non existent
     let mut ghost = doc("ghost", "test:1", None);
-    assert!(matches!(db.delete_doc(&mut ghost), Err(StoreError::DocumentDoesNotExist)));
+    assert!(matches!(
+        db.delete_doc(&mut ghost),
+        Err(StoreError::DocumentDoesNotExist)
+    ));
     // bad rev
     let mut other = db.create_doc_from_json(SIMPLE, Some("o")).unwrap();
     other.rev = Some("test:7".into());
-    assert!(matches!(db.delete_doc(&mut other), Err(StoreError::RevisionConflict)));
+    assert!(matches!(
+        db.delete_doc(&mut other),
+        Err(StoreError::RevisionConflict)
+    ));
     assert_eq!(other.rev.as_deref(), Some("test:7"));
     assert!(db.get_doc("o", false).unwrap().is_some());
 }
@@ -171,7 +222,10 @@ fn create_and_put_revive_tombstones() {
     // create over a tombstone revives with a rev newer than the tombstone
     let revived = db.create_doc_from_json(NESTED, Some("d")).unwrap();
     assert_eq!(revived.rev.as_deref(), Some("test:3"));
-    assert_eq!(db.get_doc("d", false).unwrap().unwrap().json(), Some(NESTED));
+    assert_eq!(
+        db.get_doc("d", false).unwrap().unwrap().json(),
+        Some(NESTED)
+    );
     // put with no rev over a tombstone revives too
     let mut again = db.get_doc("d", false).unwrap().unwrap();
     db.delete_doc(&mut again).unwrap();
@@ -182,7 +236,10 @@ fn create_and_put_revive_tombstones() {
     db.delete_doc(&mut third).unwrap();
     third.set_json(SIMPLE).unwrap();
     assert_eq!(db.put_doc(&mut third).unwrap(), "test:7");
-    assert_eq!(db.get_doc("d", false).unwrap().unwrap().json(), Some(SIMPLE));
+    assert_eq!(
+        db.get_doc("d", false).unwrap().unwrap().json(),
+        Some(SIMPLE)
+    );
 }
 
 #[test]
@@ -192,10 +249,22 @@ fn get_docs_keeps_order_and_filters() {
     let b = db.create_doc_from_json(NESTED, Some("b")).unwrap();
     let mut c = db.create_doc_from_json(SIMPLE, Some("c")).unwrap();
     db.delete_doc(&mut c).unwrap();
-    assert_eq!(ids(&db.get_docs(&["b", "a"], true, false).unwrap()), ["b", "a"]);
-    assert_eq!(ids(&db.get_docs(&["a", "b"], true, false).unwrap()), ["a", "b"]);
-    assert_eq!(ids(&db.get_docs(&["c", "a", "nope"], true, false).unwrap()), ["a"]);
-    assert_eq!(ids(&db.get_docs(&["c", "a"], true, true).unwrap()), ["c", "a"]);
+    assert_eq!(
+        ids(&db.get_docs(&["b", "a"], true, false).unwrap()),
+        ["b", "a"]
+    );
+    assert_eq!(
+        ids(&db.get_docs(&["a", "b"], true, false).unwrap()),
+        ["a", "b"]
+    );
+    assert_eq!(
+        ids(&db.get_docs(&["c", "a", "nope"], true, false).unwrap()),
+        ["a"]
+    );
+    assert_eq!(
+        ids(&db.get_docs(&["c", "a"], true, true).unwrap()),
+        ["c", "a"]
+    );
     assert!(db.get_docs::<&str>(&[], true, true).unwrap().is_empty());
     let got = db.get_docs(&["a", "b"], false, false).unwrap();
     assert_eq!(got[0].json(), a.json());
@@ -225,7 +294,10 @@ fn generations_and_transaction_ids() {
     let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let (g1, t1) = db.get_generation_info().unwrap();
     assert_eq!(g1, 1);
-    assert!(t1.starts_with("T-") && t1.len() == 34 && t1[2..].bytes().all(|b| b.is_ascii_hexdigit()), "{t1}");
+    assert!(
+        t1.starts_with("T-") && t1.len() == 34 && t1[2..].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{t1}"
+    );
     d.set_json(NESTED).unwrap();
     db.put_doc(&mut d).unwrap();
     db.delete_doc(&mut d).unwrap();
@@ -235,7 +307,10 @@ fn generations_and_transaction_ids() {
     assert_eq!(db.get_trans_id_for_gen(1).unwrap(), t1);
     assert_eq!(db.get_trans_id_for_gen(3).unwrap(), t3);
     assert_eq!(db.get_trans_id_for_gen(0).unwrap(), "");
-    assert!(matches!(db.get_trans_id_for_gen(4), Err(StoreError::InvalidGeneration)));
+    assert!(matches!(
+        db.get_trans_id_for_gen(4),
+        Err(StoreError::InvalidGeneration)
+    ));
     let (found, generation) = db.get_doc_with_generation("d").unwrap().unwrap();
     assert!(found.is_tombstone());
     assert_eq!(generation, 3);
@@ -246,15 +321,28 @@ fn generations_and_transaction_ids() {
 
 #[test]
 fn document_size_limit() {
-    let mut db = OpenOptions::new().document_size_limit(Some(20)).open_in_memory().unwrap();
+    let mut db = OpenOptions::new()
+        .document_size_limit(Some(20))
+        .open_in_memory()
+        .unwrap();
     assert_eq!(db.document_size_limit(), Some(20));
-    db.create_doc_from_json("{\"k\": \"small\"}", Some("s")).unwrap();
+    db.create_doc_from_json("{\"k\": \"small\"}", Some("s"))
+        .unwrap();
     let big = "{\"k\": \"this is far too big\"}";
-    assert!(matches!(db.create_doc_from_json(big, Some("b")), Err(StoreError::DocumentTooBig)));
+    assert!(matches!(
+        db.create_doc_from_json(big, Some("b")),
+        Err(StoreError::DocumentTooBig)
+    ));
     let mut s = db.get_doc("s", false).unwrap().unwrap();
     s.set_json(big).unwrap();
-    assert!(matches!(db.put_doc(&mut s), Err(StoreError::DocumentTooBig)));
-    assert_eq!(db.get_doc("s", false).unwrap().unwrap().json(), Some("{\"k\": \"small\"}"));
+    assert!(matches!(
+        db.put_doc(&mut s),
+        Err(StoreError::DocumentTooBig)
+    ));
+    assert_eq!(
+        db.get_doc("s", false).unwrap().unwrap().json(),
+        Some("{\"k\": \"small\"}")
+    );
     assert_eq!(db.get_doc("b", true).unwrap(), None);
     db.set_document_size_limit(None);
     db.put_doc(&mut s).unwrap();
@@ -273,9 +361,15 @@ fn replica_uid_is_stable_across_reopen() {
     assert_eq!(db.replica_uid(), uid);
     db.close().unwrap();
     // Asking for another uid on an existing file is refused.
-    let err = OpenOptions::new().replica_uid("other").open_unencrypted::<JsonContent>(&path).unwrap_err();
+    let err = OpenOptions::new()
+        .replica_uid("other")
+        .open_unencrypted::<JsonContent>(&path)
+        .unwrap_err();
     assert!(matches!(err, StoreError::InvalidReplicaUid));
-    let err = OpenOptions::new().replica_uid("bad uid").open_in_memory::<JsonContent>().unwrap_err();
+    let err = OpenOptions::new()
+        .replica_uid("bad uid")
+        .open_in_memory::<JsonContent>()
+        .unwrap_err();
     assert!(matches!(err, StoreError::InvalidReplicaUid));
 }
 
@@ -287,7 +381,10 @@ fn documents_survive_reopen() {
     db.create_doc_from_json(NESTED, Some("keep")).unwrap();
     db.close().unwrap();
     let db = soledad_store::Database::open_unencrypted(&path).unwrap();
-    assert_eq!(db.get_doc("keep", false).unwrap().unwrap().json(), Some(NESTED));
+    assert_eq!(
+        db.get_doc("keep", false).unwrap().unwrap().json(),
+        Some(NESTED)
+    );
     assert_eq!(db.get_generation_info().unwrap().0, 1);
 }
 

@@ -9,7 +9,10 @@ fn files_of(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
-        out.push((entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).unwrap()));
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            std::fs::read(entry.path()).unwrap(),
+        ));
     }
     out
 }
@@ -30,17 +33,29 @@ fn keyed_database_hides_content_and_needs_the_key() {
     db.set_replica_gen_and_trans_id("peer", 1, MARKER).unwrap();
     // While open (data in the -wal file) ...
     let open_files = files_of(dir.path());
-    assert!(open_files.iter().any(|(name, _)| name.ends_with("-wal")), "WAL mode: {open_files:?}");
+    assert!(
+        open_files.iter().any(|(name, _)| name.ends_with("-wal")),
+        "WAL mode: {open_files:?}"
+    );
     for (name, bytes) in &open_files {
-        assert!(!contains(bytes, MARKER.as_bytes()), "marker found in {name} while open");
+        assert!(
+            !contains(bytes, MARKER.as_bytes()),
+            "marker found in {name} while open"
+        );
     }
     db.close().unwrap();
     // ... and after close.
     let closed_files = files_of(dir.path());
     assert!(!closed_files.is_empty());
     for (name, bytes) in &closed_files {
-        assert!(!contains(bytes, MARKER.as_bytes()), "marker found in {name} after close");
-        assert!(!contains(bytes, b"SQLite format 3"), "{name} has a plaintext header");
+        assert!(
+            !contains(bytes, MARKER.as_bytes()),
+            "marker found in {name} after close"
+        );
+        assert!(
+            !contains(bytes, b"SQLite format 3"),
+            "{name} has a plaintext header"
+        );
     }
     // Wrong key: typed error.
     let err = Database::open_encrypted(&path, &[0x43u8; 32]).unwrap_err();
@@ -53,7 +68,10 @@ fn keyed_database_hides_content_and_needs_the_key() {
     let read = db.get_doc(MARKER, false).unwrap().unwrap();
     assert_eq!(read.json(), Some(json.as_str()));
     assert_eq!(db.get_from_index("m", &[MARKER]).unwrap().len(), 1);
-    assert_eq!(db.get_replica_gen_and_trans_id("peer").unwrap(), (1, MARKER.to_owned()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("peer").unwrap(),
+        (1, MARKER.to_owned())
+    );
 }
 
 #[test]
@@ -61,10 +79,14 @@ fn plaintext_file_cannot_be_opened_with_a_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plain.db");
     let mut db = Database::open_unencrypted(&path).unwrap();
-    db.create_doc_from_json("{\"visible\": \"yes-plaintext\"}", Some("p")).unwrap();
+    db.create_doc_from_json("{\"visible\": \"yes-plaintext\"}", Some("p"))
+        .unwrap();
     db.close().unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    assert!(bytes.starts_with(b"SQLite format 3"), "an unencrypted file is really plaintext");
+    assert!(
+        bytes.starts_with(b"SQLite format 3"),
+        "an unencrypted file is really plaintext"
+    );
     let err = Database::open_encrypted(&path, &[1u8; 32]).unwrap_err();
     assert!(matches!(err, StoreError::WrongKeyOrNotADatabase), "{err:?}");
 }
@@ -74,8 +96,14 @@ fn garbage_and_truncated_files_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.db");
     std::fs::write(&garbage, vec![0xA5u8; 8192]).unwrap();
-    assert!(matches!(Database::open_encrypted(&garbage, &[0u8; 32]), Err(StoreError::WrongKeyOrNotADatabase)));
-    assert!(matches!(Database::open_unencrypted(&garbage), Err(StoreError::WrongKeyOrNotADatabase)));
+    assert!(matches!(
+        Database::open_encrypted(&garbage, &[0u8; 32]),
+        Err(StoreError::WrongKeyOrNotADatabase)
+    ));
+    assert!(matches!(
+        Database::open_unencrypted(&garbage),
+        Err(StoreError::WrongKeyOrNotADatabase)
+    ));
     // a keyed file cut short
     let path = dir.path().join("cut.db");
     let key = [9u8; 32];
@@ -84,7 +112,8 @@ fn garbage_and_truncated_files_are_typed_errors() {
     db.close().unwrap();
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
-    let result = Database::open_encrypted(&path, &key).and_then(|db| db.get_doc("a", false).map(|_| ()));
+    let result =
+        Database::open_encrypted(&path, &key).and_then(|db| db.get_doc("a", false).map(|_| ()));
     assert!(result.is_err(), "a truncated file must not read as healthy");
     // a flipped byte inside every encrypted page (SQLCipher's per-page HMAC)
     let path = dir.path().join("flip.db");
@@ -98,8 +127,8 @@ fn garbage_and_truncated_files_are_typed_errors() {
         bytes[start + 1000] ^= 0xFF;
     }
     std::fs::write(&path, &bytes).unwrap();
-    let result = Database::open_encrypted(&path, &key)
-        .and_then(|db| db.get_all_docs(true).map(|_| ()));
+    let result =
+        Database::open_encrypted(&path, &key).and_then(|db| db.get_all_docs(true).map(|_| ()));
     assert!(result.is_err(), "tampering must be detected");
 }
 
@@ -110,11 +139,34 @@ fn payload_kind_is_checked_on_open() {
     let db = OpaqueDatabase::open_opaque_unencrypted(&path).unwrap();
     db.close().unwrap();
     let err = Database::open_unencrypted(&path).unwrap_err();
-    assert!(matches!(err, StoreError::WrongPayloadKind { expected: "json", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::WrongPayloadKind {
+                expected: "json",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let client = dir.path().join("client.db");
-    Database::open_unencrypted(&client).unwrap().close().unwrap();
-    let err = OpenOptions::new().open_unencrypted::<Vec<u8>>(&client).unwrap_err();
-    assert!(matches!(err, StoreError::WrongPayloadKind { expected: "opaque", .. }), "{err:?}");
+    Database::open_unencrypted(&client)
+        .unwrap()
+        .close()
+        .unwrap();
+    let err = OpenOptions::new()
+        .open_unencrypted::<Vec<u8>>(&client)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::WrongPayloadKind {
+                expected: "opaque",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -124,10 +176,17 @@ fn newer_schema_version_is_refused() {
     Database::open_unencrypted(&path).unwrap().close().unwrap();
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
     }
     let err = Database::open_unencrypted(&path).unwrap_err();
-    assert!(matches!(err, StoreError::UnsupportedSchemaVersion { found: 99 }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::UnsupportedSchemaVersion { found: 99 }),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -136,16 +195,24 @@ fn page_size_is_fixed() {
     let path = dir.path().join("plain.db");
     Database::open_unencrypted(&path).unwrap().close().unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    let page_size: u32 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(page_size, soledad_store::PAGE_SIZE_BYTES);
-    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     // the keyed variant reopens with the same page size
     let keyed = dir.path().join("keyed.db");
     let key = [3u8; 32];
-    let mut db = OpenOptions::new().open_encrypted::<JsonContent>(&keyed, &key).unwrap();
+    let mut db = OpenOptions::new()
+        .open_encrypted::<JsonContent>(&keyed, &key)
+        .unwrap();
     db.create_doc_from_json("{}", Some("x")).unwrap();
     db.close().unwrap();
-    let db = OpenOptions::new().open_encrypted::<JsonContent>(&keyed, &key).unwrap();
+    let db = OpenOptions::new()
+        .open_encrypted::<JsonContent>(&keyed, &key)
+        .unwrap();
     assert!(db.get_doc("x", false).unwrap().is_some());
 }

@@ -35,14 +35,20 @@ fn create_list_and_delete_index() {
     assert_eq!(
         db.list_indexes().unwrap(),
         vec![
-            ("multi".to_owned(), vec!["a".to_owned(), "lower(b)".to_owned()]),
+            (
+                "multi".to_owned(),
+                vec!["a".to_owned(), "lower(b)".to_owned()]
+            ),
             ("test-idx".to_owned(), vec!["name".to_owned()]),
         ]
     );
     db.delete_index("test-idx").unwrap();
     db.delete_index("never-existed").unwrap();
     assert_eq!(db.list_indexes().unwrap().len(), 1);
-    assert!(matches!(db.get_from_index("test-idx", &["x"]), Err(StoreError::IndexDoesNotExist)));
+    assert!(matches!(
+        db.get_from_index("test-idx", &["x"]),
+        Err(StoreError::IndexDoesNotExist)
+    ));
 }
 
 #[test]
@@ -51,12 +57,18 @@ fn create_index_is_idempotent_and_name_taken() {
     db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     db.create_index("test-idx", &["key"]).unwrap();
     db.create_index("test-idx", &["key"]).unwrap();
-    assert_eq!(ids(&db.get_from_index("test-idx", &["value"]).unwrap()), ["d"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["value"]).unwrap()),
+        ["d"]
+    );
     let err = db.create_index("test-idx", &["stuff"]).unwrap_err();
     assert!(matches!(err, StoreError::IndexNameTakenError));
     let err = db.create_index("test-idx", &["key", "stuff"]).unwrap_err();
     assert!(matches!(err, StoreError::IndexNameTakenError));
-    assert_eq!(db.list_indexes().unwrap(), vec![("test-idx".to_owned(), vec!["key".to_owned()])]);
+    assert_eq!(
+        db.list_indexes().unwrap(),
+        vec![("test-idx".to_owned(), vec!["key".to_owned()])]
+    );
 }
 
 #[test]
@@ -65,11 +77,18 @@ fn create_index_evaluates_existing_docs_but_not_deleted_ones() {
     db.create_doc_from_json(SIMPLE, Some("d1")).unwrap();
     let mut d2 = db.create_doc_from_json(SIMPLE, Some("d2")).unwrap();
     db.delete_doc(&mut d2).unwrap();
-    db.create_doc_from_json("{\"\u{e5}\": \"value\"}", Some("unicode")).unwrap();
+    db.create_doc_from_json("{\"\u{e5}\": \"value\"}", Some("unicode"))
+        .unwrap();
     db.create_index("test-idx", &["key"]).unwrap();
-    assert_eq!(ids(&db.get_from_index("test-idx", &["value"]).unwrap()), ["d1"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["value"]).unwrap()),
+        ["d1"]
+    );
     db.create_index("non-ascii", &["\u{e5}"]).unwrap();
-    assert_eq!(ids(&db.get_from_index("non-ascii", &["value"]).unwrap()), ["unicode"]);
+    assert_eq!(
+        ids(&db.get_from_index("non-ascii", &["value"]).unwrap()),
+        ["unicode"]
+    );
     assert_eq!(db.list_indexes().unwrap()[0].1, ["\u{e5}"]);
 }
 
@@ -78,18 +97,36 @@ fn deleting_an_index_keeps_shared_expressions() {
     let mut db = with_docs(&["key"], &[("d", SIMPLE)]);
     db.create_index("test-idx2", &["key"]).unwrap();
     db.delete_index("test-idx").unwrap();
-    assert_eq!(ids(&db.get_from_index("test-idx2", &["value"]).unwrap()), ["d"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx2", &["value"]).unwrap()),
+        ["d"]
+    );
     db.delete_index("test-idx2").unwrap();
     db.create_index("test-idx", &["key"]).unwrap();
-    assert_eq!(ids(&db.get_from_index("test-idx", &["value"]).unwrap()), ["d"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["value"]).unwrap()),
+        ["d"]
+    );
 }
 
 #[test]
 fn index_definition_parse_errors() {
     let mut db = db();
-    for bad in ["lower(", "unknown(x)", "number(x)", "number(x, y)", "a.", "", "lower(a, b)", "combine()"] {
+    for bad in [
+        "lower(",
+        "unknown(x)",
+        "number(x)",
+        "number(x, y)",
+        "a.",
+        "",
+        "lower(a, b)",
+        "combine()",
+    ] {
         let err = db.create_index("bad", &[bad]).unwrap_err();
-        assert!(matches!(err, StoreError::IndexDefinitionParseError { .. }), "{bad:?}: {err:?}");
+        assert!(
+            matches!(err, StoreError::IndexDefinitionParseError { .. }),
+            "{bad:?}: {err:?}"
+        );
     }
     let no_expressions: [&str; 0] = [];
     assert!(matches!(
@@ -105,29 +142,53 @@ fn writes_maintain_the_index() {
     // create adds
     let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let d2 = db.create_doc_from_json(SIMPLE, Some("d2")).unwrap();
-    assert_eq!(ids(&db.get_from_index("test-idx", &["value"]).unwrap()), ["d", "d2"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["value"]).unwrap()),
+        ["d", "d2"]
+    );
     // put updates
     d.set_json("{\"key\": \"altval\"}").unwrap();
     db.put_doc(&mut d).unwrap();
-    assert_eq!(ids(&db.get_from_index("test-idx", &["value"]).unwrap()), ["d2"]);
-    assert_eq!(ids(&db.get_from_index("test-idx", &["altval"]).unwrap()), ["d"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["value"]).unwrap()),
+        ["d2"]
+    );
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["altval"]).unwrap()),
+        ["d"]
+    );
     // delete removes
     let mut d2 = d2;
     db.delete_doc(&mut d2).unwrap();
-    assert!(db.get_from_index("test-idx", &["value"]).unwrap().is_empty());
+    assert!(
+        db.get_from_index("test-idx", &["value"])
+            .unwrap()
+            .is_empty()
+    );
     // put adding the key
     let mut e = db.create_doc_from_json("{}", Some("e")).unwrap();
     assert_eq!(ids(&db.get_from_index("test-idx", &["*"]).unwrap()), ["d"]);
     e.set_json(SIMPLE).unwrap();
     db.put_doc(&mut e).unwrap();
-    assert_eq!(ids(&db.get_from_index("test-idx", &["*"]).unwrap()), ["d", "e"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["*"]).unwrap()),
+        ["d", "e"]
+    );
     // sync writes update indexes too
     let mut incoming = doc("s", "other:1", Some("{\"key\": \"synced\"}"));
-    db.put_doc_if_newer(&mut incoming, false, Some("other"), 1, "T-1").unwrap();
-    assert_eq!(ids(&db.get_from_index("test-idx", &["synced"]).unwrap()), ["s"]);
+    db.put_doc_if_newer(&mut incoming, false, Some("other"), 1, "T-1")
+        .unwrap();
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["synced"]).unwrap()),
+        ["s"]
+    );
     // reviving a tombstone indexes it again
-    db.create_doc_from_json("{\"key\": \"back\"}", Some("d2")).unwrap();
-    assert_eq!(ids(&db.get_from_index("test-idx", &["back"]).unwrap()), ["d2"]);
+    db.create_doc_from_json("{\"key\": \"back\"}", Some("d2"))
+        .unwrap();
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["back"]).unwrap()),
+        ["d2"]
+    );
 }
 
 #[test]
@@ -136,27 +197,62 @@ fn get_from_index_exact_multi_and_unmatched() {
         &["key", "key2"],
         &[
             ("multi", "{\"key\": \"value\", \"key2\": \"value2\"}"),
-            ("list", "{\"key\": \"value\", \"key2\": [\"value2-1\", \"value2-2\", \"value2-3\"]}"),
+            (
+                "list",
+                "{\"key\": \"value\", \"key2\": [\"value2-1\", \"value2-2\", \"value2-3\"]}",
+            ),
         ],
     );
-    assert_eq!(ids(&db.get_from_index("test-idx", &["value", "value2"]).unwrap()), ["multi"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["value", "value2"]).unwrap()),
+        ["multi"]
+    );
     for v in ["value2-1", "value2-2", "value2-3"] {
-        assert_eq!(ids(&db.get_from_index("test-idx", &["value", v]).unwrap()), ["list"]);
+        assert_eq!(
+            ids(&db.get_from_index("test-idx", &["value", v]).unwrap()),
+            ["list"]
+        );
     }
-    assert!(db.get_from_index("test-idx", &["value", "nope"]).unwrap().is_empty());
-    assert!(db.get_from_index("test-idx", &["VALUE", "value2"]).unwrap().is_empty(), "case sensitive");
+    assert!(
+        db.get_from_index("test-idx", &["value", "nope"])
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.get_from_index("test-idx", &["VALUE", "value2"])
+            .unwrap()
+            .is_empty(),
+        "case sensitive"
+    );
     // a document matching through several values is returned once
     // ordered by the smallest matching key: ("value", "value2") < ("value", "value2-1")
-    assert_eq!(ids(&db.get_from_index("test-idx", &["value", "*"]).unwrap()), ["multi", "list"]);
-    assert_eq!(db.get_count_from_index("test-idx", &["value", "*"]).unwrap(), 2);
-    assert_eq!(db.get_count_from_index("test-idx", &["value", "value2-2"]).unwrap(), 1);
-    assert_eq!(db.get_count_from_index("test-idx", &["nope", "*"]).unwrap(), 0);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["value", "*"]).unwrap()),
+        ["multi", "list"]
+    );
+    assert_eq!(
+        db.get_count_from_index("test-idx", &["value", "*"])
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        db.get_count_from_index("test-idx", &["value", "value2-2"])
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        db.get_count_from_index("test-idx", &["nope", "*"]).unwrap(),
+        0
+    );
 }
 
 #[test]
 fn get_from_index_results_are_ordered_by_index_values() {
     let db = four_docs();
-    assert_eq!(ids(&db.get_from_index("test-idx", &["v*", "*"]).unwrap()), ["doc4", "doc3", "doc2", "doc1"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["v*", "*"]).unwrap()),
+        ["doc4", "doc3", "doc2", "doc1"]
+    );
     let db = with_docs(
         &["key"],
         &[
@@ -167,7 +263,10 @@ fn get_from_index_results_are_ordered_by_index_values() {
             ("nokey", "{\"other\": 1}"),
         ],
     );
-    assert_eq!(ids(&db.get_from_index("test-idx", &["*"]).unwrap()), ["doc3", "doc2", "doc4", "doc1"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["*"]).unwrap()),
+        ["doc3", "doc2", "doc4", "doc1"]
+    );
     assert_eq!(db.get_count_from_index("test-idx", &["*"]).unwrap(), 4);
 }
 
@@ -182,13 +281,29 @@ fn get_from_index_globbing() {
             ("d4", "{\"key\": \"\"}"),
         ],
     );
-    assert_eq!(ids(&db.get_from_index("test-idx", &["valu*"]).unwrap()), ["d2", "d1"]);
-    assert_eq!(ids(&db.get_from_index("test-idx", &["value*"]).unwrap()), ["d1"]);
-    assert_eq!(ids(&db.get_from_index("test-idx", &["V*"]).unwrap()), Vec::<String>::new());
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["valu*"]).unwrap()),
+        ["d2", "d1"]
+    );
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["value*"]).unwrap()),
+        ["d1"]
+    );
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["V*"]).unwrap()),
+        Vec::<String>::new()
+    );
     assert_eq!(ids(&db.get_from_index("test-idx", &[""]).unwrap()), ["d4"]);
-    assert_eq!(ids(&db.get_from_index("test-idx", &["*"]).unwrap()), ["d4", "d3", "d2", "d1"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["*"]).unwrap()),
+        ["d4", "d3", "d2", "d1"]
+    );
     // a star inside a value is literal (u1db only globs a trailing star)
-    assert!(db.get_from_index("test-idx", &["v*lue"]).unwrap().is_empty());
+    assert!(
+        db.get_from_index("test-idx", &["v*lue"])
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -202,27 +317,77 @@ fn get_from_index_sql_wildcards_are_literal() {
             ("glob", "{\"key\": \"va[l]ue?\"}"),
         ],
     );
-    assert_eq!(ids(&db.get_from_index("test-idx", &["va%*"]).unwrap()), ["pct"]);
-    assert_eq!(ids(&db.get_from_index("test-idx", &["va_*"]).unwrap()), ["under"]);
-    assert_eq!(ids(&db.get_from_index("test-idx", &["va[*"]).unwrap()), ["glob"]);
-    assert_eq!(ids(&db.get_from_index("test-idx", &["va%lue"]).unwrap()), ["pct"]);
-    assert_eq!(ids(&db.get_range_from_index("test-idx", Some(&["va%*"]), Some(&["va_*"])).unwrap()), ["pct", "glob", "under"]);
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["va%*"]).unwrap()),
+        ["pct"]
+    );
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["va_*"]).unwrap()),
+        ["under"]
+    );
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["va[*"]).unwrap()),
+        ["glob"]
+    );
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["va%lue"]).unwrap()),
+        ["pct"]
+    );
+    assert_eq!(
+        ids(&db
+            .get_range_from_index("test-idx", Some(&["va%*"]), Some(&["va_*"]))
+            .unwrap()),
+        ["pct", "glob", "under"]
+    );
 }
 
 #[test]
 fn get_from_index_errors() {
     let db = with_docs(&["key", "key2"], &[]);
-    assert!(matches!(db.get_from_index("test-idx", &["v1"]), Err(StoreError::InvalidValueForIndex)));
-    assert!(matches!(db.get_from_index("test-idx", &["v1", "v2", "v3"]), Err(StoreError::InvalidValueForIndex)));
-    assert!(matches!(db.get_from_index("test-idx", &["*", "v2"]), Err(StoreError::InvalidGlobbing)));
-    assert!(matches!(db.get_from_index("test-idx", &["*", "v*"]), Err(StoreError::InvalidGlobbing)));
-    assert!(matches!(db.get_from_index("test-idx", &["v*", "v2"]), Err(StoreError::InvalidGlobbing)));
-    assert!(matches!(db.get_from_index("test-idx", &["v*", "v*"]), Err(StoreError::InvalidGlobbing)));
-    assert!(matches!(db.get_count_from_index("test-idx", &["*", "v2"]), Err(StoreError::InvalidGlobbing)));
-    assert!(matches!(db.get_count_from_index("test-idx", &["v"]), Err(StoreError::InvalidValueForIndex)));
-    assert!(matches!(db.get_from_index("nope", &["v"]), Err(StoreError::IndexDoesNotExist)));
-    assert!(matches!(db.get_count_from_index("nope", &["v"]), Err(StoreError::IndexDoesNotExist)));
-    assert!(matches!(db.get_index_keys("nope"), Err(StoreError::IndexDoesNotExist)));
+    assert!(matches!(
+        db.get_from_index("test-idx", &["v1"]),
+        Err(StoreError::InvalidValueForIndex)
+    ));
+    assert!(matches!(
+        db.get_from_index("test-idx", &["v1", "v2", "v3"]),
+        Err(StoreError::InvalidValueForIndex)
+    ));
+    assert!(matches!(
+        db.get_from_index("test-idx", &["*", "v2"]),
+        Err(StoreError::InvalidGlobbing)
+    ));
+    assert!(matches!(
+        db.get_from_index("test-idx", &["*", "v*"]),
+        Err(StoreError::InvalidGlobbing)
+    ));
+    assert!(matches!(
+        db.get_from_index("test-idx", &["v*", "v2"]),
+        Err(StoreError::InvalidGlobbing)
+    ));
+    assert!(matches!(
+        db.get_from_index("test-idx", &["v*", "v*"]),
+        Err(StoreError::InvalidGlobbing)
+    ));
+    assert!(matches!(
+        db.get_count_from_index("test-idx", &["*", "v2"]),
+        Err(StoreError::InvalidGlobbing)
+    ));
+    assert!(matches!(
+        db.get_count_from_index("test-idx", &["v"]),
+        Err(StoreError::InvalidValueForIndex)
+    ));
+    assert!(matches!(
+        db.get_from_index("nope", &["v"]),
+        Err(StoreError::IndexDoesNotExist)
+    ));
+    assert!(matches!(
+        db.get_count_from_index("nope", &["v"]),
+        Err(StoreError::IndexDoesNotExist)
+    ));
+    assert!(matches!(
+        db.get_index_keys("nope"),
+        Err(StoreError::IndexDoesNotExist)
+    ));
     assert!(matches!(
         db.get_range_from_index("nope", Some(&["a"]), None),
         Err(StoreError::IndexDoesNotExist)
@@ -236,14 +401,23 @@ fn get_from_index_errors() {
 
 #[test]
 fn get_from_index_sees_conflicts() {
-    let mut db = with_docs(&["key", "key2"], &[("d", "{\"key\": \"value\", \"key2\": \"value2\"}")]);
-    let mut alt = doc("d", "alternate:1", Some("{\"key\": \"value\", \"key2\": \"value2\", \"x\": 1}"));
+    let mut db = with_docs(
+        &["key", "key2"],
+        &[("d", "{\"key\": \"value\", \"key2\": \"value2\"}")],
+    );
+    let mut alt = doc(
+        "d",
+        "alternate:1",
+        Some("{\"key\": \"value\", \"key2\": \"value2\", \"x\": 1}"),
+    );
     db.put_doc_if_newer(&mut alt, true, None, 0, "").unwrap();
     let found = db.get_from_index("test-idx", &["value", "value2"]).unwrap();
     assert_eq!(found.len(), 1);
     assert!(found[0].has_conflicts);
     assert_eq!(found[0].rev.as_deref(), Some("alternate:1"));
-    let ranged = db.get_range_from_index("test-idx", Some(&["a", "a"]), None).unwrap();
+    let ranged = db
+        .get_range_from_index("test-idx", Some(&["a", "a"]), None)
+        .unwrap();
     assert!(ranged[0].has_conflicts);
 }
 
@@ -258,13 +432,22 @@ fn range_single_column() {
             ("doc4", "{\"key\": \"value1\"}"),
         ],
     );
-    let r = |s: Option<&[&str]>, e: Option<&[&str]>| ids(&db.get_range_from_index("test-idx", s, e).unwrap());
+    let r = |s: Option<&[&str]>, e: Option<&[&str]>| {
+        ids(&db.get_range_from_index("test-idx", s, e).unwrap())
+    };
     assert_eq!(r(Some(&["value2"]), Some(&["value3"])), ["doc2", "doc1"]);
     assert_eq!(r(Some(&["value2"]), None), ["doc2", "doc1", "doc3"]);
     assert_eq!(r(None, Some(&["value2"])), ["doc4", "doc2"]);
     assert_eq!(r(None, None), ["doc4", "doc2", "doc1", "doc3"]);
-    assert_eq!(r(Some(&[]), Some(&[])), ["doc4", "doc2", "doc1", "doc3"], "empty is an open end");
-    assert_eq!(r(Some(&["value3"]), Some(&["value2"])), Vec::<String>::new());
+    assert_eq!(
+        r(Some(&[]), Some(&[])),
+        ["doc4", "doc2", "doc1", "doc3"],
+        "empty is an open end"
+    );
+    assert_eq!(
+        r(Some(&["value3"]), Some(&["value2"])),
+        Vec::<String>::new()
+    );
     assert_eq!(r(Some(&["val*"]), Some(&["value2*"])), ["doc4", "doc2"]);
     assert_eq!(r(Some(&["*"]), Some(&["value1"])), ["doc4"]);
     assert!(matches!(
@@ -276,22 +459,37 @@ fn range_single_column() {
 #[test]
 fn range_multi_column() {
     let db = four_docs();
-    let r = |s: Option<&[&str]>, e: Option<&[&str]>| ids(&db.get_range_from_index("test-idx", s, e).unwrap());
-    assert_eq!(r(Some(&["value2", "value2"]), Some(&["value2", "value3"])), ["doc3", "doc2"]);
+    let r = |s: Option<&[&str]>, e: Option<&[&str]>| {
+        ids(&db.get_range_from_index("test-idx", s, e).unwrap())
+    };
+    assert_eq!(
+        r(Some(&["value2", "value2"]), Some(&["value2", "value3"])),
+        ["doc3", "doc2"]
+    );
     assert_eq!(r(Some(&["value2", "value3"]), None), ["doc2", "doc1"]);
-    assert_eq!(r(None, Some(&["value2", "value3"])), ["doc4", "doc3", "doc2"]);
+    assert_eq!(
+        r(None, Some(&["value2", "value3"])),
+        ["doc4", "doc3", "doc2"]
+    );
     assert_eq!(r(None, Some(&["value2", "*"])), ["doc4", "doc3", "doc2"]);
     assert_eq!(r(Some(&["value2", "*"]), None), ["doc3", "doc2", "doc1"]);
     assert_eq!(r(Some(&["value2", "val*"]), None), ["doc3", "doc2", "doc1"]);
     assert_eq!(r(None, Some(&["value2", "val*"])), ["doc4", "doc3", "doc2"]);
-    assert_eq!(r(Some(&["value1", "value3"]), Some(&["value3", "value3"])), ["doc2"], "each column bounded separately");
+    assert_eq!(
+        r(Some(&["value1", "value3"]), Some(&["value3", "value3"])),
+        ["doc2"],
+        "each column bounded separately"
+    );
     for (s, e) in [
         (Some(&["*", "value2"][..]), None),
         (Some(&["*", "v*"][..]), None),
         (None, Some(&["*", "value2"][..])),
         (None, Some(&["*", "v*"][..])),
     ] {
-        assert!(matches!(db.get_range_from_index("test-idx", s, e), Err(StoreError::InvalidGlobbing)));
+        assert!(matches!(
+            db.get_range_from_index("test-idx", s, e),
+            Err(StoreError::InvalidGlobbing)
+        ));
     }
 }
 
@@ -302,15 +500,23 @@ fn index_keys() {
     for (id, v) in [("a", "value1"), ("b", "value2"), ("c", "value2")] {
         db.create_doc(&json!({ "key": v }), Some(id)).unwrap();
     }
-    assert_eq!(db.get_index_keys("test-idx").unwrap(), vec![vec!["value1".to_owned()], vec!["value2".to_owned()]]);
+    assert_eq!(
+        db.get_index_keys("test-idx").unwrap(),
+        vec![vec!["value1".to_owned()], vec!["value2".to_owned()]]
+    );
     let db = four_docs();
     let keys = db.get_index_keys("test-idx").unwrap();
     assert_eq!(
         keys,
-        [["value1", "value1"], ["value2", "value2"], ["value2", "value3"], ["value3", "value4"]]
-            .iter()
-            .map(|k| k.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-            .collect::<Vec<_>>()
+        [
+            ["value1", "value1"],
+            ["value2", "value2"],
+            ["value2", "value3"],
+            ["value3", "value4"]
+        ]
+        .iter()
+        .map(|k| k.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+        .collect::<Vec<_>>()
     );
 }
 
@@ -322,40 +528,85 @@ fn expression_lower_split_words_number_bool() {
     db.create_index("words", &["split_words(name)"]).unwrap();
     db.create_index("num", &["number(foo, 5)"]).unwrap();
     db.create_index("flag", &["bool(flag)"]).unwrap();
-    db.create_doc(&json!({"name": "Foo  Bar ", "foo": 12, "flag": true}), Some("a")).unwrap();
-    db.create_doc(&json!({"name": " baz", "foo": 123456, "flag": false}), Some("b")).unwrap();
-    db.create_doc(&json!({"foo": "this is not a maigret painting", "flag": 42}), Some("c")).unwrap();
-    assert_eq!(ids(&db.get_from_index("lower", &["foo  bar "]).unwrap()), ["a"]);
-    assert!(db.get_from_index("lower", &["Foo  Bar "]).unwrap().is_empty());
-    assert!(db.get_from_index("plain", &["foo  bar "]).unwrap().is_empty());
+    db.create_doc(
+        &json!({"name": "Foo  Bar ", "foo": 12, "flag": true}),
+        Some("a"),
+    )
+    .unwrap();
+    db.create_doc(
+        &json!({"name": " baz", "foo": 123456, "flag": false}),
+        Some("b"),
+    )
+    .unwrap();
+    db.create_doc(
+        &json!({"foo": "this is not a maigret painting", "flag": 42}),
+        Some("c"),
+    )
+    .unwrap();
+    assert_eq!(
+        ids(&db.get_from_index("lower", &["foo  bar "]).unwrap()),
+        ["a"]
+    );
+    assert!(
+        db.get_from_index("lower", &["Foo  Bar "])
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        db.get_from_index("plain", &["foo  bar "])
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(ids(&db.get_from_index("words", &["Foo"]).unwrap()), ["a"]);
     assert_eq!(ids(&db.get_from_index("words", &["Bar"]).unwrap()), ["a"]);
     assert_eq!(ids(&db.get_from_index("words", &["baz"]).unwrap()), ["b"]);
     assert_eq!(ids(&db.get_from_index("num", &["00012"]).unwrap()), ["a"]);
     assert_eq!(ids(&db.get_from_index("num", &["123456"]).unwrap()), ["b"]);
-    assert_eq!(db.get_index_keys("num").unwrap(), vec![vec!["00012".to_owned()], vec!["123456".to_owned()]]);
+    assert_eq!(
+        db.get_index_keys("num").unwrap(),
+        vec![vec!["00012".to_owned()], vec!["123456".to_owned()]]
+    );
     assert_eq!(ids(&db.get_from_index("flag", &["1"]).unwrap()), ["a"]);
     assert_eq!(ids(&db.get_from_index("flag", &["0"]).unwrap()), ["b"]);
-    assert_eq!(db.get_index_keys("flag").unwrap().len(), 2, "a non-bool is not indexed");
+    assert_eq!(
+        db.get_index_keys("flag").unwrap().len(),
+        2,
+        "a non-bool is not indexed"
+    );
 }
 
 #[test]
 fn expression_combine_is_null_and_nesting() {
     let mut db = db();
-    db.create_index("comb", &["combine(number(foo, 5), lower(bar))"]).unwrap();
+    db.create_index("comb", &["combine(number(foo, 5), lower(bar))"])
+        .unwrap();
     db.create_index("null", &["is_null(foo)"]).unwrap();
     db.create_index("nested", &["sub.doc"]).unwrap();
     db.create_index("list", &["foo.zap"]).unwrap();
-    db.create_doc(&json!({"foo": 12, "bar": "ALLCAPS"}), Some("a")).unwrap();
+    db.create_doc(&json!({"foo": 12, "bar": "ALLCAPS"}), Some("a"))
+        .unwrap();
     db.create_doc(&json!({"foo": null}), Some("b")).unwrap();
     db.create_doc(&json!({"bar": 1}), Some("c")).unwrap();
     db.create_doc_from_json(NESTED, Some("n")).unwrap();
-    db.create_doc(&json!({"foo": [{"zap": "bar"}, {"zap": "baz"}, "x"]}), Some("l")).unwrap();
+    db.create_doc(
+        &json!({"foo": [{"zap": "bar"}, {"zap": "baz"}, "x"]}),
+        Some("l"),
+    )
+    .unwrap();
     assert_eq!(ids(&db.get_from_index("comb", &["00012"]).unwrap()), ["a"]);
-    assert_eq!(ids(&db.get_from_index("comb", &["allcaps"]).unwrap()), ["a"]);
-    assert_eq!(ids(&db.get_from_index("null", &["1"]).unwrap()), ["b", "c", "n"]);
+    assert_eq!(
+        ids(&db.get_from_index("comb", &["allcaps"]).unwrap()),
+        ["a"]
+    );
+    assert_eq!(
+        ids(&db.get_from_index("null", &["1"]).unwrap()),
+        ["b", "c", "n"]
+    );
     assert_eq!(ids(&db.get_from_index("null", &["0"]).unwrap()), ["a", "l"]);
-    assert_eq!(ids(&db.get_from_index("nested", &["underneath"]).unwrap()), ["n"]);
+    assert_eq!(
+        ids(&db.get_from_index("nested", &["underneath"]).unwrap()),
+        ["n"]
+    );
     assert_eq!(ids(&db.get_from_index("list", &["bar"]).unwrap()), ["l"]);
     assert_eq!(ids(&db.get_from_index("list", &["baz"]).unwrap()), ["l"]);
 }
@@ -363,12 +614,26 @@ fn expression_combine_is_null_and_nesting() {
 #[test]
 fn unicode_values() {
     let mut db = with_docs(&["key"], &[]);
-    db.create_doc(&json!({"key": "valu\u{e5}"}), Some("u")).unwrap();
-    db.create_doc(&json!({"key": "\u{10FFFF}x"}), Some("max")).unwrap();
-    assert_eq!(ids(&db.get_from_index("test-idx", &["valu\u{e5}"]).unwrap()), ["u"]);
-    assert_eq!(ids(&db.get_from_index("test-idx", &["valu*"]).unwrap()), ["u"]);
-    assert_eq!(ids(&db.get_from_index("test-idx", &["*"]).unwrap()), ["u", "max"]);
-    assert_eq!(ids(&db.get_from_index("test-idx", &["\u{10FFFF}*"]).unwrap()), ["max"]);
+    db.create_doc(&json!({"key": "valu\u{e5}"}), Some("u"))
+        .unwrap();
+    db.create_doc(&json!({"key": "\u{10FFFF}x"}), Some("max"))
+        .unwrap();
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["valu\u{e5}"]).unwrap()),
+        ["u"]
+    );
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["valu*"]).unwrap()),
+        ["u"]
+    );
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["*"]).unwrap()),
+        ["u", "max"]
+    );
+    assert_eq!(
+        ids(&db.get_from_index("test-idx", &["\u{10FFFF}*"]).unwrap()),
+        ["max"]
+    );
 }
 
 #[test]
@@ -381,5 +646,8 @@ fn indexes_persist_across_reopen() {
     db.close().unwrap();
     let mut db = Database::open_unencrypted(&path).unwrap();
     db.create_doc(&json!({"key": "Two"}), Some("two")).unwrap();
-    assert_eq!(ids(&db.get_from_index("by-key", &["*"]).unwrap()), ["one", "two"]);
+    assert_eq!(
+        ids(&db.get_from_index("by-key", &["*"]).unwrap()),
+        ["one", "two"]
+    );
 }

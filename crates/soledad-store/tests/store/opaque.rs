@@ -4,7 +4,10 @@
 use soledad_store::{Document, OpaqueDatabase, OpenOptions, PutState, StoreError};
 
 fn server() -> OpaqueDatabase {
-    OpenOptions::new().replica_uid("server").open_in_memory().unwrap()
+    OpenOptions::new()
+        .replica_uid("server")
+        .open_in_memory()
+        .unwrap()
 }
 
 fn env(doc_id: &str, rev: &str, bytes: Option<&[u8]>) -> Document<Vec<u8>> {
@@ -16,7 +19,9 @@ fn stores_bytes_byte_exact() {
     let mut db = server();
     let payload: Vec<u8> = (0..=255u8).chain([0, 0, 0xFF]).collect();
     let mut d = env("aGlkZGVuLWlk", "client:1", Some(&payload));
-    let (state, generation) = db.put_doc_if_newer(&mut d, false, Some("client"), 1, "T-a").unwrap();
+    let (state, generation) = db
+        .put_doc_if_newer(&mut d, false, Some("client"), 1, "T-a")
+        .unwrap();
     assert_eq!((state, generation), (PutState::Inserted, 1));
     let read = db.get_doc("aGlkZGVuLWlk", false).unwrap().unwrap();
     assert_eq!(read.content.as_deref(), Some(payload.as_slice()));
@@ -31,37 +36,72 @@ fn stores_bytes_byte_exact() {
 fn concurrent_equal_bytes_are_not_merged_and_not_stored() {
     let mut db = server();
     let mut first = env("id", "a:1", Some(b"ciphertext"));
-    db.put_doc_if_newer(&mut first, false, Some("a"), 1, "T-1").unwrap();
+    db.put_doc_if_newer(&mut first, false, Some("a"), 1, "T-1")
+        .unwrap();
     // Same bytes, concurrent rev: no content comparison, so a conflict,
     // reported and not stored; the document is untouched.
     let mut other = env("id", "b:1", Some(b"ciphertext"));
-    let (state, generation) = db.put_doc_if_newer(&mut other, false, Some("b"), 1, "T-2").unwrap();
+    let (state, generation) = db
+        .put_doc_if_newer(&mut other, false, Some("b"), 1, "T-2")
+        .unwrap();
     assert_eq!((state, generation), (PutState::Conflicted, 1));
-    assert_eq!(other.rev.as_deref(), Some("b:1"), "the rev is never rewritten");
+    assert_eq!(
+        other.rev.as_deref(),
+        Some("b:1"),
+        "the rev is never rewritten"
+    );
     let read = db.get_doc("id", false).unwrap().unwrap();
     assert_eq!(read.rev.as_deref(), Some("a:1"));
     assert!(!read.has_conflicts);
     assert!(db.get_doc_conflicts("id").unwrap().is_empty());
-    assert_eq!(db.get_replica_gen_and_trans_id("b").unwrap(), (1, "T-2".to_owned()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("b").unwrap(),
+        (1, "T-2".to_owned())
+    );
     // Concurrent tombstones are not merged either.
     let mut del_a = env("gone", "a:2", None);
-    db.put_doc_if_newer(&mut del_a, false, Some("a"), 2, "T-3").unwrap();
+    db.put_doc_if_newer(&mut del_a, false, Some("a"), 2, "T-3")
+        .unwrap();
     let mut del_b = env("gone", "b:2", None);
-    assert_eq!(db.put_doc_if_newer(&mut del_b, false, Some("b"), 2, "T-4").unwrap().0, PutState::Conflicted);
+    assert_eq!(
+        db.put_doc_if_newer(&mut del_b, false, Some("b"), 2, "T-4")
+            .unwrap()
+            .0,
+        PutState::Conflicted
+    );
 }
 
 #[test]
 fn newer_older_and_same_revisions() {
     let mut db = server();
     let mut v1 = env("id", "a:1", Some(b"one"));
-    db.put_doc_if_newer(&mut v1, false, Some("a"), 1, "T-1").unwrap();
+    db.put_doc_if_newer(&mut v1, false, Some("a"), 1, "T-1")
+        .unwrap();
     let mut v2 = env("id", "a:2|b:1", Some(b"two"));
-    assert_eq!(db.put_doc_if_newer(&mut v2, false, Some("b"), 1, "T-b1").unwrap().0, PutState::Inserted);
+    assert_eq!(
+        db.put_doc_if_newer(&mut v2, false, Some("b"), 1, "T-b1")
+            .unwrap()
+            .0,
+        PutState::Inserted
+    );
     let mut old = env("id", "a:1", Some(b"one"));
-    assert_eq!(db.put_doc_if_newer(&mut old, false, Some("a"), 2, "T-2").unwrap().0, PutState::Superseded);
+    assert_eq!(
+        db.put_doc_if_newer(&mut old, false, Some("a"), 2, "T-2")
+            .unwrap()
+            .0,
+        PutState::Superseded
+    );
     let mut same = env("id", "a:2|b:1", Some(b"two"));
-    assert_eq!(db.put_doc_if_newer(&mut same, false, Some("a"), 3, "T-3").unwrap().0, PutState::Converged);
-    assert_eq!(db.get_doc("id", false).unwrap().unwrap().content.as_deref(), Some(&b"two"[..]));
+    assert_eq!(
+        db.put_doc_if_newer(&mut same, false, Some("a"), 3, "T-3")
+            .unwrap()
+            .0,
+        PutState::Converged
+    );
+    assert_eq!(
+        db.get_doc("id", false).unwrap().unwrap().content.as_deref(),
+        Some(&b"two"[..])
+    );
     // an old source generation is refused
     let mut late = env("id", "a:9|b:1", Some(b"late"));
     assert!(matches!(
@@ -72,7 +112,10 @@ fn newer_older_and_same_revisions() {
         db.put_doc_if_newer(&mut late, false, Some("a"), 3, "T-other"),
         Err(StoreError::InvalidTransactionId)
     ));
-    assert_eq!(db.get_doc("id", false).unwrap().unwrap().rev.as_deref(), Some("a:2|b:1"));
+    assert_eq!(
+        db.get_doc("id", false).unwrap().unwrap().rev.as_deref(),
+        Some("a:2|b:1")
+    );
 }
 
 #[test]
@@ -87,7 +130,10 @@ fn opaque_batch_applies_a_sync_upload_atomically() {
     })
     .unwrap();
     assert_eq!(db.whats_changed(0).unwrap().changes.len(), 5);
-    assert_eq!(db.get_replica_gen_and_trans_id("c").unwrap(), (5, "T-5".to_owned()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("c").unwrap(),
+        (5, "T-5".to_owned())
+    );
     let failed = db.batch(|b| {
         let mut d = env("doc6", "c:6", Some(b"x"));
         b.put_doc_if_newer(&mut d, false, Some("c"), 6, "T-6")?;
@@ -97,5 +143,8 @@ fn opaque_batch_applies_a_sync_upload_atomically() {
     });
     assert!(matches!(failed, Err(StoreError::InvalidGeneration)));
     assert_eq!(db.get_doc("doc6", true).unwrap(), None);
-    assert_eq!(db.get_replica_gen_and_trans_id("c").unwrap(), (5, "T-5".to_owned()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("c").unwrap(),
+        (5, "T-5".to_owned())
+    );
 }

@@ -10,7 +10,10 @@ use crate::util::{NESTED, SIMPLE, db, db_named, doc, sync, value_of};
 fn whats_changed_initial_database() {
     let db = db();
     let changes = db.whats_changed(0).unwrap();
-    assert_eq!((changes.generation, changes.transaction_id.as_str()), (0, ""));
+    assert_eq!(
+        (changes.generation, changes.transaction_id.as_str()),
+        (0, "")
+    );
     assert!(changes.changes.is_empty());
 }
 
@@ -40,10 +43,20 @@ fn whats_changed_returns_last_edits_ascending() {
     db.put_doc(&mut a).unwrap();
     let changes = db.whats_changed(0).unwrap();
     assert_eq!(changes.generation, 3);
-    let got: Vec<(&str, u64)> = changes.changes.iter().map(|c| (c.doc_id.as_str(), c.generation)).collect();
+    let got: Vec<(&str, u64)> = changes
+        .changes
+        .iter()
+        .map(|c| (c.doc_id.as_str(), c.generation))
+        .collect();
     assert_eq!(got, [("b", 2), ("a", 3)]);
-    assert_eq!(changes.changes[0].transaction_id, db.get_trans_id_for_gen(2).unwrap());
-    assert_eq!(changes.changes[1].transaction_id, db.get_trans_id_for_gen(3).unwrap());
+    assert_eq!(
+        changes.changes[0].transaction_id,
+        db.get_trans_id_for_gen(2).unwrap()
+    );
+    assert_eq!(
+        changes.changes[1].transaction_id,
+        db.get_trans_id_for_gen(3).unwrap()
+    );
 }
 
 #[test]
@@ -54,10 +67,17 @@ fn whats_changed_doesnt_include_old_gen() {
     let c = db.create_doc_from_json(SIMPLE, None).unwrap();
     let (generation, last) = db.get_generation_info().unwrap();
     let changes = db.whats_changed(2).unwrap();
-    assert_eq!((changes.generation, changes.transaction_id.clone()), (generation, last.clone()));
+    assert_eq!(
+        (changes.generation, changes.transaction_id.clone()),
+        (generation, last.clone())
+    );
     assert_eq!(changes.changes.len(), 1);
     assert_eq!(
-        (changes.changes[0].doc_id.as_str(), changes.changes[0].generation, changes.changes[0].transaction_id.as_str()),
+        (
+            changes.changes[0].doc_id.as_str(),
+            changes.changes[0].generation,
+            changes.changes[0].transaction_id.as_str()
+        ),
         (c.doc_id.as_str(), 3, last.as_str())
     );
     // A generation beyond ours yields nothing (and no error).
@@ -72,7 +92,10 @@ fn docs_changed_since_in_generation_order_with_limit() {
     db.create_doc_from_json(SIMPLE, Some("c")).unwrap();
     db.delete_doc(&mut a).unwrap();
     let all = db.docs_changed_since(0, 100).unwrap();
-    let got: Vec<(&str, u64)> = all.iter().map(|c| (c.doc.doc_id.as_str(), c.generation)).collect();
+    let got: Vec<(&str, u64)> = all
+        .iter()
+        .map(|c| (c.doc.doc_id.as_str(), c.generation))
+        .collect();
     assert_eq!(got, [("b", 2), ("c", 3), ("a", 4)]);
     assert!(all[2].doc.is_tombstone());
     assert_eq!(all[2].transaction_id, db.get_trans_id_for_gen(4).unwrap());
@@ -98,19 +121,38 @@ fn validate_gen_and_trans_id() {
         db.validate_gen_and_trans_id(generation + 1, &trans_id),
         Err(StoreError::InvalidGeneration)
     ));
-    assert!(matches!(db.validate_gen_and_trans_id(u64::MAX, "x"), Err(StoreError::InvalidGeneration)));
+    assert!(matches!(
+        db.validate_gen_and_trans_id(u64::MAX, "x"),
+        Err(StoreError::InvalidGeneration)
+    ));
 }
 
 #[test]
 fn replica_gen_and_trans_id_roundtrip() {
     let mut db = db();
-    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (0, String::new()));
-    db.set_replica_gen_and_trans_id("other", 2, "T-transaction").unwrap();
-    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (2, "T-transaction".to_owned()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("other").unwrap(),
+        (0, String::new())
+    );
+    db.set_replica_gen_and_trans_id("other", 2, "T-transaction")
+        .unwrap();
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("other").unwrap(),
+        (2, "T-transaction".to_owned())
+    );
     db.set_replica_gen_and_trans_id("other", 3, "T-3").unwrap();
-    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (3, "T-3".to_owned()));
-    assert!(matches!(db.set_replica_gen_and_trans_id("bad uid", 1, "T"), Err(StoreError::InvalidReplicaUid)));
-    assert!(matches!(db.set_replica_gen_and_trans_id("o", u64::MAX, "T"), Err(StoreError::InvalidGeneration)));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("other").unwrap(),
+        (3, "T-3".to_owned())
+    );
+    assert!(matches!(
+        db.set_replica_gen_and_trans_id("bad uid", 1, "T"),
+        Err(StoreError::InvalidReplicaUid)
+    ));
+    assert!(matches!(
+        db.set_replica_gen_and_trans_id("o", u64::MAX, "T"),
+        Err(StoreError::InvalidGeneration)
+    ));
     assert!(matches!(
         db.set_replica_gen_and_trans_id("o", 1, &"x".repeat(1000)),
         Err(StoreError::InvalidTransactionId)
@@ -123,13 +165,18 @@ fn replica_gen_and_trans_id_roundtrip() {
 fn put_doc_if_newer_new_document() {
     let mut db = db();
     let mut d = doc("doc-id", "other:1", Some(SIMPLE));
-    let result = db.put_doc_if_newer(&mut d, false, Some("r"), 1, "foo").unwrap();
+    let result = db
+        .put_doc_if_newer(&mut d, false, Some("r"), 1, "foo")
+        .unwrap();
     assert_eq!(result, (PutState::Inserted, 1));
     let read = db.get_doc("doc-id", false).unwrap().unwrap();
     assert_eq!(read.rev.as_deref(), Some("other:1"));
     assert_eq!(read.json(), Some(SIMPLE));
     assert!(!read.has_conflicts);
-    assert_eq!(db.get_replica_gen_and_trans_id("r").unwrap(), (1, "foo".to_owned()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("r").unwrap(),
+        (1, "foo".to_owned())
+    );
 }
 
 #[test]
@@ -141,10 +188,15 @@ fn put_doc_if_newer_already_superseded() {
     d.set_json(SIMPLE).unwrap();
     db.put_doc(&mut d).unwrap();
     let mut old = doc("d", &rev1, Some(orig));
-    let (state, _) = db.put_doc_if_newer(&mut old, false, Some("r"), 1, "foo").unwrap();
+    let (state, _) = db
+        .put_doc_if_newer(&mut old, false, Some("r"), 1, "foo")
+        .unwrap();
     assert_eq!(state, PutState::Superseded);
     let read = db.get_doc("d", false).unwrap().unwrap();
-    assert_eq!((read.rev.as_deref(), read.json()), (Some("test:2"), Some(SIMPLE)));
+    assert_eq!(
+        (read.rev.as_deref(), read.json()),
+        (Some("test:2"), Some(SIMPLE))
+    );
 }
 
 #[test]
@@ -154,12 +206,21 @@ fn put_doc_if_newer_autoresolve_equal_content() {
     let rev = VectorClock::parse(d.rev.as_deref().unwrap()).unwrap();
     // Same content, written differently, concurrent revision.
     let mut incoming = doc("d", "whatever:1", Some("{\"key\":\"value\"}"));
-    let (state, generation) = db.put_doc_if_newer(&mut incoming, false, Some("r"), 1, "foo").unwrap();
+    let (state, generation) = db
+        .put_doc_if_newer(&mut incoming, false, Some("r"), 1, "foo")
+        .unwrap();
     assert_eq!(state, PutState::Superseded);
     assert_eq!(generation, 2);
     let stored = db.get_doc("d", false).unwrap().unwrap();
-    assert_eq!(stored.rev.as_deref(), Some("test:2|whatever:1"), "join, incremented");
-    assert_eq!(incoming.rev, stored.rev, "the caller's doc carries the merged rev");
+    assert_eq!(
+        stored.rev.as_deref(),
+        Some("test:2|whatever:1"),
+        "join, incremented"
+    );
+    assert_eq!(
+        incoming.rev, stored.rev,
+        "the caller's doc carries the merged rev"
+    );
     let merged = VectorClock::parse(stored.rev.as_deref().unwrap()).unwrap();
     assert!(merged.is_newer(&rev));
     assert!(merged.is_newer(&VectorClock::parse("whatever:1").unwrap()));
@@ -170,10 +231,17 @@ fn put_doc_if_newer_autoresolve_equal_content() {
 #[test]
 fn put_doc_if_newer_already_converged() {
     let mut db = db();
-    let mut d = db.create_doc_from_json("{\"new\": \"doc\"}", Some("d")).unwrap();
-    let result = db.put_doc_if_newer(&mut d, false, Some("r"), 1, "foo").unwrap();
+    let mut d = db
+        .create_doc_from_json("{\"new\": \"doc\"}", Some("d"))
+        .unwrap();
+    let result = db
+        .put_doc_if_newer(&mut d, false, Some("r"), 1, "foo")
+        .unwrap();
     assert_eq!(result, (PutState::Converged, 1));
-    assert_eq!(db.get_replica_gen_and_trans_id("r").unwrap(), (1, "foo".to_owned()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("r").unwrap(),
+        (1, "foo".to_owned())
+    );
 }
 
 #[test]
@@ -181,79 +249,138 @@ fn put_doc_if_newer_conflicted_without_saving_leaves_doc() {
     let mut db = db();
     let d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut alt = doc("d", "alternate:1", Some(NESTED));
-    let (state, generation) = db.put_doc_if_newer(&mut alt, false, Some("r"), 1, "foo").unwrap();
+    let (state, generation) = db
+        .put_doc_if_newer(&mut alt, false, Some("r"), 1, "foo")
+        .unwrap();
     assert_eq!((state, generation), (PutState::Conflicted, 1));
     let read = db.get_doc("d", false).unwrap().unwrap();
-    assert_eq!((read.rev.clone(), read.json()), (d.rev.clone(), Some(SIMPLE)));
+    assert_eq!(
+        (read.rev.clone(), read.json()),
+        (d.rev.clone(), Some(SIMPLE))
+    );
     assert!(!read.has_conflicts);
     assert!(db.get_doc_conflicts("d").unwrap().is_empty());
     // The source position is still recorded: no need to see it again.
-    assert_eq!(db.get_replica_gen_and_trans_id("r").unwrap(), (1, "foo".to_owned()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("r").unwrap(),
+        (1, "foo".to_owned())
+    );
 }
 
 #[test]
 fn put_doc_if_newer_source_generation_rules() {
     // newer generation
     let mut db1 = db();
-    db1.set_replica_gen_and_trans_id("other", 1, "T-sid").unwrap();
+    db1.set_replica_gen_and_trans_id("other", 1, "T-sid")
+        .unwrap();
     let mut d = doc("doc_id", "other:2", Some(SIMPLE));
-    let (state, _) = db1.put_doc_if_newer(&mut d, false, Some("other"), 2, "T-irrelevant").unwrap();
+    let (state, _) = db1
+        .put_doc_if_newer(&mut d, false, Some("other"), 2, "T-irrelevant")
+        .unwrap();
     assert_eq!(state, PutState::Inserted);
 
     // same generation, same transaction id
     let mut db2 = db();
-    db2.set_replica_gen_and_trans_id("other", 1, "T-sid").unwrap();
+    db2.set_replica_gen_and_trans_id("other", 1, "T-sid")
+        .unwrap();
     let mut created = db2.create_doc_from_json(SIMPLE, None).unwrap();
-    let (state, _) = db2.put_doc_if_newer(&mut created, false, Some("other"), 1, "T-sid").unwrap();
+    let (state, _) = db2
+        .put_doc_if_newer(&mut created, false, Some("other"), 1, "T-sid")
+        .unwrap();
     assert_eq!(state, PutState::Converged);
 
     // same generation, another transaction id
     let mut db3 = db();
-    db3.set_replica_gen_and_trans_id("other", 1, "T-sid").unwrap();
+    db3.set_replica_gen_and_trans_id("other", 1, "T-sid")
+        .unwrap();
     let mut d = doc("doc_id", "other:1", Some(SIMPLE));
-    let err = db3.put_doc_if_newer(&mut d, false, Some("other"), 1, "T-sad").unwrap_err();
+    let err = db3
+        .put_doc_if_newer(&mut d, false, Some("other"), 1, "T-sad")
+        .unwrap_err();
     assert!(matches!(err, StoreError::InvalidTransactionId));
     assert_eq!(db3.get_doc("doc_id", true).unwrap(), None);
 
     // older generation with an older doc: fine, superseded
     let mut db4 = db();
-    let mut d = db4.create_doc_from_json("{\"new\": \"doc\"}", Some("d")).unwrap();
+    let mut d = db4
+        .create_doc_from_json("{\"new\": \"doc\"}", Some("d"))
+        .unwrap();
     let rev1 = d.rev.clone().unwrap();
     d.set_json(SIMPLE).unwrap();
     db4.put_doc(&mut d).unwrap();
-    db4.set_replica_gen_and_trans_id("other", 3, "T-sid").unwrap();
+    db4.set_replica_gen_and_trans_id("other", 3, "T-sid")
+        .unwrap();
     let mut older = doc("d", &rev1, Some(SIMPLE));
-    let (state, _) = db4.put_doc_if_newer(&mut older, false, Some("other"), 8, "T-irrelevant").unwrap();
+    let (state, _) = db4
+        .put_doc_if_newer(&mut older, false, Some("other"), 8, "T-irrelevant")
+        .unwrap();
     assert_eq!(state, PutState::Superseded);
 
     // older generation with a newer doc: the source was rolled back
     let mut db5 = db();
-    db5.set_replica_gen_and_trans_id("other", 5, "T-sid").unwrap();
+    db5.set_replica_gen_and_trans_id("other", 5, "T-sid")
+        .unwrap();
     let mut d = doc("doc_id", "other:1", Some(SIMPLE));
-    let err = db5.put_doc_if_newer(&mut d, false, Some("other"), 1, "T-sad").unwrap_err();
+    let err = db5
+        .put_doc_if_newer(&mut d, false, Some("other"), 1, "T-sad")
+        .unwrap_err();
     assert!(matches!(err, StoreError::InvalidGeneration));
     assert_eq!(db5.get_doc("doc_id", true).unwrap(), None);
-    assert_eq!(db5.get_replica_gen_and_trans_id("other").unwrap(), (5, "T-sid".to_owned()));
+    assert_eq!(
+        db5.get_replica_gen_and_trans_id("other").unwrap(),
+        (5, "T-sid".to_owned())
+    );
 }
 
 #[test]
 fn put_doc_if_newer_records_replica_position() {
     let mut db = db();
     let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
-    db.set_replica_gen_and_trans_id("other", 1, "T-sid").unwrap();
+    db.set_replica_gen_and_trans_id("other", 1, "T-sid")
+        .unwrap();
     let mut d2 = doc("d", "other:1|test:1", Some(NESTED));
-    assert_eq!(db.put_doc_if_newer(&mut d2, false, Some("other"), 2, "T-id2").unwrap().0, PutState::Inserted);
-    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (2, "T-id2".to_owned()));
+    assert_eq!(
+        db.put_doc_if_newer(&mut d2, false, Some("other"), 2, "T-id2")
+            .unwrap()
+            .0,
+        PutState::Inserted
+    );
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("other").unwrap(),
+        (2, "T-id2".to_owned())
+    );
     let mut d3 = doc("d", d1.rev.as_deref().unwrap(), Some(NESTED));
-    assert_eq!(db.put_doc_if_newer(&mut d3, false, Some("other"), 3, "T-id3").unwrap().0, PutState::Superseded);
-    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (3, "T-id3".to_owned()));
+    assert_eq!(
+        db.put_doc_if_newer(&mut d3, false, Some("other"), 3, "T-id3")
+            .unwrap()
+            .0,
+        PutState::Superseded
+    );
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("other").unwrap(),
+        (3, "T-id3".to_owned())
+    );
     let mut d4 = doc("d", "fourth:1|test:1", Some("{}"));
-    assert_eq!(db.put_doc_if_newer(&mut d4, false, Some("other"), 4, "T-id4").unwrap().0, PutState::Conflicted);
-    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (4, "T-id4".to_owned()));
+    assert_eq!(
+        db.put_doc_if_newer(&mut d4, false, Some("other"), 4, "T-id4")
+            .unwrap()
+            .0,
+        PutState::Conflicted
+    );
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("other").unwrap(),
+        (4, "T-id4".to_owned())
+    );
     // Without a replica uid nothing is recorded.
     let mut d5 = doc("e", "fifth:1", Some("{}"));
-    assert_eq!(db.put_doc_if_newer(&mut d5, false, None, 0, "").unwrap().0, PutState::Inserted);
-    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (4, "T-id4".to_owned()));
+    assert_eq!(
+        db.put_doc_if_newer(&mut d5, false, None, 0, "").unwrap().0,
+        PutState::Inserted
+    );
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("other").unwrap(),
+        (4, "T-id4".to_owned())
+    );
 }
 
 #[test]
@@ -261,15 +388,26 @@ fn put_doc_if_newer_rejects_bad_input() {
     let mut db = db();
     for bad_rev in ["", "garbage", "b:1|a:1", "a:0", "a:1|"] {
         let mut d = doc("d", bad_rev, Some(SIMPLE));
-        let err = db.put_doc_if_newer(&mut d, false, Some("r"), 1, "t").unwrap_err();
-        assert!(matches!(err, StoreError::InvalidRevision), "{bad_rev:?}: {err:?}");
+        let err = db
+            .put_doc_if_newer(&mut d, false, Some("r"), 1, "t")
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidRevision),
+            "{bad_rev:?}: {err:?}"
+        );
         assert_eq!(d.rev.as_deref(), Some(bad_rev));
     }
     let mut no_rev = doc("d", "a:1", Some(SIMPLE));
     no_rev.rev = None;
-    assert!(matches!(db.put_doc_if_newer(&mut no_rev, false, None, 0, ""), Err(StoreError::InvalidRevision)));
+    assert!(matches!(
+        db.put_doc_if_newer(&mut no_rev, false, None, 0, ""),
+        Err(StoreError::InvalidRevision)
+    ));
     let mut bad_id = doc("a b", "a:1", Some(SIMPLE));
-    assert!(matches!(db.put_doc_if_newer(&mut bad_id, false, None, 0, ""), Err(StoreError::InvalidDocId)));
+    assert!(matches!(
+        db.put_doc_if_newer(&mut bad_id, false, None, 0, ""),
+        Err(StoreError::InvalidDocId)
+    ));
     let mut d = doc("d", "a:1", Some(SIMPLE));
     assert!(matches!(
         db.put_doc_if_newer(&mut d, false, Some("bad|uid"), 1, "t"),
@@ -280,7 +418,10 @@ fn put_doc_if_newer_rejects_bad_input() {
         Err(StoreError::InvalidGeneration)
     ));
     assert_eq!(db.get_generation_info().unwrap().0, 0);
-    assert_eq!(db.get_replica_gen_and_trans_id("r").unwrap(), (0, String::new()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("r").unwrap(),
+        (0, String::new())
+    );
 }
 
 #[test]
@@ -288,14 +429,19 @@ fn put_doc_if_newer_tombstones() {
     let mut db = db();
     // an incoming tombstone for a doc we never had is stored
     let mut t = doc("gone", "other:1", None);
-    assert_eq!(db.put_doc_if_newer(&mut t, false, None, 0, "").unwrap().0, PutState::Inserted);
+    assert_eq!(
+        db.put_doc_if_newer(&mut t, false, None, 0, "").unwrap().0,
+        PutState::Inserted
+    );
     assert_eq!(db.get_doc("gone", false).unwrap(), None);
     assert!(db.get_doc("gone", true).unwrap().unwrap().is_tombstone());
     // concurrent deletes on both sides merge (same "content": none)
     let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     db.delete_doc(&mut d).unwrap();
     let mut remote_delete = doc("d", "other:1|test:1", None);
-    let (state, _) = db.put_doc_if_newer(&mut remote_delete, false, None, 0, "").unwrap();
+    let (state, _) = db
+        .put_doc_if_newer(&mut remote_delete, false, None, 0, "")
+        .unwrap();
     assert_eq!(state, PutState::Superseded);
     let stored = db.get_doc("d", true).unwrap().unwrap();
     assert_eq!(stored.rev.as_deref(), Some("other:1|test:3"));
@@ -310,8 +456,14 @@ fn sync_between_two_databases() {
     b.create_doc_from_json(NESTED, Some("from-b")).unwrap();
     sync(&mut a, &mut b).unwrap();
     for db in [&a, &b] {
-        assert_eq!(db.get_doc("from-a", false).unwrap().unwrap().json(), Some(SIMPLE));
-        assert_eq!(db.get_doc("from-b", false).unwrap().unwrap().json(), Some(NESTED));
+        assert_eq!(
+            db.get_doc("from-a", false).unwrap().unwrap().json(),
+            Some(SIMPLE)
+        );
+        assert_eq!(
+            db.get_doc("from-b", false).unwrap().unwrap().json(),
+            Some(NESTED)
+        );
     }
     // deletes propagate
     let mut d = a.get_doc("from-b", false).unwrap().unwrap();
@@ -331,16 +483,27 @@ fn sync_between_two_databases() {
     assert!(!b.get_doc("from-a", false).unwrap().unwrap().has_conflicts);
     let on_a_now = a.get_doc("from-a", false).unwrap().unwrap();
     assert!(on_a_now.has_conflicts);
-    assert_eq!(on_a_now.rev, on_b.rev, "the target's revision became current");
+    assert_eq!(
+        on_a_now.rev, on_b.rev,
+        "the target's revision became current"
+    );
     // Resolve on a, sync: both converge on the resolution.
     let mut resolved = on_a_now.clone();
     resolved.set_value(&json!({"edited": "by both"})).unwrap();
-    let revs: Vec<String> = a.get_doc_conflicts("from-a").unwrap().into_iter().map(|d| d.rev.unwrap()).collect();
+    let revs: Vec<String> = a
+        .get_doc_conflicts("from-a")
+        .unwrap()
+        .into_iter()
+        .map(|d| d.rev.unwrap())
+        .collect();
     a.resolve_doc(&mut resolved, &revs).unwrap();
     assert!(!resolved.has_conflicts);
     sync(&mut a, &mut b).unwrap();
     assert_eq!(value_of(&b, "from-a"), Some(json!({"edited": "by both"})));
-    assert_eq!(b.get_doc("from-a", false).unwrap().unwrap().rev, resolved.rev);
+    assert_eq!(
+        b.get_doc("from-a", false).unwrap().unwrap().rev,
+        resolved.rev
+    );
     // Nothing left to exchange: a second sync changes nothing.
     let (gen_a, _) = a.get_generation_info().unwrap();
     let (gen_b, _) = b.get_generation_info().unwrap();
@@ -390,7 +553,9 @@ fn sync_detects_a_rolled_back_target() {
     let older_copy = dir.path().join("older.db");
     std::fs::copy(&backup, &older_copy).unwrap();
     let mut restored = soledad_store::Database::open_unencrypted(&backup).unwrap();
-    restored.create_doc_from_json(NESTED, Some("other-two")).unwrap();
+    restored
+        .create_doc_from_json(NESTED, Some("other-two"))
+        .unwrap();
     let err = sync(&mut a, &mut restored).unwrap_err();
     assert!(matches!(err, StoreError::InvalidTransactionId), "{err:?}");
     assert!(a.get_doc("other-two", true).unwrap().is_none());

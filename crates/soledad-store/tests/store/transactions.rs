@@ -25,7 +25,10 @@ fn batch_commits_everything() {
     assert_eq!(generation, 11);
     assert_eq!(db.get_generation_info().unwrap().0, 11);
     assert_eq!(db.get_count_from_index("by-key", &["k*"]).unwrap(), 10);
-    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (1, "T-1".to_owned()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("other").unwrap(),
+        (1, "T-1".to_owned())
+    );
     let changes = db.whats_changed(0).unwrap();
     assert_eq!(changes.changes.len(), 11);
     let gens: Vec<u64> = changes.changes.iter().map(|c| c.generation).collect();
@@ -36,7 +39,8 @@ fn batch_commits_everything() {
 fn failing_write_in_the_middle_of_a_batch_leaves_nothing() {
     let mut db = db();
     db.create_index("by-key", &["key"]).unwrap();
-    db.create_doc_from_json("{\"key\": \"before\"}", Some("before")).unwrap();
+    db.create_doc_from_json("{\"key\": \"before\"}", Some("before"))
+        .unwrap();
     let before = db.get_generation_info().unwrap();
     let err = db
         .batch(|b| {
@@ -53,9 +57,18 @@ fn failing_write_in_the_middle_of_a_batch_leaves_nothing() {
     assert_eq!(db.get_doc("one", true).unwrap(), None);
     assert_eq!(db.get_doc("remote", true).unwrap(), None);
     assert_eq!(db.get_doc("never", true).unwrap(), None);
-    assert_eq!(db.get_replica_gen_and_trans_id("other").unwrap(), (0, String::new()));
-    assert_eq!(ids(&db.get_from_index("by-key", &["*"]).unwrap()), ["before"]);
-    assert_eq!(db.get_index_keys("by-key").unwrap(), vec![vec!["before".to_owned()]]);
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("other").unwrap(),
+        (0, String::new())
+    );
+    assert_eq!(
+        ids(&db.get_from_index("by-key", &["*"]).unwrap()),
+        ["before"]
+    );
+    assert_eq!(
+        db.get_index_keys("by-key").unwrap(),
+        vec![vec!["before".to_owned()]]
+    );
     // The database is still usable and the generation continues from where it was.
     db.create_doc_from_json(SIMPLE, Some("after")).unwrap();
     assert_eq!(db.get_generation_info().unwrap().0, before.0 + 1);
@@ -76,7 +89,11 @@ fn a_failed_operation_inside_a_batch_can_be_skipped() {
     })
     .unwrap();
     let changes = db.whats_changed(1).unwrap();
-    let got: Vec<(&str, u64)> = changes.changes.iter().map(|c| (c.doc_id.as_str(), c.generation)).collect();
+    let got: Vec<(&str, u64)> = changes
+        .changes
+        .iter()
+        .map(|c| (c.doc_id.as_str(), c.generation))
+        .collect();
     assert_eq!(got, [("a", 2), ("b", 3)], "generations stay dense");
 }
 
@@ -121,25 +138,37 @@ fn batch_put_delete_resolve() {
         b.resolve_doc(&mut resolved, &["alternate:1", "test:1"])?;
         assert!(!resolved.has_conflicts);
         b.set_replica_gen_and_trans_id("peer", 7, "T-7")?;
-        assert_eq!(b.get_replica_gen_and_trans_id("peer")?, (7, "T-7".to_owned()));
+        assert_eq!(
+            b.get_replica_gen_and_trans_id("peer")?,
+            (7, "T-7".to_owned())
+        );
         Ok::<(), StoreError>(())
     })
     .unwrap();
     assert!(db.get_doc("p", true).unwrap().unwrap().is_tombstone());
     assert!(db.get_doc_conflicts("c").unwrap().is_empty());
-    assert_eq!(db.get_replica_gen_and_trans_id("peer").unwrap(), (7, "T-7".to_owned()));
+    assert_eq!(
+        db.get_replica_gen_and_trans_id("peer").unwrap(),
+        (7, "T-7".to_owned())
+    );
 }
 
 #[test]
 fn failed_single_write_leaves_previous_state() {
     let mut db = db();
     db.create_index("by-key", &["key"]).unwrap();
-    let mut d = db.create_doc_from_json("{\"key\": \"v1\"}", Some("d")).unwrap();
+    let mut d = db
+        .create_doc_from_json("{\"key\": \"v1\"}", Some("d"))
+        .unwrap();
     let before = db.get_generation_info().unwrap();
     // A put that fails (size limit) changes nothing, index included.
     db.set_document_size_limit(Some(16));
-    d.set_json("{\"key\": \"a value that is too long\"}").unwrap();
-    assert!(matches!(db.put_doc(&mut d), Err(StoreError::DocumentTooBig)));
+    d.set_json("{\"key\": \"a value that is too long\"}")
+        .unwrap();
+    assert!(matches!(
+        db.put_doc(&mut d),
+        Err(StoreError::DocumentTooBig)
+    ));
     assert_eq!(d.rev.as_deref(), Some("test:1"));
     assert_eq!(db.get_generation_info().unwrap(), before);
     assert_eq!(ids(&db.get_from_index("by-key", &["v1"]).unwrap()), ["d"]);
@@ -158,6 +187,50 @@ fn two_handles_on_one_file_see_each_others_writes() {
     let reader = soledad_store::Database::open_encrypted(&path, &key).unwrap();
     assert_eq!(writer.replica_uid(), reader.replica_uid());
     writer.create_doc_from_json(SIMPLE, Some("w")).unwrap();
-    assert_eq!(reader.get_doc("w", false).unwrap().unwrap().json(), Some(SIMPLE));
-    assert_eq!(reader.get_generation_info().unwrap(), writer.get_generation_info().unwrap());
+    assert_eq!(
+        reader.get_doc("w", false).unwrap().unwrap().json(),
+        Some(SIMPLE)
+    );
+    assert_eq!(
+        reader.get_generation_info().unwrap(),
+        writer.get_generation_info().unwrap()
+    );
+}
+
+#[test]
+fn an_operation_failing_half_way_aborts_the_whole_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    let mut db = soledad_store::OpenOptions::new()
+        .replica_uid("test")
+        .open_unencrypted::<JsonContent>(&path)
+        .unwrap();
+    db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    db.put_doc_if_newer(&mut doc("d", "a:1", Some("{\"a\": 1}")), true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut doc("d", "b:1", Some("{\"b\": 1}")), true, None, 0, "").unwrap();
+    db.close().unwrap();
+    // Damage the second stored conflict's revision behind the store's back.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let n = conn.execute("UPDATE conflicts SET doc_rev = 'garbage' WHERE doc_rev = 'a:1'", []).unwrap();
+        assert_eq!(n, 1);
+    }
+    let mut db = soledad_store::Database::open_unencrypted(&path).unwrap();
+    let before = db.get_generation_info().unwrap();
+    let result = db.batch(|b| {
+        b.create_doc_from_json(SIMPLE, Some("new"))?;
+        // Prunes the conflict test:1 (a write), then meets the damaged one.
+        let err = b
+            .put_doc_if_newer(&mut doc("d", "b:2|test:1", Some("{\"c\": 1}")), true, None, 0, "")
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert!(b.is_aborted());
+        let err = b.create_doc_from_json(SIMPLE, Some("later")).unwrap_err();
+        assert!(matches!(err, StoreError::BatchAborted));
+        Ok::<(), StoreError>(())
+    });
+    assert!(matches!(result, Err(StoreError::BatchAborted)), "{result:?}");
+    assert_eq!(db.get_generation_info().unwrap(), before);
+    assert_eq!(db.get_doc("new", true).unwrap(), None);
+    assert_eq!(db.get_doc_conflicts("d").unwrap().len(), 3, "the pruned conflict is back");
 }

@@ -5,12 +5,18 @@ use soledad_store::{Database, Document, JsonContent, OpenOptions};
 
 /// A fresh in-memory JSON database whose replica uid is `test`.
 pub fn db() -> Database {
-    OpenOptions::new().replica_uid("test").open_in_memory().unwrap()
+    OpenOptions::new()
+        .replica_uid("test")
+        .open_in_memory()
+        .unwrap()
 }
 
 /// A fresh in-memory JSON database with the given replica uid.
 pub fn db_named(uid: &str) -> Database {
-    OpenOptions::new().replica_uid(uid).open_in_memory().unwrap()
+    OpenOptions::new()
+        .replica_uid(uid)
+        .open_in_memory()
+        .unwrap()
 }
 
 pub const SIMPLE: &str = "{\"key\": \"value\"}";
@@ -27,7 +33,9 @@ pub fn doc(doc_id: &str, rev: &str, json: Option<&str>) -> Document {
 
 /// The stored content as a value.
 pub fn value_of(db: &Database, doc_id: &str) -> Option<Value> {
-    db.get_doc(doc_id, true).unwrap().and_then(|d| d.value().unwrap())
+    db.get_doc(doc_id, true)
+        .unwrap()
+        .and_then(|d| d.value().unwrap())
 }
 
 /// Shorthand for a JSON object.
@@ -59,7 +67,12 @@ pub fn conflicts_of(db: &Database, doc_id: &str) -> Vec<(String, Option<Value>)>
 pub fn expect_conflicts(list: &[(&str, Option<&str>)]) -> Vec<(String, Option<Value>)> {
     let mut out: Vec<(String, Option<Value>)> = list
         .iter()
-        .map(|(rev, json)| ((*rev).to_owned(), json.map(|j| serde_json::from_str(j).unwrap())))
+        .map(|(rev, json)| {
+            (
+                (*rev).to_owned(),
+                json.map(|j| serde_json::from_str(j).unwrap()),
+            )
+        })
         .collect();
     if out.len() > 1 {
         out[1..].sort_by(|a, b| a.0.cmp(&b.0));
@@ -71,7 +84,10 @@ pub fn expect_conflicts(list: &[(&str, Option<&str>)]) -> Vec<(String, Option<Va
 /// changes, target applies them without saving conflicts and returns what the
 /// source has not seen, which the source applies saving conflicts). Returns
 /// the source generation before the sync.
-pub fn sync(source: &mut Database, target: &mut Database) -> Result<u64, soledad_store::StoreError> {
+pub fn sync(
+    source: &mut Database,
+    target: &mut Database,
+) -> Result<u64, soledad_store::StoreError> {
     use soledad_store::PutState;
     let source_uid = source.replica_uid().to_owned();
     let target_uid = target.replica_uid().to_owned();
@@ -87,8 +103,13 @@ pub fn sync(source: &mut Database, target: &mut Database) -> Result<u64, soledad
     target.batch(|b| {
         for changed in outgoing {
             let mut doc = changed.doc;
-            let (state, at_gen) =
-                b.put_doc_if_newer(&mut doc, false, Some(&source_uid), changed.generation, &changed.transaction_id)?;
+            let (state, at_gen) = b.put_doc_if_newer(
+                &mut doc,
+                false,
+                Some(&source_uid),
+                changed.generation,
+                &changed.transaction_id,
+            )?;
             if matches!(state, PutState::Inserted | PutState::Converged) {
                 seen.insert(doc.doc_id.clone(), at_gen);
             }
@@ -105,8 +126,13 @@ pub fn sync(source: &mut Database, target: &mut Database) -> Result<u64, soledad
     source.batch(|b| {
         for changed in returned {
             let mut doc = changed.doc;
-            let (state, _) =
-                b.put_doc_if_newer(&mut doc, true, Some(&target_uid), changed.generation, &changed.transaction_id)?;
+            let (state, _) = b.put_doc_if_newer(
+                &mut doc,
+                true,
+                Some(&target_uid),
+                changed.generation,
+                &changed.transaction_id,
+            )?;
             if state != PutState::Converged && state != PutState::Superseded {
                 inserted += 1;
             }
