@@ -39,6 +39,7 @@ mod read;
 mod schema;
 mod sync;
 pub mod vectorclock;
+mod worker;
 mod write;
 
 pub use batch::Batch;
@@ -50,3 +51,4 @@ pub use open::{KEY_BYTES, OpenOptions, PAGE_SIZE_BYTES};
 pub use payload::{JsonContent, Payload};
 pub use sync::{Change, ChangedDoc, Changes, PutState};
 pub use vectorclock::{ClockOrdering, VectorClock};
+pub use worker::{StoreWorker, WorkerCallError, WorkerStopped};
