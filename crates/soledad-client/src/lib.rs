@@ -1,1 +1,31 @@
-//! soledad-client (work in progress).
+//! The library applications embed to use Soledad: a user's JSON documents in an
+//! encrypted local database (u1db semantics: revisions, conflicts, indexes),
+//! synchronised through a Soledad server that only ever sees ciphertext.
+//!
+//! [`Soledad::open`] finds the user's storage secret (local secrets file, else the
+//! encrypted backup on the server, else a new one whose backup it uploads), opens the
+//! local database with a key derived from it, and offers the seed's API:
+//! `create_doc`, `get_doc`, `put_doc`, `delete_doc`, the index queries,
+//! `get_doc_conflicts`/`resolve_doc`, and [`Soledad::sync`].
+//!
+//! What leaves the device: document ids hidden behind an HMAC, contents sealed in
+//! authenticated envelopes bound to id and revision (`docs/crypto.md`), over the
+//! protocol of `docs/protocol.md`. Documents that fail authentication, or that
+//! would roll a document back, are refused with [`Error::Integrity`].
+//!
+//! It does not (yet): blobs, attachments, the incoming box loop.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod secrets;
+mod soledad;
+mod sync;
+mod transport;
+
+pub use error::{DivergedKind, Error};
+pub use secrecy::SecretString;
+pub use soledad::{Soledad, SoledadBuilder, SyncStatsSnapshot};
+pub use soledad_crypto::{KdfParams, RecoveryCode};
+pub use soledad_store::{Document, StoreError};
+pub use sync::{SyncReport, SyncStats};

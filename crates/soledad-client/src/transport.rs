@@ -1,0 +1,276 @@
+//! HTTPS to the Soledad server: one persistent connection pool, the token header on
+//! every request, and the server's certificate as the only trust anchor.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Stream, TryStreamExt};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{Body, Response, StatusCode};
+use soledad_protocol::{AuthHeader, ErrorBody, ErrorKind, RecordSyncInfo, SYNC_CONTENT_TYPE, SyncInfo};
+
+use crate::error::Error;
+
+/// Largest JSON response read into memory (sync info, shared documents).
+const MAX_JSON_RESPONSE: usize = 1 << 20;
+
+/// A client for one user on one server.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    base: String,
+    uuid: String,
+    authorization: HeaderValue,
+}
+
+impl Transport {
+    /// Connects lazily to `server_url` (`https://host:port`), trusting only the
+    /// certificate(s) in `cert_file` when given.
+    pub(crate) fn new(
+        server_url: &str,
+        cert_file: Option<&Path>,
+        uuid: &str,
+        token: &str,
+    ) -> Result<Self, Error> {
+        let mut builder = reqwest::Client::builder()
+            .pool_max_idle_per_host(8)
+            .tcp_nodelay(true);
+        if let Some(cert_file) = cert_file {
+            builder = builder.tls_backend_preconfigured(tls_config(cert_file)?);
+        } else {
+            builder = builder.tls_backend_preconfigured(tls_config_webpki_free()?);
+        }
+        let http = builder.build().map_err(Error::network)?;
+        let header = AuthHeader { uuid: uuid.to_owned(), token: token.to_owned() };
+        let mut authorization = HeaderValue::from_str(&header.to_header_value())
+            .map_err(|_| Error::Auth)?;
+        authorization.set_sensitive(true);
+        Ok(Transport {
+            http,
+            base: server_url.trim_end_matches('/').to_owned(),
+            uuid: uuid.to_owned(),
+            authorization,
+        })
+    }
+
+    fn sync_url(&self, source_replica_uid: &str) -> String {
+        format!("{}/user-{}/sync-from/{}", self.base, self.uuid, source_replica_uid)
+    }
+
+    /// `GET /user-{uuid}/sync-from/{source}`; `None` if the user's store does not exist.
+    pub(crate) async fn sync_info(&self, source_replica_uid: &str) -> Result<Option<SyncInfo>, Error> {
+        let response = self
+            .http
+            .get(self.sync_url(source_replica_uid))
+            .header(AUTHORIZATION, self.authorization.clone())
+            .send()
+            .await
+            .map_err(Error::network)?;
+        if response.status() == StatusCode::NOT_FOUND {
+            let (kind, message) = error_body(response).await;
+            return match kind {
+                Some(ErrorKind::DatabaseDoesNotExist) => Ok(None),
+                _ => Err(Error::from_server(404, kind, message)),
+            };
+        }
+        let bytes = ok_body(response).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Protocol(soledad_protocol::ProtocolError::MalformedJson {
+                what: "sync info",
+                reason: e.to_string(),
+            })
+        })
+    }
+
+    /// `PUT /user-{uuid}/sync-from/{source}`.
+    pub(crate) async fn record_sync_info(
+        &self,
+        source_replica_uid: &str,
+        record: &RecordSyncInfo,
+    ) -> Result<(), Error> {
+        let body = serde_json::to_vec(record).map_err(|_| Error::Closed)?;
+        let response = self
+            .http
+            .put(self.sync_url(source_replica_uid))
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(Error::network)?;
+        ok_body(response).await.map(|_| ())
+    }
+
+    /// `POST /user-{uuid}/sync-from/{source}` with a streamed framed body; returns the
+    /// streamed framed response once the server has answered with a success status.
+    pub(crate) async fn exchange<S>(
+        &self,
+        source_replica_uid: &str,
+        frames: S,
+    ) -> Result<impl Stream<Item = Result<Bytes, Error>> + use<S>, Error>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let response = self
+            .http
+            .post(self.sync_url(source_replica_uid))
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(CONTENT_TYPE, SYNC_CONTENT_TYPE)
+            .body(Body::wrap_stream(frames))
+            .send()
+            .await
+            .map_err(Error::network)?;
+        let status = response.status();
+        if !status.is_success() {
+            let (kind, message) = error_body(response).await;
+            return Err(Error::from_server(status.as_u16(), kind, message));
+        }
+        Ok(response.bytes_stream().map_err(Error::network))
+    }
+
+    /// `GET /shared/doc/{id}`: the stored bytes and their revision, `None` if absent.
+    pub(crate) async fn shared_get(&self, id: &str) -> Result<Option<SharedDoc>, Error> {
+        let response = self
+            .http
+            .get(format!("{}/shared/doc/{}", self.base, id))
+            .header(AUTHORIZATION, self.authorization.clone())
+            .send()
+            .await
+            .map_err(Error::network)?;
+        if response.status() == StatusCode::NOT_FOUND {
+            let (kind, message) = error_body(response).await;
+            return match kind {
+                Some(ErrorKind::NotFound | ErrorKind::DocumentDoesNotExist) => Ok(None),
+                _ => Err(Error::from_server(404, kind, message)),
+            };
+        }
+        let rev = response
+            .headers()
+            .get(SHARED_REV_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or(Error::Protocol(soledad_protocol::ProtocolError::MalformedJson {
+                what: "shared document",
+                reason: "missing revision header".to_owned(),
+            }))?;
+        let content = ok_body(response).await?;
+        Ok(Some(SharedDoc { content, rev }))
+    }
+
+    /// `PUT /shared/doc/{id}`: creates (no `old_rev`) or replaces the document.
+    pub(crate) async fn shared_put(
+        &self,
+        id: &str,
+        content: &str,
+        old_rev: Option<&str>,
+    ) -> Result<(), Error> {
+        let mut url = format!("{}/shared/doc/{}", self.base, id);
+        if let Some(rev) = old_rev {
+            url.push_str("?old_rev=");
+            url.push_str(rev);
+        }
+        let response = self
+            .http
+            .put(url)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(content.to_owned())
+            .send()
+            .await
+            .map_err(Error::network)?;
+        ok_body(response).await.map(|_| ())
+    }
+
+    /// `DELETE /shared/doc/{id}?old_rev=…`.
+    pub(crate) async fn shared_delete(&self, id: &str, rev: &str) -> Result<(), Error> {
+        let response = self
+            .http
+            .delete(format!("{}/shared/doc/{}?old_rev={}", self.base, id, rev))
+            .header(AUTHORIZATION, self.authorization.clone())
+            .send()
+            .await
+            .map_err(Error::network)?;
+        ok_body(response).await.map(|_| ())
+    }
+}
+
+/// Header carrying a shared document's revision.
+const SHARED_REV_HEADER: &str = "x-u1db-rev";
+
+/// A document of the shared store as the server returns it.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedDoc {
+    /// The opaque content (our backup JSON).
+    pub(crate) content: Bytes,
+    /// Its revision, needed to replace or delete it.
+    pub(crate) rev: String,
+}
+
+/// The body of a success response, bounded; an error status becomes an [`Error`].
+async fn ok_body(response: Response) -> Result<Bytes, Error> {
+    let status = response.status();
+    if !status.is_success() {
+        let (kind, message) = error_body(response).await;
+        return Err(Error::from_server(status.as_u16(), kind, message));
+    }
+    if response.content_length().is_some_and(|len| len > MAX_JSON_RESPONSE as u64) {
+        return Err(Error::Protocol(soledad_protocol::ProtocolError::FrameTooLarge {
+            len: response.content_length().unwrap_or(0),
+            max: MAX_JSON_RESPONSE as u64,
+        }));
+    }
+    let bytes = response.bytes().await.map_err(Error::network)?;
+    Ok(bytes)
+}
+
+/// The kind and message of an error response (best effort: a body that is not our
+/// JSON yields no kind).
+async fn error_body(response: Response) -> (Option<ErrorKind>, String) {
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap_or_default();
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => (body.kind(), body.message),
+        Err(_) => (None, format!("HTTP {status}")),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS trusting exactly the certificates of `cert_file` (PEM), as the seed's
+/// `cert_file` option: the provider's self-signed certificate is the trust anchor.
+fn tls_config(cert_file: &Path) -> Result<rustls::ClientConfig, Error> {
+    let pem = std::fs::read(cert_file)?;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut found = false;
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|_| Error::Certificate("not a PEM certificate file"))?;
+        roots
+            .add(cert)
+            .map_err(|_| Error::Certificate("certificate not usable as a trust anchor"))?;
+        found = true;
+    }
+    if !found {
+        return Err(Error::Certificate("no certificate in the file"));
+    }
+    finish_tls(roots)
+}
+
+/// TLS with no trust anchor at all: every server is refused. The client without a
+/// `cert_file` cannot talk to a server, by design (no system roots: Soledad pins the
+/// provider's certificate).
+fn tls_config_webpki_free() -> Result<rustls::ClientConfig, Error> {
+    finish_tls(rustls::RootCertStore::empty())
+}
+
+fn finish_tls(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, Error> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|_| Error::Certificate("no TLS protocol version available"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
