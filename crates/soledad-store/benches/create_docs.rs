@@ -144,6 +144,13 @@ fn ms(d: Duration) -> f64 {
 
 fn main() {
     let docs = payloads();
+    // For profiling: `CREATE_DOCS_PROFILE=1` repeats only the plaintext batch.
+    if std::env::var_os("CREATE_DOCS_PROFILE").is_some() {
+        for _ in 0..30 {
+            run(Scenario::StoreBatch, false, 65536, &docs);
+        }
+        return;
+    }
     let mb = (DOCS * DOC_BYTES) as f64 / (1024.0 * 1024.0);
     println!(
         "create {DOCS} docs of {} KB ({mb:.1} MiB), median of {RUNS} runs, WAL, synchronous=NORMAL",

@@ -1,8 +1,8 @@
 //! A batch: many writes in one transaction (see [`crate::Database::batch`]).
 
-use rusqlite::Connection;
 use serde_json::Value;
 
+use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
 use crate::payload::{JsonContent, Payload};
@@ -16,14 +16,14 @@ use crate::write::{self, Ctx};
 /// batch goes on.
 #[derive(Debug)]
 pub struct Batch<'a, P: Payload> {
-    conn: &'a Connection,
+    conn: Conn<'a>,
     ctx: &'a mut Ctx,
     aborted: bool,
     _payload: std::marker::PhantomData<fn() -> P>,
 }
 
 impl<'a, P: Payload> Batch<'a, P> {
-    pub(crate) fn new(conn: &'a Connection, ctx: &'a mut Ctx) -> Self {
+    pub(crate) fn new(conn: Conn<'a>, ctx: &'a mut Ctx) -> Self {
         Self {
             conn,
             ctx,
@@ -38,12 +38,12 @@ impl<'a, P: Payload> Batch<'a, P> {
     /// later operations and the commit fail with [`StoreError::BatchAborted`]
     /// and nothing of the batch is kept. (Cheaper than a savepoint per
     /// operation, which copies every touched page.)
-    fn atomic<T>(&mut self, op: impl FnOnce(&Connection, &mut Ctx) -> Result<T>) -> Result<T> {
+    fn atomic<T>(&mut self, op: impl FnOnce(&Conn<'a>, &mut Ctx) -> Result<T>) -> Result<T> {
         if self.aborted {
             return Err(StoreError::BatchAborted);
         }
         let changes_before = self.conn.total_changes();
-        let result = op(self.conn, self.ctx);
+        let result = op(&self.conn, self.ctx);
         if result.is_err() && self.conn.total_changes() != changes_before {
             self.aborted = true;
             self.ctx.reset_transaction_cache();
@@ -59,7 +59,7 @@ impl<'a, P: Payload> Batch<'a, P> {
     fn atomic_doc<T>(
         &mut self,
         doc: &mut Document<P>,
-        op: impl FnOnce(&Connection, &mut Ctx, &mut Document<P>) -> Result<T>,
+        op: impl FnOnce(&Conn<'a>, &mut Ctx, &mut Document<P>) -> Result<T>,
     ) -> Result<T> {
         let rev = doc.rev.clone();
         let has_conflicts = doc.has_conflicts;
@@ -162,7 +162,7 @@ impl<'a, P: Payload> Batch<'a, P> {
     /// # Errors
     /// As [`crate::Database::get_doc`].
     pub fn get_doc(&self, doc_id: &str, include_deleted: bool) -> Result<Option<Document<P>>> {
-        Ok(read::get_doc_row(self.conn, doc_id, true)?
+        Ok(read::get_doc_row(&self.conn, doc_id, true)?
             .map(|(doc, _)| doc)
             .filter(|doc| include_deleted || !doc.is_tombstone()))
     }
@@ -172,7 +172,7 @@ impl<'a, P: Payload> Batch<'a, P> {
     /// # Errors
     /// As [`crate::Database::get_generation_info`].
     pub fn get_generation_info(&self) -> Result<(u64, String)> {
-        read::generation_info(self.conn)
+        read::generation_info(&self.conn)
     }
 
     /// As [`crate::Database::get_replica_gen_and_trans_id`].
@@ -180,7 +180,7 @@ impl<'a, P: Payload> Batch<'a, P> {
     /// # Errors
     /// As [`crate::Database::get_replica_gen_and_trans_id`].
     pub fn get_replica_gen_and_trans_id(&self, other_replica_uid: &str) -> Result<(u64, String)> {
-        sync::replica_gen_and_trans_id(self.conn, other_replica_uid)
+        sync::replica_gen_and_trans_id(&self.conn, other_replica_uid)
     }
 }
 

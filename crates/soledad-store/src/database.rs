@@ -6,6 +6,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use serde_json::Value;
 
 use crate::batch::Batch;
+use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
 use crate::index::{self, ExprCache};
@@ -114,7 +115,7 @@ impl Database<JsonContent> {
     /// # Errors
     /// [`StoreError::Storage`].
     pub fn list_indexes(&self) -> Result<Vec<(String, Vec<String>)>> {
-        index::list_indexes(&self.conn)
+        index::list_indexes(&self.reader())
     }
 
     /// u1db `get_from_index`: one value per expression; `*` matches anything
@@ -124,7 +125,7 @@ impl Database<JsonContent> {
     /// [`StoreError::IndexDoesNotExist`], [`StoreError::InvalidValueForIndex`],
     /// [`StoreError::InvalidGlobbing`].
     pub fn get_from_index<S: AsRef<str>>(&self, name: &str, values: &[S]) -> Result<Vec<Document>> {
-        index::get_from_index(&self.conn, name, values)
+        index::get_from_index(&self.reader(), name, values)
     }
 
     /// u1db `get_range_from_index`: inclusive; `None` (or empty) is an open
@@ -138,7 +139,7 @@ impl Database<JsonContent> {
         start: Option<&[S]>,
         end: Option<&[S]>,
     ) -> Result<Vec<Document>> {
-        index::get_range_from_index(&self.conn, name, start, end)
+        index::get_range_from_index(&self.reader(), name, start, end)
     }
 
     /// u1db `get_index_keys`: the distinct key tuples, sorted.
@@ -146,7 +147,7 @@ impl Database<JsonContent> {
     /// # Errors
     /// [`StoreError::IndexDoesNotExist`].
     pub fn get_index_keys(&self, name: &str) -> Result<Vec<Vec<String>>> {
-        index::get_index_keys(&self.conn, name)
+        index::get_index_keys(&self.reader(), name)
     }
 
     /// Soledad `get_count_from_index`: how many documents
@@ -155,7 +156,7 @@ impl Database<JsonContent> {
     /// # Errors
     /// As [`Database::get_from_index`].
     pub fn get_count_from_index<S: AsRef<str>>(&self, name: &str, values: &[S]) -> Result<u64> {
-        index::get_count_from_index(&self.conn, name, values)
+        index::get_count_from_index(&self.reader(), name, values)
     }
 }
 
@@ -195,12 +196,16 @@ impl<P: Payload> Database<P> {
         }
     }
 
-    fn write<T>(&mut self, op: impl FnOnce(&Connection, &mut Ctx) -> Result<T>) -> Result<T> {
+    fn reader(&self) -> Conn<'_> {
+        Conn::new(&self.conn)
+    }
+
+    fn write<T>(&mut self, op: impl FnOnce(&Conn<'_>, &mut Ctx) -> Result<T>) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.ctx.reset_transaction_cache();
-        let value = op(&tx, &mut self.ctx)?;
+        let value = op(&Conn::new(&tx), &mut self.ctx)?;
         tx.commit()?;
         Ok(value)
     }
@@ -224,9 +229,12 @@ impl<P: Payload> Database<P> {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;
         self.ctx.reset_transaction_cache();
-        let mut batch = Batch::new(&tx, &mut self.ctx);
-        let value = f(&mut batch)?;
-        if batch.is_aborted() {
+        let mut batch = Batch::new(Conn::caching(&tx), &mut self.ctx);
+        let result = f(&mut batch);
+        let aborted = batch.is_aborted();
+        drop(batch); // finalises the cached statements before the commit
+        let value = result?;
+        if aborted {
             return Err(StoreError::BatchAborted.into());
         }
         tx.commit().map_err(StoreError::from)?;
@@ -308,7 +316,7 @@ impl<P: Payload> Database<P> {
     /// # Errors
     /// [`StoreError::Storage`], [`StoreError::Corrupt`].
     pub fn get_doc_with_generation(&self, doc_id: &str) -> Result<Option<(Document<P>, u64)>> {
-        read::get_doc_row(&self.conn, doc_id, true)
+        read::get_doc_row(&self.reader(), doc_id, true)
     }
 
     /// u1db `get_docs`: the documents in `doc_ids` order; unknown ids are
@@ -325,7 +333,7 @@ impl<P: Payload> Database<P> {
         let mut out = Vec::with_capacity(doc_ids.len());
         for doc_id in doc_ids {
             if let Some((doc, _)) =
-                read::get_doc_row(&self.conn, doc_id.as_ref(), check_for_conflicts)?
+                read::get_doc_row(&self.reader(), doc_id.as_ref(), check_for_conflicts)?
                 && (include_deleted || !doc.is_tombstone())
             {
                 out.push(doc);
@@ -341,6 +349,7 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::Storage`], [`StoreError::Corrupt`].
     pub fn get_all_docs(&self, include_deleted: bool) -> Result<(u64, Vec<Document<P>>)> {
         let tx = self.conn.unchecked_transaction()?;
+        let tx = Conn::new(&tx);
         let (generation, _) = read::generation_info(&tx)?;
         let sql = format!("{} ORDER BY d.doc_id", read::DOC_SELECT);
         let mut stmt = tx.prepare(&sql)?;
@@ -362,6 +371,7 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::Storage`], [`StoreError::Corrupt`].
     pub fn get_doc_conflicts(&self, doc_id: &str) -> Result<Vec<Document<P>>> {
         let tx = self.conn.unchecked_transaction()?;
+        let tx = Conn::new(&tx);
         let conflicts = read::get_conflicts::<P>(&tx, doc_id)?;
         if conflicts.is_empty() {
             return Ok(conflicts);
@@ -437,6 +447,7 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::Storage`].
     pub fn whats_changed(&self, since: u64) -> Result<Changes> {
         let tx = self.conn.unchecked_transaction()?;
+        let tx = Conn::new(&tx);
         sync::whats_changed(&tx, since)
     }
 
@@ -447,6 +458,7 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::Storage`], [`StoreError::Corrupt`].
     pub fn docs_changed_since(&self, since: u64, limit: usize) -> Result<Vec<ChangedDoc<P>>> {
         let tx = self.conn.unchecked_transaction()?;
+        let tx = Conn::new(&tx);
         sync::docs_changed_since(&tx, since, limit)
     }
 
@@ -455,7 +467,7 @@ impl<P: Payload> Database<P> {
     /// # Errors
     /// [`StoreError::Storage`].
     pub fn get_generation_info(&self) -> Result<(u64, String)> {
-        read::generation_info(&self.conn)
+        read::generation_info(&self.reader())
     }
 
     /// The transaction id of `generation` (`""` for 0).
@@ -463,7 +475,7 @@ impl<P: Payload> Database<P> {
     /// # Errors
     /// [`StoreError::InvalidGeneration`] if we have no such generation.
     pub fn get_trans_id_for_gen(&self, generation: u64) -> Result<String> {
-        read::trans_id_for_gen(&self.conn, generation)
+        read::trans_id_for_gen(&self.reader(), generation)
     }
 
     /// u1db `validate_gen_and_trans_id`: does our log hold `trans_id` at
@@ -473,7 +485,7 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::InvalidGeneration`] for a generation we never had,
     /// [`StoreError::InvalidTransactionId`] for another transaction id.
     pub fn validate_gen_and_trans_id(&self, generation: u64, trans_id: &str) -> Result<()> {
-        sync::validate_gen_and_trans_id(&self.conn, generation, trans_id)
+        sync::validate_gen_and_trans_id(&self.reader(), generation, trans_id)
     }
 
     /// What we recorded for another replica (`(0, "")` if nothing).
@@ -481,7 +493,7 @@ impl<P: Payload> Database<P> {
     /// # Errors
     /// [`StoreError::Storage`].
     pub fn get_replica_gen_and_trans_id(&self, other_replica_uid: &str) -> Result<(u64, String)> {
-        sync::replica_gen_and_trans_id(&self.conn, other_replica_uid)
+        sync::replica_gen_and_trans_id(&self.reader(), other_replica_uid)
     }
 
     /// Records another replica's generation and transaction id.

@@ -28,6 +28,7 @@
 //! ```
 
 mod batch;
+mod conn;
 mod database;
 mod document;
 mod error;

@@ -46,8 +46,11 @@ impl JsonContent {
     /// [`StoreError::InvalidContent`] if it is not an object.
     pub fn from_json(text: impl Into<String>) -> Result<Self> {
         let text = text.into();
-        let value: Value = serde_json::from_str(&text).map_err(|_| StoreError::InvalidJson)?;
-        if !value.is_object() {
+        // Validate without building a tree: a well-formed value whose first
+        // character is `{` is an object.
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)
+            .map_err(|_| StoreError::InvalidJson)?;
+        if !text.trim_start().starts_with('{') {
             return Err(StoreError::InvalidContent);
         }
         Ok(Self(text))

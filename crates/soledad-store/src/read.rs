@@ -2,8 +2,9 @@
 //! batches and the index layer).
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, Row};
+use rusqlite::{OptionalExtension, Row};
 
+use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
 use crate::payload::Payload;
@@ -11,10 +12,6 @@ use crate::payload::Payload;
 /// Columns 0–4 of every document read: id, rev, content, generation, conflicts.
 pub(crate) const DOC_SELECT: &str = "SELECT d.doc_id, d.doc_rev, d.content, d.generation, \
      EXISTS(SELECT 1 FROM conflicts c WHERE c.doc_id = d.doc_id) FROM document d";
-
-/// Same columns, without the conflict check (column 4 is always 0).
-pub(crate) const DOC_SELECT_NO_CONFLICTS: &str =
-    "SELECT d.doc_id, d.doc_rev, d.content, d.generation, 0 FROM document d";
 
 /// A generation read from SQLite (stored as i64).
 pub(crate) fn to_generation(value: i64) -> Result<u64> {
@@ -47,34 +44,37 @@ pub(crate) fn doc_from_row<P: Payload>(row: &Row<'_>) -> Result<(Document<P>, u6
 
 /// The stored document (tombstones included) with its generation.
 pub(crate) fn get_doc_row<P: Payload>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     doc_id: &str,
     check_for_conflicts: bool,
 ) -> Result<Option<(Document<P>, u64)>> {
     let sql = if check_for_conflicts {
-        format!("{DOC_SELECT} WHERE d.doc_id = ?1")
+        "SELECT d.doc_id, d.doc_rev, d.content, d.generation, \
+         EXISTS(SELECT 1 FROM conflicts c WHERE c.doc_id = d.doc_id) \
+         FROM document d WHERE d.doc_id = ?1"
     } else {
-        format!("{DOC_SELECT_NO_CONFLICTS} WHERE d.doc_id = ?1")
+        "SELECT d.doc_id, d.doc_rev, d.content, d.generation, 0 \
+         FROM document d WHERE d.doc_id = ?1"
     };
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query([doc_id])?;
-    match rows.next()? {
-        Some(row) => doc_from_row(row).map(Some),
-        None => Ok(None),
-    }
+    conn.with(sql, |stmt| {
+        let mut rows = stmt.query([doc_id])?;
+        match rows.next()? {
+            Some(row) => doc_from_row(row).map(Some),
+            None => Ok(None),
+        }
+    })
 }
 
 /// True if the document has stored conflicts.
-pub(crate) fn has_conflicts(conn: &Connection, doc_id: &str) -> Result<bool> {
-    let mut stmt = conn.prepare("SELECT EXISTS(SELECT 1 FROM conflicts WHERE doc_id = ?1)")?;
-    Ok(stmt.query_row([doc_id], |r| r.get(0))?)
+pub(crate) fn has_conflicts(conn: &Conn<'_>, doc_id: &str) -> Result<bool> {
+    conn.with(
+        "SELECT EXISTS(SELECT 1 FROM conflicts WHERE doc_id = ?1)",
+        |stmt| Ok(stmt.query_row([doc_id], |r| r.get(0))?),
+    )
 }
 
 /// The conflicting revisions stored for a document, oldest first.
-pub(crate) fn get_conflicts<P: Payload>(
-    conn: &Connection,
-    doc_id: &str,
-) -> Result<Vec<Document<P>>> {
+pub(crate) fn get_conflicts<P: Payload>(conn: &Conn<'_>, doc_id: &str) -> Result<Vec<Document<P>>> {
     let mut stmt =
         conn.prepare("SELECT doc_rev, content FROM conflicts WHERE doc_id = ?1 ORDER BY rowid")?;
     let mut rows = stmt.query([doc_id])?;
@@ -91,13 +91,15 @@ pub(crate) fn get_conflicts<P: Payload>(
 }
 
 /// Current generation and its transaction id (`(0, "")` for an empty log).
-pub(crate) fn generation_info(conn: &Connection) -> Result<(u64, String)> {
-    let mut stmt = conn.prepare(
+pub(crate) fn generation_info(conn: &Conn<'_>) -> Result<(u64, String)> {
+    let row: Option<(i64, String)> = conn.with(
         "SELECT generation, transaction_id FROM transaction_log ORDER BY generation DESC LIMIT 1",
+        |stmt| {
+            Ok(stmt
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
+        },
     )?;
-    let row: Option<(i64, String)> = stmt
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
     match row {
         Some((generation, trans_id)) => Ok((to_generation(generation)?, trans_id)),
         None => Ok((0, String::new())),
@@ -105,7 +107,7 @@ pub(crate) fn generation_info(conn: &Connection) -> Result<(u64, String)> {
 }
 
 /// The transaction id of `generation` (`""` for 0).
-pub(crate) fn trans_id_for_gen(conn: &Connection, generation: u64) -> Result<String> {
+pub(crate) fn trans_id_for_gen(conn: &Conn<'_>, generation: u64) -> Result<String> {
     if generation == 0 {
         return Ok(String::new());
     }

@@ -1,7 +1,8 @@
 //! Synchronisation metadata: what changed since a generation, the positions
 //! recorded for other replicas, and validation of positions they claim.
 
-use rusqlite::{Connection, OptionalExtension};
+use crate::conn::Conn;
+use rusqlite::OptionalExtension;
 
 use crate::document::Document;
 use crate::error::{Result, StoreError};
@@ -61,7 +62,7 @@ pub struct ChangedDoc<P: Payload> {
     pub transaction_id: String,
 }
 
-pub(crate) fn whats_changed(conn: &Connection, since: u64) -> Result<Changes> {
+pub(crate) fn whats_changed(conn: &Conn<'_>, since: u64) -> Result<Changes> {
     let since = i64::try_from(since).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare(
         "SELECT t.doc_id, t.generation, t.transaction_id FROM transaction_log t \
@@ -86,7 +87,7 @@ pub(crate) fn whats_changed(conn: &Connection, since: u64) -> Result<Changes> {
 }
 
 pub(crate) fn docs_changed_since<P: Payload>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     since: u64,
     limit: usize,
 ) -> Result<Vec<ChangedDoc<P>>> {
@@ -130,15 +131,17 @@ fn check_trans_id(trans_id: &str) -> Result<()> {
 }
 
 pub(crate) fn replica_gen_and_trans_id(
-    conn: &Connection,
+    conn: &Conn<'_>,
     replica_uid: &str,
 ) -> Result<(u64, String)> {
-    let mut stmt = conn.prepare(
+    let row: Option<(i64, String)> = conn.with(
         "SELECT known_generation, known_transaction_id FROM sync_log WHERE replica_uid = ?1",
+        |stmt| {
+            Ok(stmt
+                .query_row([replica_uid], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?)
+        },
     )?;
-    let row: Option<(i64, String)> = stmt
-        .query_row([replica_uid], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
     match row {
         Some((generation, trans_id)) => Ok((to_generation(generation)?, trans_id)),
         None => Ok((0, String::new())),
@@ -146,7 +149,7 @@ pub(crate) fn replica_gen_and_trans_id(
 }
 
 pub(crate) fn set_replica_gen_and_trans_id(
-    conn: &Connection,
+    conn: &Conn<'_>,
     replica_uid: &str,
     generation: u64,
     trans_id: &str,
@@ -154,11 +157,11 @@ pub(crate) fn set_replica_gen_and_trans_id(
     check_replica_uid(replica_uid)?;
     check_trans_id(trans_id)?;
     let generation = from_generation(generation)?;
-    let mut stmt = conn.prepare(
+    conn.with(
         "INSERT OR REPLACE INTO sync_log (replica_uid, known_generation, known_transaction_id) \
          VALUES (?1, ?2, ?3)",
+        |stmt| Ok(stmt.execute(rusqlite::params![replica_uid, generation, trans_id])?),
     )?;
-    stmt.execute(rusqlite::params![replica_uid, generation, trans_id])?;
     Ok(())
 }
 
@@ -166,7 +169,7 @@ pub(crate) fn set_replica_gen_and_trans_id(
 /// what we recorded, and the same generation must come with the same
 /// transaction id.
 pub(crate) fn validate_source(
-    conn: &Connection,
+    conn: &Conn<'_>,
     replica_uid: &str,
     generation: u64,
     trans_id: &str,
@@ -186,7 +189,7 @@ pub(crate) fn validate_source(
 
 /// u1db's `validate_gen_and_trans_id`: does our log hold `trans_id` at `generation`?
 pub(crate) fn validate_gen_and_trans_id(
-    conn: &Connection,
+    conn: &Conn<'_>,
     generation: u64,
     trans_id: &str,
 ) -> Result<()> {

@@ -1,9 +1,8 @@
 //! Every write of the store (u1db's rules), on a connection that is already
 //! inside a transaction or savepoint: the caller commits or rolls back.
 
+use crate::conn::Conn;
 use std::collections::HashSet;
-
-use rusqlite::Connection;
 
 use crate::document::Document;
 use crate::error::{Result, StoreError};
@@ -51,7 +50,7 @@ impl Ctx {
 /// Stores `doc` as the current revision: document row, index rows and a new
 /// transaction log entry. Returns the new generation.
 fn put_and_update_indexes<P: Payload>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     ctx: &mut Ctx,
     old_exists: bool,
     doc: &Document<P>,
@@ -66,16 +65,17 @@ fn put_and_update_indexes<P: Payload>(
         .ok_or(StoreError::InvalidGeneration)?;
     let gen_sql = from_generation(generation)?;
     let content = doc.content.as_ref().map(Sealed::to_sql);
+    let params = rusqlite::params![doc.doc_id, rev, content, gen_sql];
     if old_exists {
-        let mut stmt = conn.prepare(
-            "UPDATE document SET doc_rev = ?1, content = ?2, generation = ?3 WHERE doc_id = ?4",
+        conn.with(
+            "UPDATE document SET doc_rev = ?2, content = ?3, generation = ?4 WHERE doc_id = ?1",
+            |stmt| Ok(stmt.execute(params)?),
         )?;
-        stmt.execute(rusqlite::params![rev, content, gen_sql, doc.doc_id])?;
     } else {
-        let mut stmt = conn.prepare(
+        conn.with(
             "INSERT INTO document (doc_id, doc_rev, content, generation) VALUES (?1, ?2, ?3, ?4)",
+            |stmt| Ok(stmt.execute(params)?),
         )?;
-        stmt.execute(rusqlite::params![doc.doc_id, rev, content, gen_sql])?;
     }
     if P::INDEXED {
         crate::index::update_doc_fields(
@@ -87,17 +87,17 @@ fn put_and_update_indexes<P: Payload>(
         )?;
     }
     let trans_id = ids::new_transaction_id()?;
-    let mut stmt = conn.prepare(
+    conn.with(
         "INSERT INTO transaction_log (generation, doc_id, transaction_id) VALUES (?1, ?2, ?3)",
+        |stmt| Ok(stmt.execute(rusqlite::params![gen_sql, doc.doc_id, trans_id])?),
     )?;
-    stmt.execute(rusqlite::params![gen_sql, doc.doc_id, trans_id])?;
     ctx.tx_generation = Some(generation);
     Ok(generation)
 }
 
 /// u1db `put_doc`: a new revision on top of `doc.rev`. Returns the new rev.
 pub(crate) fn put_doc<P: Payload>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     ctx: &mut Ctx,
     doc: &mut Document<P>,
 ) -> Result<String> {
@@ -131,7 +131,7 @@ pub(crate) fn put_doc<P: Payload>(
 
 /// u1db `create_doc`: a new document (or a revived tombstone).
 pub(crate) fn create_doc<P: Payload>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     ctx: &mut Ctx,
     content: P,
     doc_id: Option<&str>,
@@ -147,7 +147,7 @@ pub(crate) fn create_doc<P: Payload>(
 
 /// u1db `delete_doc`: a tombstone on top of `doc.rev`. Returns the new rev.
 pub(crate) fn delete_doc<P: Payload>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     ctx: &mut Ctx,
     doc: &mut Document<P>,
 ) -> Result<String> {
@@ -173,7 +173,7 @@ pub(crate) fn delete_doc<P: Payload>(
 }
 
 fn add_conflict<P: Payload>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     doc_id: &str,
     rev: &str,
     content: Option<&P>,
@@ -185,7 +185,7 @@ fn add_conflict<P: Payload>(
     Ok(())
 }
 
-fn delete_conflict(conn: &Connection, doc_id: &str, rev: &str) -> Result<()> {
+fn delete_conflict(conn: &Conn<'_>, doc_id: &str, rev: &str) -> Result<()> {
     let mut stmt = conn.prepare("DELETE FROM conflicts WHERE doc_id = ?1 AND doc_rev = ?2")?;
     stmt.execute([doc_id, rev])?;
     Ok(())
@@ -194,7 +194,7 @@ fn delete_conflict(conn: &Connection, doc_id: &str, rev: &str) -> Result<()> {
 /// u1db `_prune_conflicts`: drops the conflicts `doc` supersedes, merges those
 /// with the same content (then `doc.rev` becomes the join, incremented).
 fn prune_conflicts<P: Payload>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     ctx: &Ctx,
     doc: &mut Document<P>,
     doc_clock: &mut VectorClock,
@@ -224,7 +224,7 @@ fn prune_conflicts<P: Payload>(
 
 /// u1db `_put_doc_if_newer`.
 pub(crate) fn put_doc_if_newer<P: Payload>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     ctx: &mut Ctx,
     doc: &mut Document<P>,
     save_conflict: bool,
@@ -297,7 +297,7 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
 /// u1db `resolve_doc`: `doc` supersedes `conflicted_revs`; its rev becomes the
 /// join of the current rev and those, incremented.
 pub(crate) fn resolve_doc<P: Payload>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     ctx: &mut Ctx,
     doc: &mut Document<P>,
     conflicted_revs: &[String],

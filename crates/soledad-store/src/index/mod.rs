@@ -12,9 +12,8 @@
 mod eval;
 pub(crate) mod expr;
 
+use crate::conn::Conn;
 use std::collections::{HashMap, HashSet};
-
-use rusqlite::Connection;
 
 use crate::document::Document;
 use crate::error::{Result, StoreError};
@@ -35,7 +34,7 @@ impl ExprCache {
         self.fields = None;
     }
 
-    fn fields(&mut self, conn: &Connection) -> Result<Vec<String>> {
+    fn fields(&mut self, conn: &Conn<'_>) -> Result<Vec<String>> {
         if let Some(fields) = &self.fields {
             return Ok(fields.clone());
         }
@@ -56,26 +55,27 @@ impl ExprCache {
 }
 
 /// The distinct expressions used by any index.
-fn indexed_fields(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT DISTINCT field FROM index_definitions")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+fn indexed_fields(conn: &Conn<'_>) -> Result<Vec<String>> {
+    conn.with("SELECT DISTINCT field FROM index_definitions", |stmt| {
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })
 }
 
 fn insert_fields(
-    conn: &Connection,
+    conn: &Conn<'_>,
     cache: &mut ExprCache,
     doc_id: &str,
     content: &JsonContent,
     fields: &[String],
 ) -> Result<()> {
     let value = content.to_value()?;
-    let mut stmt = conn.prepare(
-        "INSERT OR IGNORE INTO document_fields (doc_id, field_name, value) VALUES (?1, ?2, ?3)",
-    )?;
     for field in fields {
         for key in eval::keys(cache.get(field)?, &value) {
-            stmt.execute([doc_id, field.as_str(), key.as_str()])?;
+            conn.with(
+                "INSERT OR IGNORE INTO document_fields (doc_id, field_name, value) VALUES (?1, ?2, ?3)",
+                |stmt| Ok(stmt.execute([doc_id, field.as_str(), key.as_str()])?),
+            )?;
         }
     }
     Ok(())
@@ -83,15 +83,16 @@ fn insert_fields(
 
 /// Replaces the index rows of one document (called by every write).
 pub(crate) fn update_doc_fields(
-    conn: &Connection,
+    conn: &Conn<'_>,
     cache: &mut ExprCache,
     doc_id: &str,
     content: Option<&JsonContent>,
     old_exists: bool,
 ) -> Result<()> {
     if old_exists {
-        let mut stmt = conn.prepare("DELETE FROM document_fields WHERE doc_id = ?1")?;
-        stmt.execute([doc_id])?;
+        conn.with("DELETE FROM document_fields WHERE doc_id = ?1", |stmt| {
+            Ok(stmt.execute([doc_id])?)
+        })?;
     }
     let Some(content) = content else {
         return Ok(());
@@ -104,7 +105,7 @@ pub(crate) fn update_doc_fields(
 }
 
 /// The expressions of an index, in order (`None` if there is no such index).
-pub(crate) fn definition(conn: &Connection, name: &str) -> Result<Option<Vec<String>>> {
+pub(crate) fn definition(conn: &Conn<'_>, name: &str) -> Result<Option<Vec<String>>> {
     let mut stmt =
         conn.prepare("SELECT field FROM index_definitions WHERE name = ?1 ORDER BY offset")?;
     let fields: Vec<String> = stmt
@@ -117,13 +118,13 @@ pub(crate) fn definition(conn: &Connection, name: &str) -> Result<Option<Vec<Str
     })
 }
 
-fn require_definition(conn: &Connection, name: &str) -> Result<Vec<String>> {
+fn require_definition(conn: &Conn<'_>, name: &str) -> Result<Vec<String>> {
     definition(conn, name)?.ok_or(StoreError::IndexDoesNotExist)
 }
 
 /// u1db `create_index`: idempotent for the same definition; indexes existing documents.
 pub(crate) fn create_index(
-    conn: &Connection,
+    conn: &Conn<'_>,
     cache: &mut ExprCache,
     name: &str,
     expressions: &[String],
@@ -174,7 +175,7 @@ pub(crate) fn create_index(
 }
 
 /// u1db `delete_index` (deleting an unknown index is not an error).
-pub(crate) fn delete_index(conn: &Connection, cache: &mut ExprCache, name: &str) -> Result<()> {
+pub(crate) fn delete_index(conn: &Conn<'_>, cache: &mut ExprCache, name: &str) -> Result<()> {
     cache.forget_fields();
     conn.execute("DELETE FROM index_definitions WHERE name = ?1", [name])?;
     conn.execute(
@@ -185,7 +186,7 @@ pub(crate) fn delete_index(conn: &Connection, cache: &mut ExprCache, name: &str)
 }
 
 /// u1db `list_indexes`: `(name, expressions)` sorted by name.
-pub(crate) fn list_indexes(conn: &Connection) -> Result<Vec<(String, Vec<String>)>> {
+pub(crate) fn list_indexes(conn: &Conn<'_>) -> Result<Vec<(String, Vec<String>)>> {
     let mut stmt =
         conn.prepare("SELECT name, field FROM index_definitions ORDER BY name, offset")?;
     let mut rows = stmt.query([])?;
@@ -337,11 +338,7 @@ fn build(fields: &[String], preds: &[Vec<Pred>], select: &Select) -> (String, Ve
     (sql, params)
 }
 
-fn matching_docs(
-    conn: &Connection,
-    fields: &[String],
-    preds: &[Vec<Pred>],
-) -> Result<Vec<Document>> {
+fn matching_docs(conn: &Conn<'_>, fields: &[String], preds: &[Vec<Pred>]) -> Result<Vec<Document>> {
     let (sql, params) = build(fields, preds, &Select::DocIds);
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
@@ -363,7 +360,7 @@ fn matching_docs(
 
 /// u1db `get_from_index`.
 pub(crate) fn get_from_index<S: AsRef<str>>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     name: &str,
     values: &[S],
 ) -> Result<Vec<Document>> {
@@ -374,7 +371,7 @@ pub(crate) fn get_from_index<S: AsRef<str>>(
 
 /// Soledad's `get_count_from_index`: the number of documents `get_from_index` returns.
 pub(crate) fn get_count_from_index<S: AsRef<str>>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     name: &str,
     values: &[S],
 ) -> Result<u64> {
@@ -390,7 +387,7 @@ pub(crate) fn get_count_from_index<S: AsRef<str>>(
 /// u1db `get_range_from_index`: inclusive bounds, each column bounded separately;
 /// `None` or an empty slice is an open end.
 pub(crate) fn get_range_from_index<S: AsRef<str>>(
-    conn: &Connection,
+    conn: &Conn<'_>,
     name: &str,
     start: Option<&[S]>,
     end: Option<&[S]>,
@@ -418,7 +415,7 @@ pub(crate) fn get_range_from_index<S: AsRef<str>>(
 }
 
 /// u1db `get_index_keys`: every distinct key tuple, sorted.
-pub(crate) fn get_index_keys(conn: &Connection, name: &str) -> Result<Vec<Vec<String>>> {
+pub(crate) fn get_index_keys(conn: &Conn<'_>, name: &str) -> Result<Vec<Vec<String>>> {
     let fields = require_definition(conn, name)?;
     let (sql, params) = build(&fields, &[], &Select::Keys);
     let mut stmt = conn.prepare(&sql)?;

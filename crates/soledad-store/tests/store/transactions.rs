@@ -206,13 +206,20 @@ fn an_operation_failing_half_way_aborts_the_whole_batch() {
         .open_unencrypted::<JsonContent>(&path)
         .unwrap();
     db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
-    db.put_doc_if_newer(&mut doc("d", "a:1", Some("{\"a\": 1}")), true, None, 0, "").unwrap();
-    db.put_doc_if_newer(&mut doc("d", "b:1", Some("{\"b\": 1}")), true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut doc("d", "a:1", Some("{\"a\": 1}")), true, None, 0, "")
+        .unwrap();
+    db.put_doc_if_newer(&mut doc("d", "b:1", Some("{\"b\": 1}")), true, None, 0, "")
+        .unwrap();
     db.close().unwrap();
     // Damage the second stored conflict's revision behind the store's back.
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        let n = conn.execute("UPDATE conflicts SET doc_rev = 'garbage' WHERE doc_rev = 'a:1'", []).unwrap();
+        let n = conn
+            .execute(
+                "UPDATE conflicts SET doc_rev = 'garbage' WHERE doc_rev = 'a:1'",
+                [],
+            )
+            .unwrap();
         assert_eq!(n, 1);
     }
     let mut db = soledad_store::Database::open_unencrypted(&path).unwrap();
@@ -221,7 +228,13 @@ fn an_operation_failing_half_way_aborts_the_whole_batch() {
         b.create_doc_from_json(SIMPLE, Some("new"))?;
         // Prunes the conflict test:1 (a write), then meets the damaged one.
         let err = b
-            .put_doc_if_newer(&mut doc("d", "b:2|test:1", Some("{\"c\": 1}")), true, None, 0, "")
+            .put_doc_if_newer(
+                &mut doc("d", "b:2|test:1", Some("{\"c\": 1}")),
+                true,
+                None,
+                0,
+                "",
+            )
             .unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
         assert!(b.is_aborted());
@@ -229,8 +242,15 @@ fn an_operation_failing_half_way_aborts_the_whole_batch() {
         assert!(matches!(err, StoreError::BatchAborted));
         Ok::<(), StoreError>(())
     });
-    assert!(matches!(result, Err(StoreError::BatchAborted)), "{result:?}");
+    assert!(
+        matches!(result, Err(StoreError::BatchAborted)),
+        "{result:?}"
+    );
     assert_eq!(db.get_generation_info().unwrap(), before);
     assert_eq!(db.get_doc("new", true).unwrap(), None);
-    assert_eq!(db.get_doc_conflicts("d").unwrap().len(), 3, "the pruned conflict is back");
+    assert_eq!(
+        db.get_doc_conflicts("d").unwrap().len(),
+        3,
+        "the pruned conflict is back"
+    );
 }
