@@ -48,6 +48,8 @@ pub use database::{Database, OpaqueDatabase};
 pub use document::Document;
 pub use error::{Result, StoreError};
 pub use ids::is_valid_doc_id;
+#[doc(hidden)]
+pub use index::fuzz_index_expression;
 pub use open::{KEY_BYTES, OpenOptions, PAGE_SIZE_BYTES};
 pub use payload::{JsonContent, Payload};
 pub use sync::{Change, ChangedDoc, Changes, PutState};

@@ -430,6 +430,19 @@ pub(crate) fn get_index_keys(conn: &Conn<'_>, name: &str) -> Result<Vec<Vec<Stri
     Ok(out)
 }
 
+/// Fuzzing hook (see `fuzz/`): parses an index expression and, if it parses,
+/// evaluates it against `doc_json`. Returns whether the expression parsed.
+#[doc(hidden)]
+pub fn fuzz_index_expression(expression: &str, doc_json: &str) -> bool {
+    let Ok(parsed) = expr::parse(expression) else {
+        return false;
+    };
+    if let Ok(doc) = serde_json::from_str::<serde_json::Value>(doc_json) {
+        let _ = eval::keys(&parsed, &doc);
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
