@@ -1,7 +1,7 @@
 //! Document envelope: round trips, binding to id and revision, tamper rejection.
 
 use proptest::prelude::*;
-use soledad_crypto::{Error, StorageSecret, padme};
+use soledad_crypto::{Error, StorageSecret, SyncKeys, padme};
 
 fn key() -> soledad_crypto::DocKey {
     StorageSecret::from_bytes([42; 64]).doc_key()
@@ -69,6 +69,36 @@ fn server_ids_hide_and_separate_doc_ids() {
     assert!(!a.contains("D-1"));
 }
 
+fn sync_keys() -> SyncKeys {
+    SyncKeys::new(&StorageSecret::from_bytes([42; 64]))
+}
+
+#[test]
+fn server_docs_carry_the_real_id_and_tombstones() {
+    let k = sync_keys();
+    let hidden = k.hidden_id("D-1");
+    assert_eq!(
+        hidden,
+        StorageSecret::from_bytes([42; 64])
+            .id_key()
+            .server_doc_id("D-1")
+    );
+    let live = k
+        .seal_for_server("D-1", "r:1", Some(r#"{"a": 1}"#))
+        .unwrap();
+    assert_eq!(
+        k.open_from_server(&hidden, "r:1", &live).unwrap(),
+        ("D-1".to_owned(), Some(r#"{"a": 1}"#.to_owned()))
+    );
+    let tomb = k.seal_for_server("D-1", "r:2", None).unwrap();
+    assert_eq!(
+        k.open_from_server(&hidden, "r:2", &tomb).unwrap(),
+        ("D-1".to_owned(), None)
+    );
+    // The payload never contains the plaintext id.
+    assert!(!live.windows(3).any(|w| w == b"D-1"));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -118,5 +148,25 @@ proptest! {
         let p = padme(len);
         prop_assert!(p >= len);
         prop_assert!((p - len) as f64 / len as f64 <= 0.12);
+    }
+
+    #[test]
+    fn server_doc_tampering_is_rejected(content in "[ -~]{0,200}", pos in any::<prop::sample::Index>(), bit in 0u8..8, other in "[A-Za-z0-9]{1,8}") {
+        let k = sync_keys();
+        let json = format!("{{\"v\": {content:?}}}");
+        let sealed = k.seal_for_server("D-1", "r:1", Some(&json)).unwrap();
+        let hidden = k.hidden_id("D-1");
+        let mut flipped = sealed.clone();
+        let i = pos.index(flipped.len());
+        flipped[i] ^= 1 << bit;
+        prop_assert!(k.open_from_server(&hidden, "r:1", &flipped).is_err());
+        let mut long = sealed.clone();
+        long.push(0);
+        prop_assert!(k.open_from_server(&hidden, "r:1", &long).is_err());
+        prop_assert!(k.open_from_server(&hidden, "r:1", &sealed[..i]).is_err());
+        if other != "D-1" {
+            prop_assert!(matches!(k.open_from_server(&k.hidden_id(&other), "r:1", &sealed), Err(Error::Integrity)), "moved doc accepted");
+        }
+        prop_assert!(matches!(k.open_from_server(&hidden, "r:2", &sealed), Err(Error::Integrity)), "wrong rev accepted");
     }
 }

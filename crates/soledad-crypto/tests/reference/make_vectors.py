@@ -80,6 +80,26 @@ def seal_envelope(doc_key, doc_id, rev, content, nonce):
     return b"SD\x01" + nonce + AESGCM(key).encrypt(nonce, body, env_aad(doc_id, rev))
 
 
+def hidden_id(id_key, doc_id):
+    return b64url(hmac256(id_key, doc_id.encode()))
+
+
+def seal_server_doc(doc_key, id_key, doc_id, rev, content, box_nonce, env_nonce,
+                    box_doc_id=None):
+    """Server payload: "SW" 0x01 ‖ box nonce ‖ u16be(len box) ‖ id box ‖ envelope.
+    content None = tombstone (envelope of the JSON text `null`)."""
+    label = b"soledad/v1/id-box"
+    box_key = hmac256(id_key, label)
+    hidden = hidden_id(id_key, doc_id).encode()
+    r = rev.encode()
+    aad = label + struct.pack(">I", len(hidden)) + hidden + struct.pack(">I", len(r)) + r
+    inner_id = box_doc_id or doc_id
+    box = AESGCM(box_key).encrypt(box_nonce, inner_id.encode(), aad)
+    env = seal_envelope(doc_key, inner_id, rev, content if content is not None else b"null",
+                        env_nonce)
+    return b"SW\x01" + box_nonce + struct.pack(">H", len(box)) + box + env
+
+
 # ---- blobs --------------------------------------------------------------------------
 def preamble(blob_id, size, salt=None, scheme=1, method=1, version=1):
     b = blob_id.encode()
@@ -197,8 +217,8 @@ def main():
         write(name, f, data)
         return data
 
-    ok = env("envelope_ok", "ok", "D-1", "replica-a:1|replica-b:2",
-             b'{"subject": "hi", "n": [1, 2.5, null]}')
+    C = b'{"subject": "hi", "n": [1, 2.5, null]}'
+    ok = env("envelope_ok", "ok", "D-1", "replica-a:1|replica-b:2", C)
     env("envelope_empty_object", "ok", "doc%2Fwith.odd_chars-", "r:1", b"{}")
     env("envelope_unicode", "ok", "D-u", "r:7",
         '{"k": "caf\u00e9 \u2603 \U0001F600"}'.encode())
@@ -220,6 +240,46 @@ def main():
         b'{"subject": "hi", "n": [1, 2.5, null]}', body=b"SE" + ok[2:])
     env("envelope_unknown_version", "unknown_version", "D-1", "replica-a:1|replica-b:2",
         b'{"subject": "hi", "n": [1, 2.5, null]}', body=b"SD\x02" + ok[3:])
+
+    # server documents (id box + envelope), as the client sends them in sync
+    box_nonce = bytes.fromhex("101112131415161718191a1b")
+    sbase = {"doc_key": subs["doc"], "id_key": subs["id"], "box_nonce": box_nonce.hex(),
+             "envelope_nonce": nonce.hex()}
+
+    def sdoc(name, expect, doc_id, rev, content, body=None, hidden=None, open_rev=None):
+        data = body if body is not None else seal_server_doc(doc_key, id_key, doc_id, rev,
+                                                             content, box_nonce, nonce)
+        f = {"expect": expect, **sbase, "doc_id": doc_id, "rev": rev,
+             "hidden_id": hidden or hidden_id(id_key, doc_id), "open_rev": open_rev or rev}
+        if content is None:
+            f["tombstone"] = "true"
+        else:
+            f["content"] = content.decode()
+        write(name, f, data)
+        return data
+
+    sok = sdoc("serverdoc_ok", "ok", "D-1", "replica-a:1|replica-b:2", C)
+    sdoc("serverdoc_tombstone", "ok", "D-deleted", "r:3", None)
+    sdoc("serverdoc_wrong_rev", "integrity", "D-1", "replica-a:1|replica-b:2", C, body=sok,
+         open_rev="replica-a:1")
+    d2 = seal_server_doc(doc_key, id_key, "D-2", "r:1", C, box_nonce, nonce)
+    sdoc("serverdoc_moved", "integrity", "D-2", "r:1", C, body=d2,
+         hidden=hidden_id(id_key, "D-1"))
+    # A box naming D-2 sealed under D-1's hidden id (only the client could make it):
+    # the inner id must map back to the hidden id.
+    forged = seal_server_doc(doc_key, id_key, "D-1", "r:1", C, box_nonce, nonce,
+                             box_doc_id="D-2")
+    sdoc("serverdoc_inner_id_mismatch", "integrity", "D-1", "r:1", C, body=forged)
+    sdoc("serverdoc_box_flip", "integrity", "D-1", "replica-a:1|replica-b:2", C,
+         body=flip(sok, 20, 1))
+    sdoc("serverdoc_envelope_flip", "integrity", "D-1", "replica-a:1|replica-b:2", C,
+         body=flip(sok, len(sok) - 20, 5))
+    sdoc("serverdoc_truncated", "integrity", "D-1", "replica-a:1|replica-b:2", C,
+         body=sok[:-1])
+    sdoc("serverdoc_bad_magic", "malformed", "D-1", "replica-a:1|replica-b:2", C,
+         body=b"SX" + sok[2:])
+    sdoc("serverdoc_unknown_version", "unknown_version", "D-1", "replica-a:1|replica-b:2", C,
+         body=b"SW\x07" + sok[3:])
 
     # preambles
     salt = bytes(range(100, 132))
