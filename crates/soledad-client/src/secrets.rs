@@ -86,7 +86,11 @@ pub(crate) async fn create_recovery_code(
     let content = backup_json(&backup.blob)?;
     let existing = transport.shared_get(&backup.id).await?;
     transport
-        .shared_put(&backup.id, &content, existing.as_ref().map(|d| d.rev.as_str()))
+        .shared_put(
+            &backup.id,
+            &content,
+            existing.as_ref().map(|d| d.rev.as_str()),
+        )
         .await?;
     Ok(code)
 }
@@ -102,7 +106,10 @@ pub(crate) async fn recover_with_code(
     transport: &Transport,
 ) -> Result<StorageSecret, Error> {
     let id = code.server_id()?;
-    let found = transport.shared_get(&id).await?.ok_or(Error::BackupNotFound)?;
+    let found = transport
+        .shared_get(&id)
+        .await?
+        .ok_or(Error::BackupNotFound)?;
     let blob = found.content.to_vec();
     let secret = code.restore(&blob)?;
     upload_backup(transport, uuid, &secret, new_passphrase, kdf).await?;
@@ -124,11 +131,16 @@ async fn upload_backup(
 ) -> Result<(), Error> {
     let (uuid_c, passphrase_c, secret_c) = (uuid.to_owned(), passphrase.clone(), secret.clone());
     let backup =
-        blocking(move || soledad_crypto::make_backup(&secret_c, &uuid_c, &passphrase_c, kdf)).await?;
+        blocking(move || soledad_crypto::make_backup(&secret_c, &uuid_c, &passphrase_c, kdf))
+            .await?;
     let content = backup_json(&backup.blob)?;
     let existing = transport.shared_get(&backup.id).await?;
     transport
-        .shared_put(&backup.id, &content, existing.as_ref().map(|d| d.rev.as_str()))
+        .shared_put(
+            &backup.id,
+            &content,
+            existing.as_ref().map(|d| d.rev.as_str()),
+        )
         .await
 }
 
@@ -151,5 +163,7 @@ fn backup_json(blob: &[u8]) -> Result<String, Error> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, soledad_crypto::Error> + Send + 'static,
 ) -> Result<T, Error> {
-    Ok(tokio::task::spawn_blocking(f).await.map_err(|_| Error::Closed)??)
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Error::Closed)??)
 }

@@ -226,7 +226,9 @@ impl Soledad {
     async fn call<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
-        F: FnOnce(&mut soledad_store::Database) -> Result<T, soledad_store::StoreError> + Send + 'static,
+        F: FnOnce(&mut soledad_store::Database) -> Result<T, soledad_store::StoreError>
+            + Send
+            + 'static,
     {
         Ok(self.inner.actor.call(f).await??)
     }
@@ -237,20 +239,30 @@ impl Soledad {
     /// # Errors
     /// u1db's errors as [`Error::Store`] (`InvalidDocId`, `InvalidContent`,
     /// `RevisionConflict` if the id exists, `DocumentTooBig`).
-    pub async fn create_doc(&self, content: &Value, doc_id: Option<&str>) -> Result<Document, Error> {
+    pub async fn create_doc(
+        &self,
+        content: &Value,
+        doc_id: Option<&str>,
+    ) -> Result<Document, Error> {
         let content = content.clone();
         let doc_id = doc_id.map(str::to_owned);
-        self.call(move |db| db.create_doc(&content, doc_id.as_deref())).await
+        self.call(move |db| db.create_doc(&content, doc_id.as_deref()))
+            .await
     }
 
     /// Creates a document from JSON text, kept byte-exact (u1db `create_doc_from_json`).
     ///
     /// # Errors
     /// As [`create_doc`](Self::create_doc), plus `InvalidJson`.
-    pub async fn create_doc_from_json(&self, json: &str, doc_id: Option<&str>) -> Result<Document, Error> {
+    pub async fn create_doc_from_json(
+        &self,
+        json: &str,
+        doc_id: Option<&str>,
+    ) -> Result<Document, Error> {
         let json = json.to_owned();
         let doc_id = doc_id.map(str::to_owned);
-        self.call(move |db| db.create_doc_from_json(&json, doc_id.as_deref())).await
+        self.call(move |db| db.create_doc_from_json(&json, doc_id.as_deref()))
+            .await
     }
 
     /// Stores a new version of `doc` (its `rev` must be the current one); updates
@@ -285,9 +297,14 @@ impl Soledad {
     ///
     /// # Errors
     /// Storage errors only; a missing document is `Ok(None)`.
-    pub async fn get_doc(&self, doc_id: &str, include_deleted: bool) -> Result<Option<Document>, Error> {
+    pub async fn get_doc(
+        &self,
+        doc_id: &str,
+        include_deleted: bool,
+    ) -> Result<Option<Document>, Error> {
         let doc_id = doc_id.to_owned();
-        self.call(move |db| db.get_doc(&doc_id, include_deleted)).await
+        self.call(move |db| db.get_doc(&doc_id, include_deleted))
+            .await
     }
 
     /// Several documents in the order asked, skipping missing ones (u1db `get_docs`).
@@ -301,7 +318,8 @@ impl Soledad {
         include_deleted: bool,
     ) -> Result<Vec<Document>, Error> {
         let ids: Vec<String> = doc_ids.iter().map(|s| (*s).to_owned()).collect();
-        self.call(move |db| db.get_docs(&ids, check_for_conflicts, include_deleted)).await
+        self.call(move |db| db.get_docs(&ids, check_for_conflicts, include_deleted))
+            .await
     }
 
     /// The current generation and every document (u1db `get_all_docs`).
@@ -326,7 +344,11 @@ impl Soledad {
     ///
     /// # Errors
     /// `DocumentDoesNotExist`, `InvalidRevision`, `DocumentTooBig`.
-    pub async fn resolve_doc(&self, doc: &mut Document, conflicted_revs: &[String]) -> Result<(), Error> {
+    pub async fn resolve_doc(
+        &self,
+        doc: &mut Document,
+        conflicted_revs: &[String],
+    ) -> Result<(), Error> {
         let mut owned = doc.clone();
         let revs = conflicted_revs.to_vec();
         let owned = self
@@ -368,7 +390,11 @@ impl Soledad {
     ///
     /// # Errors
     /// `IndexDoesNotExist`, `InvalidValueForIndex`, `InvalidGlobbing`.
-    pub async fn get_from_index(&self, name: &str, values: &[&str]) -> Result<Vec<Document>, Error> {
+    pub async fn get_from_index(
+        &self,
+        name: &str,
+        values: &[&str],
+    ) -> Result<Vec<Document>, Error> {
         let name = name.to_owned();
         let values: Vec<String> = values.iter().map(|s| (*s).to_owned()).collect();
         self.call(move |db| db.get_from_index(&name, &values)).await
@@ -408,7 +434,8 @@ impl Soledad {
     pub async fn get_count_from_index(&self, name: &str, values: &[&str]) -> Result<u64, Error> {
         let name = name.to_owned();
         let values: Vec<String> = values.iter().map(|s| (*s).to_owned()).collect();
-        self.call(move |db| db.get_count_from_index(&name, &values)).await
+        self.call(move |db| db.get_count_from_index(&name, &values))
+            .await
     }
 
     /// Synchronises with the server: sends local changes, applies the server's,
@@ -450,7 +477,11 @@ impl Soledad {
     /// # Errors
     /// [`Error::Crypto`] if `old` is wrong; network errors while updating the backup
     /// (the local file is then unchanged).
-    pub async fn change_passphrase(&self, old: &SecretString, new: &SecretString) -> Result<(), Error> {
+    pub async fn change_passphrase(
+        &self,
+        old: &SecretString,
+        new: &SecretString,
+    ) -> Result<(), Error> {
         secrets::change_passphrase(
             &self.inner.uuid,
             &self.inner.secret,

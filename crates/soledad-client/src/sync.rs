@@ -14,7 +14,9 @@ use soledad_protocol::{
     DocFrame, ExchangeEnd, ExchangeRequestHeader, Frame, FrameDecoder, ProtocolError,
     RecordSyncInfo,
 };
-use soledad_store::{StoreWorker, ClockOrdering, Document, JsonContent, PutState, StoreError, VectorClock};
+use soledad_store::{
+    ClockOrdering, Document, JsonContent, PutState, StoreError, StoreWorker, VectorClock,
+};
 
 use crate::error::{DivergedKind, Error};
 use crate::transport::Transport;
@@ -136,12 +138,17 @@ pub(crate) async fn sync_once(ctx: &SyncContext) -> Result<SyncReport, Error> {
         ctx.transport
             .record_sync_info(
                 &ctx.replica_uid,
-                &RecordSyncInfo { generation: now_gen, transaction_id: now_tid },
+                &RecordSyncInfo {
+                    generation: now_gen,
+                    transaction_id: now_tid,
+                },
             )
             .await?;
     }
     if report.refused > 0 {
-        return Err(Error::Integrity { count: report.refused as usize });
+        return Err(Error::Integrity {
+            count: report.refused as usize,
+        });
     }
     Ok(report)
 }
@@ -163,52 +170,62 @@ fn upload_stream(
         Done,
     }
     let first = Frame::RequestHeader(header).to_bytes();
-    stream::unfold(
-        (Step::Header, Some(first)),
-        move |(step, first)| {
-            let actor = actor.clone();
-            let keys = keys.clone();
-            let stats = stats.clone();
-            let (start_gen, start_tid) = start.clone();
-            async move {
-                match step {
-                    Step::Header => Some((Ok(first.unwrap_or_default()), (Step::Docs(send_from), None))),
-                    Step::Docs(cursor) => {
-                        let batch = actor
-                            .call(move |db| db.docs_changed_since(cursor, BATCH_DOCS))
-                            .await;
-                        let changed = match batch {
-                            Ok(Ok(changed)) => changed,
-                            Ok(Err(e)) => return Some((Err(std::io::Error::other(e)), (Step::Done, None))),
-                            Err(e) => return Some((Err(std::io::Error::other(e)), (Step::Done, None))),
-                        };
-                        let mut out = Vec::new();
-                        let mut last = cursor;
-                        let mut exhausted = changed.len() < BATCH_DOCS;
-                        for item in changed {
-                            if item.generation > start_gen {
-                                exhausted = true;
-                                break;
-                            }
-                            last = item.generation;
-                            match seal_frame(&keys, &item.doc, item.generation, item.transaction_id) {
-                                Ok(frame) => frame.encode(&mut out),
-                                Err(e) => return Some((Err(std::io::Error::other(e)), (Step::Done, None))),
-                            }
-                            stats.sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let next = if exhausted { Step::End } else { Step::Docs(last) };
-                        Some((Ok(Bytes::from(out)), (next, None)))
-                    }
-                    Step::End => {
-                        let end = Frame::End(ExchangeEnd { generation: start_gen, transaction_id: start_tid });
-                        Some((Ok(end.to_bytes()), (Step::Done, None)))
-                    }
-                    Step::Done => None,
+    stream::unfold((Step::Header, Some(first)), move |(step, first)| {
+        let actor = actor.clone();
+        let keys = keys.clone();
+        let stats = stats.clone();
+        let (start_gen, start_tid) = start.clone();
+        async move {
+            match step {
+                Step::Header => {
+                    Some((Ok(first.unwrap_or_default()), (Step::Docs(send_from), None)))
                 }
+                Step::Docs(cursor) => {
+                    let batch = actor
+                        .call(move |db| db.docs_changed_since(cursor, BATCH_DOCS))
+                        .await;
+                    let changed = match batch {
+                        Ok(Ok(changed)) => changed,
+                        Ok(Err(e)) => {
+                            return Some((Err(std::io::Error::other(e)), (Step::Done, None)));
+                        }
+                        Err(e) => return Some((Err(std::io::Error::other(e)), (Step::Done, None))),
+                    };
+                    let mut out = Vec::new();
+                    let mut last = cursor;
+                    let mut exhausted = changed.len() < BATCH_DOCS;
+                    for item in changed {
+                        if item.generation > start_gen {
+                            exhausted = true;
+                            break;
+                        }
+                        last = item.generation;
+                        match seal_frame(&keys, &item.doc, item.generation, item.transaction_id) {
+                            Ok(frame) => frame.encode(&mut out),
+                            Err(e) => {
+                                return Some((Err(std::io::Error::other(e)), (Step::Done, None)));
+                            }
+                        }
+                        stats.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let next = if exhausted {
+                        Step::End
+                    } else {
+                        Step::Docs(last)
+                    };
+                    Some((Ok(Bytes::from(out)), (next, None)))
+                }
+                Step::End => {
+                    let end = Frame::End(ExchangeEnd {
+                        generation: start_gen,
+                        transaction_id: start_tid,
+                    });
+                    Some((Ok(end.to_bytes()), (Step::Done, None)))
+                }
+                Step::Done => None,
             }
-        },
-    )
+        }
+    })
 }
 
 fn seal_frame(
@@ -217,7 +234,10 @@ fn seal_frame(
     generation: u64,
     trans_id: String,
 ) -> Result<Frame, Error> {
-    let rev = doc.rev.clone().ok_or(Error::Store(StoreError::InvalidRevision))?;
+    let rev = doc
+        .rev
+        .clone()
+        .ok_or(Error::Store(StoreError::InvalidRevision))?;
     let payload = keys.seal_for_server(&doc.doc_id, &rev, doc.json())?;
     Ok(Frame::Doc(DocFrame {
         id: keys.hidden_id(&doc.doc_id),
@@ -278,9 +298,14 @@ impl<'a> Downloader<'a> {
                 if header.target_replica_uid == self.ctx.replica_uid {
                     return Err(Error::Store(StoreError::InvalidReplicaUid));
                 }
-                self.ctx.stats.to_receive.store(header.document_count, Ordering::Relaxed);
+                self.ctx
+                    .stats
+                    .to_receive
+                    .store(header.document_count, Ordering::Relaxed);
                 self.report.target_generation = header.target_generation;
-                Expect::DocOrEnd { target_uid: header.target_replica_uid }
+                Expect::DocOrEnd {
+                    target_uid: header.target_replica_uid,
+                }
             }
             (Expect::DocOrEnd { target_uid }, Frame::Doc(doc)) => {
                 self.pending_bytes += doc.payload.len();
@@ -293,7 +318,9 @@ impl<'a> Downloader<'a> {
                 return Ok(());
             }
             (Expect::DocOrEnd { target_uid }, Frame::End(end)) => {
-                self.expect = Expect::DocOrEnd { target_uid: target_uid.clone() };
+                self.expect = Expect::DocOrEnd {
+                    target_uid: target_uid.clone(),
+                };
                 self.flush().await?;
                 // Record the final position even when no document came (the server
                 // may have moved by documents this device sent itself).
@@ -303,7 +330,11 @@ impl<'a> Downloader<'a> {
                     .call(move |db| {
                         let (known, _) = db.get_replica_gen_and_trans_id(&record_uid)?;
                         if end.generation > known {
-                            db.set_replica_gen_and_trans_id(&record_uid, end.generation, &end.transaction_id)?;
+                            db.set_replica_gen_and_trans_id(
+                                &record_uid,
+                                end.generation,
+                                &end.transaction_id,
+                            )?;
                         }
                         Ok::<_, StoreError>(())
                     })
@@ -351,7 +382,10 @@ impl<'a> Downloader<'a> {
         self.report.received += outcome.received;
         self.report.conflicts += outcome.conflicts;
         self.report.refused += outcome.refused;
-        self.ctx.stats.received.fetch_add(outcome.processed, Ordering::Relaxed);
+        self.ctx
+            .stats
+            .received
+            .fetch_add(outcome.processed, Ordering::Relaxed);
         Ok(())
     }
 
@@ -389,7 +423,11 @@ fn open_frames(keys: &SyncKeys, frames: Vec<DocFrame>) -> Vec<Opened> {
                     };
                     Some(Document::new(doc_id, Some(frame.rev.clone()), content))
                 });
-            Opened { generation: frame.generation, trans_id: frame.trans_id, doc }
+            Opened {
+                generation: frame.generation,
+                trans_id: frame.trans_id,
+                doc,
+            }
         })
         .collect()
 }

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Body, Response, StatusCode};
-use soledad_protocol::{AuthHeader, ErrorBody, ErrorKind, RecordSyncInfo, SYNC_CONTENT_TYPE, SyncInfo};
+use soledad_protocol::{
+    AuthHeader, ErrorBody, ErrorKind, RecordSyncInfo, SYNC_CONTENT_TYPE, SyncInfo,
+};
 
 use crate::error::Error;
 
@@ -42,9 +44,12 @@ impl Transport {
             builder = builder.tls_backend_preconfigured(tls_config_webpki_free()?);
         }
         let http = builder.build().map_err(Error::network)?;
-        let header = AuthHeader { uuid: uuid.to_owned(), token: token.to_owned() };
-        let mut authorization = HeaderValue::from_str(&header.to_header_value())
-            .map_err(|_| Error::Auth)?;
+        let header = AuthHeader {
+            uuid: uuid.to_owned(),
+            token: token.to_owned(),
+        };
+        let mut authorization =
+            HeaderValue::from_str(&header.to_header_value()).map_err(|_| Error::Auth)?;
         authorization.set_sensitive(true);
         Ok(Transport {
             http,
@@ -55,11 +60,17 @@ impl Transport {
     }
 
     fn sync_url(&self, source_replica_uid: &str) -> String {
-        format!("{}/user-{}/sync-from/{}", self.base, self.uuid, source_replica_uid)
+        format!(
+            "{}/user-{}/sync-from/{}",
+            self.base, self.uuid, source_replica_uid
+        )
     }
 
     /// `GET /user-{uuid}/sync-from/{source}`; `None` if the user's store does not exist.
-    pub(crate) async fn sync_info(&self, source_replica_uid: &str) -> Result<Option<SyncInfo>, Error> {
+    pub(crate) async fn sync_info(
+        &self,
+        source_replica_uid: &str,
+    ) -> Result<Option<SyncInfo>, Error> {
         let response = self
             .http
             .get(self.sync_url(source_replica_uid))
@@ -150,10 +161,12 @@ impl Transport {
             .get(SHARED_REV_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
-            .ok_or(Error::Protocol(soledad_protocol::ProtocolError::MalformedJson {
-                what: "shared document",
-                reason: "missing revision header".to_owned(),
-            }))?;
+            .ok_or(Error::Protocol(
+                soledad_protocol::ProtocolError::MalformedJson {
+                    what: "shared document",
+                    reason: "missing revision header".to_owned(),
+                },
+            ))?;
         let content = ok_body(response).await?;
         Ok(Some(SharedDoc { content, rev }))
     }
@@ -214,11 +227,16 @@ async fn ok_body(response: Response) -> Result<Bytes, Error> {
         let (kind, message) = error_body(response).await;
         return Err(Error::from_server(status.as_u16(), kind, message));
     }
-    if response.content_length().is_some_and(|len| len > MAX_JSON_RESPONSE as u64) {
-        return Err(Error::Protocol(soledad_protocol::ProtocolError::FrameTooLarge {
-            len: response.content_length().unwrap_or(0),
-            max: MAX_JSON_RESPONSE as u64,
-        }));
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_JSON_RESPONSE as u64)
+    {
+        return Err(Error::Protocol(
+            soledad_protocol::ProtocolError::FrameTooLarge {
+                len: response.content_length().unwrap_or(0),
+                max: MAX_JSON_RESPONSE as u64,
+            },
+        ));
     }
     let bytes = response.bytes().await.map_err(Error::network)?;
     Ok(bytes)

@@ -87,6 +87,40 @@ pub enum Error {
     /// A blob storage error.
     #[error(transparent)]
     Blob(#[from] BlobError),
+    /// The user's document store does not exist and the sync did not ask to
+    /// create it.
+    #[error("user database does not exist")]
+    DatabaseDoesNotExist,
+    /// A sync request body that is not a well-formed frame sequence (or was cut).
+    #[error("broken sync stream")]
+    BrokenSyncStream,
+    /// A source replica uid that is malformed or is the server store's own.
+    #[error("invalid replica uid")]
+    InvalidReplicaUid,
+}
+
+impl From<soledad_store::WorkerCallError> for Error {
+    fn from(error: soledad_store::WorkerCallError) -> Error {
+        match error {
+            soledad_store::WorkerCallError::Stopped(_) => Error::StorageUnavailable,
+            soledad_store::WorkerCallError::Store(store) => Error::UserStore(store),
+        }
+    }
+}
+
+/// Kind and status of a user store error that the client caused (u1db's sync
+/// errors), or `None` for an internal failure.
+fn store_client_error(error: &soledad_store::StoreError) -> Option<(&'static str, StatusCode)> {
+    use soledad_store::StoreError as S;
+    Some(match error {
+        S::InvalidGeneration => ("invalid_generation", StatusCode::CONFLICT),
+        S::InvalidTransactionId => ("invalid_transaction_id", StatusCode::CONFLICT),
+        S::InvalidReplicaUid => ("invalid_replica_uid", StatusCode::BAD_REQUEST),
+        S::InvalidDocId => ("invalid_id", StatusCode::BAD_REQUEST),
+        S::InvalidRevision => ("invalid_revision", StatusCode::BAD_REQUEST),
+        S::DocumentTooBig => ("document_too_big", StatusCode::PAYLOAD_TOO_LARGE),
+        _ => return None,
+    })
 }
 
 impl Error {
@@ -110,8 +144,11 @@ impl Error {
             | Error::Certificate { .. }
             | Error::Io { .. }
             | Error::Database(_)
-            | Error::UserStore(_)
             | Error::StorageUnavailable => "internal",
+            Error::UserStore(store) => store_client_error(store).map_or("internal", |(k, _)| k),
+            Error::DatabaseDoesNotExist => "database_does_not_exist",
+            Error::BrokenSyncStream => "broken_sync_stream",
+            Error::InvalidReplicaUid => "invalid_replica_uid",
             Error::Unauthorized => "unauthorized",
             Error::Forbidden => "forbidden",
             Error::NotFound => "not_found",
@@ -131,8 +168,12 @@ impl Error {
             Error::Config { .. }
             | Error::Certificate { .. }
             | Error::Io { .. }
-            | Error::Database(_)
-            | Error::UserStore(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | Error::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::UserStore(store) => {
+                store_client_error(store).map_or(StatusCode::INTERNAL_SERVER_ERROR, |(_, s)| s)
+            }
+            Error::DatabaseDoesNotExist => StatusCode::NOT_FOUND,
+            Error::BrokenSyncStream | Error::InvalidReplicaUid => StatusCode::BAD_REQUEST,
             Error::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden => StatusCode::FORBIDDEN,
@@ -205,12 +246,12 @@ impl IntoResponse for Error {
             "message": self.public_message(),
         });
         let mut response = (status, Json(body)).into_response();
-        if let Error::Blob(BlobError::RangeNotSatisfiable { size }) = &self {
-            if let Ok(value) = format!("bytes */{size}").parse() {
-                response
-                    .headers_mut()
-                    .insert(axum::http::header::CONTENT_RANGE, value);
-            }
+        if let Error::Blob(BlobError::RangeNotSatisfiable { size }) = &self
+            && let Ok(value) = format!("bytes */{size}").parse()
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_RANGE, value);
         }
         if matches!(self, Error::Unauthorized) {
             response.headers_mut().insert(

@@ -24,9 +24,10 @@
 //! # Ok(()) }
 //! ```
 
-pub mod auth;
+mod auth;
 pub mod blobs;
 mod config;
+mod docsync;
 mod error;
 mod routes;
 mod server;

@@ -10,12 +10,14 @@ use axum_server::{Control, Handle};
 use tokio::task::JoinHandle;
 
 use crate::auth::{ServiceTokens, SqliteTokenStore, TokenStore};
-use crate::blobs::{BlobBackend, FsBlobConfig, FsBlobStore};
+use crate::blobs::{BlobBackend, FsBlobConfig, FsBlobStore, QuotaLedger};
 use crate::config::Config;
+use crate::docsync::{DocStoreUsage, UserStores};
 use crate::error::Error;
 use crate::routes::{AppState, services_router, users_router};
 use crate::shared::{SharedStore, SqliteSharedStore};
 use crate::tls;
+use crate::userdb::EmbeddedUserDocStores;
 
 /// How long a graceful shutdown waits for requests in flight before closing
 /// their connections.
@@ -100,15 +102,25 @@ impl ServerBuilder {
             Some(shared) => shared,
             None => Arc::new(SqliteSharedStore::open(&config.shared_store_path())?),
         };
-        let blobs: Option<Arc<dyn BlobBackend>> = match (config.blobs, self.blobs) {
-            (false, _) => None,
-            (true, Some(blobs)) => Some(blobs),
-            (true, None) => Some(Arc::new(FsBlobStore::open(FsBlobConfig {
-                root: config.blobs_dir(),
-                concurrent_blob_writes: config.concurrent_blob_writes,
-                quota_bytes: config.quota_bytes,
-            })?)),
-        };
+        let user_dbs = EmbeddedUserDocStores::new(config.user_dbs_dir());
+        let (blobs, ledger): (Option<Arc<dyn BlobBackend>>, Arc<QuotaLedger>) =
+            match (config.blobs, self.blobs) {
+                (false, _) => (None, Arc::new(QuotaLedger::new(config.quota_bytes))),
+                (true, Some(blobs)) => {
+                    (Some(blobs), Arc::new(QuotaLedger::new(config.quota_bytes)))
+                }
+                (true, None) => {
+                    let store = FsBlobStore::open(FsBlobConfig {
+                        root: config.blobs_dir(),
+                        concurrent_blob_writes: config.concurrent_blob_writes,
+                        quota_bytes: config.quota_bytes,
+                    })?;
+                    let ledger = store.ledger();
+                    (Some(Arc::new(store)), ledger)
+                }
+            };
+        // Document stores count against the same quota as blobs.
+        ledger.register_source(Arc::new(DocStoreUsage(user_dbs.clone())));
         let services = Arc::new(ServiceTokens::load(&config.services_tokens_path())?);
         let tls = tls::load(&config)?;
         let users_listener = bind(config.users_address, "binding the users API address")?;
@@ -120,6 +132,8 @@ impl ServerBuilder {
                 batching: config.batching,
                 quota_bytes: config.quota_bytes,
                 shared_doc_max_bytes: config.shared_doc_max_bytes,
+                user_stores: Arc::new(UserStores::new(user_dbs)),
+                ledger: Some(ledger),
             },
             tokens,
             services,

@@ -7,6 +7,7 @@ mod extract;
 mod incoming;
 mod info;
 mod shared;
+mod sync;
 
 use std::sync::Arc;
 
@@ -17,7 +18,8 @@ use axum::routing::{get, put};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::{Api, Authenticator, ServiceTokens, TokenStore};
-use crate::blobs::BlobBackend;
+use crate::blobs::{BlobBackend, QuotaLedger};
+use crate::docsync::UserStores;
 use crate::error::Error;
 use crate::shared::SharedStore;
 
@@ -29,6 +31,10 @@ pub(crate) struct AppState {
     pub(crate) batching: bool,
     pub(crate) quota_bytes: u64,
     pub(crate) shared_doc_max_bytes: u64,
+    /// Per-user document stores for the sync routes.
+    pub(crate) user_stores: Arc<UserStores>,
+    /// The quota every write path of a user charges (blobs, incoming, sync).
+    pub(crate) ledger: Option<Arc<QuotaLedger>>,
 }
 
 /// JSON 404 for unknown routes.
@@ -92,6 +98,12 @@ pub(crate) fn users_router(
             get(shared::get_doc)
                 .put(shared::put_doc)
                 .delete(shared::delete_doc),
+        )
+        .route(
+            "/{db}/sync-from/{source}",
+            get(sync::get_sync_info)
+                .put(sync::put_sync_info)
+                .post(sync::post_exchange),
         );
     if state.blobs.is_some() {
         router = router

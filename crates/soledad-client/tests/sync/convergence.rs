@@ -1,0 +1,125 @@
+//! Devices of one user converge on the same documents.
+
+use serde_json::json;
+
+use crate::util::{Env, snapshot};
+
+#[tokio::test]
+async fn two_devices_converge_on_creates_edits_and_deletes() {
+    let env = Env::start().await;
+    let a = env.device("a").await;
+    let b = env.device("b").await;
+
+    let keep = a
+        .create_doc_from_json(r#"{"name":  "Ann", "tags": ["x"]}"#, Some("keep"))
+        .await
+        .unwrap();
+    let mut edit = a.create_doc(&json!({"name": "Bob"}), None).await.unwrap();
+    let mut gone = a
+        .create_doc(&json!({"name": "Cid"}), Some("gone"))
+        .await
+        .unwrap();
+    edit.set_value(&json!({"name": "Bo"})).unwrap();
+    a.put_doc(&mut edit).await.unwrap();
+    a.delete_doc(&mut gone).await.unwrap();
+
+    let sent = a.sync().await.unwrap();
+    assert_eq!(sent.sent, 3);
+    let got = b.sync().await.unwrap();
+    assert_eq!(got.received, 3);
+
+    assert_eq!(snapshot(&a).await, snapshot(&b).await);
+    let on_b = b.get_doc("keep", false).await.unwrap().unwrap();
+    assert_eq!(on_b.rev, keep.rev);
+    // Byte-exact JSON text survives the trip.
+    assert_eq!(on_b.json(), Some(r#"{"name":  "Ann", "tags": ["x"]}"#));
+    assert!(b.get_doc("gone", false).await.unwrap().is_none());
+    assert!(
+        b.get_doc("gone", true)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_tombstone()
+    );
+
+    // Indexes on B answer for the synced documents.
+    b.create_index("by-name", &["lower(name)"]).await.unwrap();
+    let found = b.get_from_index("by-name", &["b*"]).await.unwrap();
+    assert_eq!(
+        found.iter().map(|d| d.doc_id.as_str()).collect::<Vec<_>>(),
+        vec![edit.doc_id.as_str()]
+    );
+
+    // And back: B's edit reaches A.
+    let mut on_b = b.get_doc("keep", false).await.unwrap().unwrap();
+    on_b.set_value(&json!({"name": "Ann B."})).unwrap();
+    b.put_doc(&mut on_b).await.unwrap();
+    b.sync().await.unwrap();
+    a.sync().await.unwrap();
+    assert_eq!(
+        a.get_doc("keep", false).await.unwrap().unwrap().rev,
+        on_b.rev
+    );
+    assert_eq!(snapshot(&a).await, snapshot(&b).await);
+}
+
+#[tokio::test]
+async fn a_resync_with_nothing_changed_writes_nothing_anywhere() {
+    let env = Env::start().await;
+    let a = env.device("a").await;
+    let b = env.device("b").await;
+    for i in 0..5 {
+        a.create_doc(&json!({"i": i}), None).await.unwrap();
+    }
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    a.sync().await.unwrap();
+
+    let gen_a = a.get_all_docs(true).await.unwrap().0;
+    let gen_b = b.get_all_docs(true).await.unwrap().0;
+    let server_before = std::fs::metadata(env.server_db()).unwrap().len();
+    let server_gen = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row(
+            "SELECT COALESCE(MAX(generation), 0) FROM transaction_log",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let sql = crate::util::server_sql(&env);
+    let gen_server = server_gen(&sql);
+
+    let again_a = a.sync().await.unwrap();
+    let again_b = b.sync().await.unwrap();
+    assert_eq!((again_a.sent, again_a.received), (0, 0));
+    assert_eq!((again_b.sent, again_b.received), (0, 0));
+    assert_eq!(a.get_all_docs(true).await.unwrap().0, gen_a);
+    assert_eq!(b.get_all_docs(true).await.unwrap().0, gen_b);
+    assert_eq!(server_gen(&sql), gen_server);
+    assert_eq!(
+        std::fs::metadata(env.server_db()).unwrap().len(),
+        server_before
+    );
+}
+
+#[tokio::test]
+async fn many_documents_sync_in_batches_both_ways() {
+    let env = Env::start().await;
+    let a = env.device("a").await;
+    let b = env.device("b").await;
+    for i in 0..700 {
+        a.create_doc(&json!({"i": i, "pad": "x".repeat(100)}), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(a.sync().await.unwrap().sent, 700);
+    assert_eq!(b.sync().await.unwrap().received, 700);
+    assert_eq!(snapshot(&a).await, snapshot(&b).await);
+    let stats = b.sync_stats();
+    assert!(!b.syncing());
+    assert_eq!(
+        (stats.received, stats.to_receive, stats.sent),
+        (700, 700, 0),
+        "{stats:?}"
+    );
+}

@@ -1,0 +1,11 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! End-to-end document sync: a real server on loopback, real clients in temp dirs.
+
+mod conflicts;
+mod convergence;
+mod divergence;
+mod failures;
+mod privacy;
+mod secrets;
+mod tampering;
+mod util;

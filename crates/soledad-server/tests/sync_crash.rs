@@ -1,0 +1,243 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! The real `soledad-server` binary is SIGKILLed half-way through a sync of 5000
+//! documents; after a restart the next sync completes, nothing is lost or
+//! duplicated, and what the server had committed is not sent again.
+//!
+//! The kill is made deterministic by a loopback TCP proxy between client and
+//! server that kills the server after forwarding a set number of upload bytes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use soledad_client::{KdfParams, SecretString, Soledad};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+
+const UUID: &str = "crash-user";
+const DOCS: usize = 5000;
+
+fn server_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_soledad-server")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct ServerProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+fn write_config(dir: &Path, port: u16) -> PathBuf {
+    let path = dir.join("server.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "[soledad-server]\ndata_path = {}\nusers_address = 127.0.0.1:{port}\nservices_address = 127.0.0.1:0\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn admin(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(server_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn serve(config: &Path, port: u16) -> ServerProcess {
+    let child = Command::new(server_bin())
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ServerProcess { child, addr }
+}
+
+/// Forwards loopback connections to the current server; after `kill_after` bytes
+/// from client to server (when armed), SIGKILLs the server process.
+struct KillProxy {
+    addr: SocketAddr,
+    target: Arc<Mutex<SocketAddr>>,
+    armed: Arc<AtomicBool>,
+    forwarded: Arc<AtomicU64>,
+    victim: Arc<Mutex<Option<Child>>>,
+}
+
+impl KillProxy {
+    async fn start(target: SocketAddr, kill_after: u64) -> KillProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = KillProxy {
+            addr: listener.local_addr().unwrap(),
+            target: Arc::new(Mutex::new(target)),
+            armed: Arc::new(AtomicBool::new(false)),
+            forwarded: Arc::new(AtomicU64::new(0)),
+            victim: Arc::new(Mutex::new(None)),
+        };
+        let (target, armed, forwarded, victim) = (
+            proxy.target.clone(),
+            proxy.armed.clone(),
+            proxy.forwarded.clone(),
+            proxy.victim.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *target.lock().await;
+                let (armed, forwarded, victim) = (armed.clone(), forwarded.clone(), victim.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let (mut ri, mut wi) = inbound.split();
+                    let (mut ro, mut wo) = outbound.split();
+                    let upload = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match ri.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            if wo.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                            let total = forwarded.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                            if armed.load(Ordering::SeqCst) && total >= kill_after {
+                                if let Some(mut child) = victim.lock().await.take() {
+                                    child.kill().unwrap();
+                                    child.wait().unwrap();
+                                }
+                                break;
+                            }
+                        }
+                    };
+                    let download = tokio::io::copy(&mut ro, &mut wi);
+                    tokio::select! { _ = upload => {}, _ = download => {} }
+                });
+            }
+        });
+        proxy
+    }
+}
+
+async fn device(home: &Path, url: &str, cert: &Path, token: &str) -> Soledad {
+    std::fs::create_dir_all(home).unwrap();
+    Soledad::builder(UUID, SecretString::from("passphrase"))
+        .secrets_path(home.join("soledad.json"))
+        .local_db_path(home.join("local.db"))
+        .server_url(url)
+        .cert_file(cert)
+        .auth_token(token)
+        .danger_kdf_params(KdfParams::insecure_fast_for_tests())
+        .open()
+        .await
+        .unwrap()
+}
+
+fn committed_docs(data: &Path) -> i64 {
+    let conn =
+        rusqlite::Connection::open(data.join("users").join(format!("user-{UUID}.db"))).unwrap();
+    conn.query_row("SELECT COUNT(*) FROM document", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_cut_by_a_server_crash_resumes_without_loss_or_resend() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+    let token = admin(&config, &["user", "add", UUID]);
+    let server = serve(&config, port).await;
+    let cert = dir.path().join("data").join("tls").join("cert.pem");
+    assert!(
+        cert.is_file(),
+        "self-signed certificate expected at {}",
+        cert.display()
+    );
+
+    // Each document is ~2 KB, so the upload is ~10 MB and the kill lands mid-way.
+    let proxy = KillProxy::start(server.addr, 5 << 20).await;
+    let url = format!("https://127.0.0.1:{}", proxy.addr.port());
+    let a = device(&dir.path().join("a"), &url, &cert, &token).await;
+    // Bootstrap (backup upload) before arming the proxy.
+    a.sync().await.unwrap();
+    for i in 0..DOCS {
+        a.create_doc(
+            &json!({"i": i, "pad": "p".repeat(2000)}),
+            Some(&format!("doc-{i:05}")),
+        )
+        .await
+        .unwrap();
+    }
+    *proxy.victim.lock().await = Some(server.child);
+    proxy.forwarded.store(0, Ordering::SeqCst);
+    proxy.armed.store(true, Ordering::SeqCst);
+
+    let cut = a.sync().await;
+    assert!(
+        cut.is_err(),
+        "the sync must fail when the server dies: {cut:?}"
+    );
+    assert!(proxy.victim.lock().await.is_none(), "the server was killed");
+    let committed = committed_docs(&dir.path().join("data"));
+    assert!(
+        committed > 0 && (committed as usize) < DOCS,
+        "killed mid-way: {committed} committed"
+    );
+
+    // Restart on the same data and port; the proxy keeps forwarding (disarmed).
+    proxy.armed.store(false, Ordering::SeqCst);
+    let mut restarted = serve(&config, port).await;
+    let resumed = a.sync().await.unwrap();
+    assert_eq!(
+        resumed.sent as i64,
+        DOCS as i64 - committed,
+        "committed documents are not sent again"
+    );
+    assert_eq!(committed_docs(&dir.path().join("data")) as usize, DOCS);
+
+    let b = device(&dir.path().join("b"), &url, &cert, &token).await;
+    let got = b.sync().await.unwrap();
+    assert_eq!(got.received as usize, DOCS);
+    let (_, docs_a) = a.get_all_docs(true).await.unwrap();
+    let (_, docs_b) = b.get_all_docs(true).await.unwrap();
+    assert_eq!(docs_a.len(), DOCS);
+    assert_eq!(docs_a, docs_b);
+    // And a second sync of A has nothing left to do.
+    let again = a.sync().await.unwrap();
+    assert_eq!((again.sent, again.received), (0, 0));
+
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+}
