@@ -34,7 +34,7 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// Production parameters, interactive-login class: N = 2^17, r = 8, p = 1
-    /// (128 MiB, ≈ 0.3–0.4 s on the reference machine; see `docs/crypto.md`).
+    /// (128 MiB, ≈ 0.54 s of CPU on the reference machine; see `docs/crypto.md`).
     /// Used for the secrets file, the backup and the backup id.
     pub const fn interactive() -> Self {
         Self {
