@@ -299,8 +299,15 @@ async fn serve_and_stop_on_sigterm() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = child.wait().unwrap();
+    // Wait off the runtime so the idle client connection keeps being served
+    // (it must not hold the shutdown up).
+    let (status, rest) = tokio::task::spawn_blocking(move || {
+        let status = child.wait().unwrap();
+        (status, lines.map_while(Result::ok).collect::<Vec<String>>())
+    })
+    .await
+    .unwrap();
     assert!(status.success(), "{status:?}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    drop(client);
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
