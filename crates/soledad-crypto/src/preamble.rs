@@ -88,6 +88,19 @@ impl Preamble {
     /// `plaintext_size` bytes: what the server prepends to an incoming-box delivery,
     /// stored as delivered.
     ///
+    /// ```
+    /// use soledad_crypto::{Preamble, Scheme};
+    ///
+    /// let preamble = Preamble::external("mx-42", 1234)?;
+    /// let mut stored = preamble.to_bytes();
+    /// stored.extend_from_slice(b"...the delivered bytes...");
+    /// let (parsed, used) = Preamble::parse(&stored)?;
+    /// assert_eq!(parsed.scheme(), Scheme::External);
+    /// assert_eq!((parsed.blob_id(), parsed.plaintext_size()), ("mx-42", 1234));
+    /// assert_eq!(used, preamble.encoded_len());
+    /// # Ok::<(), soledad_crypto::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::InvalidBlobId`].
     pub fn external(blob_id: &str, plaintext_size: u64) -> Result<Self> {

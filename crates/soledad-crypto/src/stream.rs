@@ -54,11 +54,13 @@ impl Preamble {
 
     /// Which segments hold plaintext bytes `start..end` (end exclusive, clamped to
     /// the blob size) and where they lie in the body (offsets after the preamble):
-    /// what an HTTP `Range` request must fetch. `None` for an empty range or an
-    /// `external` blob.
+    /// what an HTTP `Range` request must fetch. `None` for an empty range, an
+    /// `external` blob, or a blob over [`MAX_BLOB_SIZE`].
     pub fn segment_span(&self, start: u64, end: u64) -> Option<SegmentSpan> {
         let end = end.min(self.plaintext_size());
-        if self.scheme() != Scheme::Symkey || start >= end {
+        // Parsed preambles may declare any size; past MAX_BLOB_SIZE no decryptor will
+        // open the blob, and the offsets below could overflow.
+        if self.scheme() != Scheme::Symkey || start >= end || end > MAX_BLOB_SIZE {
             return None;
         }
         let seg = SEGMENT_SIZE as u64;

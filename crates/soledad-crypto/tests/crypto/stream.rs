@@ -222,6 +222,26 @@ fn random_access_to_a_plaintext_range() {
     ));
 }
 
+#[test]
+fn huge_declared_sizes_do_not_overflow() {
+    // A preamble from the network may declare any size.
+    let mut bytes = key()
+        .encryptor("big", 10)
+        .unwrap()
+        .preamble_bytes()
+        .to_vec();
+    let size_at = 6 + 3;
+    bytes[size_at..size_at + 8].copy_from_slice(&u64::MAX.to_be_bytes());
+    let (preamble, _) = Preamble::parse(&bytes).unwrap();
+    assert_eq!(preamble.plaintext_size(), u64::MAX);
+    assert_eq!(preamble.segment_span(0, u64::MAX), None);
+    assert_eq!(preamble.body_len(), u64::MAX);
+    assert!(matches!(
+        key().decryptor(&preamble, "big"),
+        Err(Error::TooLarge { .. })
+    ));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
