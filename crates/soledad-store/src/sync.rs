@@ -1,9 +1,9 @@
 //! Synchronisation metadata: what changed since a generation, the positions
 //! recorded for other replicas, and validation of positions they claim.
 
-use crate::conn::Conn;
 use rusqlite::OptionalExtension;
 
+use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
 use crate::payload::Payload;

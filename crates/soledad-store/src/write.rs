@@ -1,9 +1,10 @@
 //! Every write of the store (u1db's rules), on a connection that is already
-//! inside a transaction or savepoint: the caller commits or rolls back.
+//! inside a transaction: the caller commits or rolls back. Each operation
+//! checks everything it can before its first write.
 
-use crate::conn::Conn;
 use std::collections::HashSet;
 
+use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
 use crate::ids;
@@ -25,8 +26,8 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// Forgets what was cached for a transaction (call at its start and after
-    /// rolling back a savepoint).
+    /// Forgets what was cached for a transaction (call at its start and when a
+    /// batch aborts).
     pub(crate) fn reset_transaction_cache(&mut self) {
         self.tx_generation = None;
         self.exprs.forget_fields();

@@ -12,9 +12,9 @@
 mod eval;
 pub(crate) mod expr;
 
-use crate::conn::Conn;
 use std::collections::{HashMap, HashSet};
 
+use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
 use crate::payload::JsonContent;
