@@ -62,7 +62,8 @@ pub struct Config {
     /// Whether sync uses batching. Seed option `batching`, default true (kept
     /// for the sync routes).
     pub batching: bool,
-    /// Storage quota of each user, in bytes. INI `quota_bytes`.
+    /// Storage quota of each user, in bytes, over every write path (blobs,
+    /// incoming, later documents). INI `quota_bytes`; `u64::MAX` means no limit.
     pub quota_bytes: u64,
     /// Largest shared document accepted, in bytes. INI `shared_doc_max_bytes`.
     pub shared_doc_max_bytes: u64,

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::{Control, Handle};
 use tokio::task::JoinHandle;
 
@@ -176,17 +177,21 @@ impl Prepared {
             self.tokens.clone(),
             self.services.clone(),
         );
-        let users = axum_server::from_tcp_rustls(
-            self.users_listener,
-            RustlsConfig::from_config(self.rustls),
-        )
-        .map_err(Error::io("starting the users API"))?
-        .handle(Handle::with_control(control.clone()));
+        // TCP_NODELAY: small responses (headers, then a short body in another
+        // TLS record) must not wait for the peer's delayed ACK (~40 ms).
+        let tls = RustlsAcceptor::new(RustlsConfig::from_config(self.rustls))
+            .acceptor(NoDelayAcceptor::new());
+        let mut users = axum_server::from_tcp(self.users_listener)
+            .map_err(Error::io("starting the users API"))?
+            .acceptor(tls)
+            .handle(Handle::with_control(control.clone()));
+        users.http_builder().http2().adaptive_window(true);
         let users_task = tokio::spawn(users.serve(users_app.into_make_service()));
 
         let services_app = services_router(self.state, self.tokens, self.services);
         let services = axum_server::from_tcp(self.services_listener)
             .map_err(Error::io("starting the services API"))?
+            .acceptor(NoDelayAcceptor::new())
             .handle(Handle::with_control(control.clone()));
         let services_task = tokio::spawn(services.serve(services_app.into_make_service()));
 
