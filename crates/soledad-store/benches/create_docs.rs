@@ -13,7 +13,7 @@ use soledad_store::{Database, OpenOptions, StoreError};
 
 const DOCS: usize = 1000;
 const DOC_BYTES: usize = 10 * 1024;
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 const KEY: [u8; 32] = [0x5a; 32];
 
 fn payloads() -> Vec<String> {

@@ -191,6 +191,7 @@ impl<P: Payload> Database<P> {
                 document_size_limit,
                 exprs: ExprCache::default(),
                 tx_generation: None,
+                random: crate::ids::RandomPool::default(),
             },
             _payload: std::marker::PhantomData,
         }

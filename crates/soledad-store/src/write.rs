@@ -23,6 +23,8 @@ pub(crate) struct Ctx {
     pub(crate) exprs: ExprCache,
     /// The last generation, cached while one transaction holds the write lock.
     pub(crate) tx_generation: Option<u64>,
+    /// Randomness for document and transaction ids.
+    pub(crate) random: ids::RandomPool,
 }
 
 impl Ctx {
@@ -87,7 +89,7 @@ fn put_and_update_indexes<P: Payload>(
             old_exists,
         )?;
     }
-    let trans_id = ids::new_transaction_id()?;
+    let trans_id = ctx.random.new_transaction_id()?;
     conn.with(
         "INSERT INTO transaction_log (generation, doc_id, transaction_id) VALUES (?1, ?2, ?3)",
         |stmt| Ok(stmt.execute(rusqlite::params![gen_sql, doc.doc_id, trans_id])?),
@@ -139,7 +141,7 @@ pub(crate) fn create_doc<P: Payload>(
 ) -> Result<Document<P>> {
     let doc_id = match doc_id {
         Some(id) => id.to_owned(),
-        None => ids::new_doc_id()?,
+        None => ctx.random.new_doc_id()?,
     };
     let mut doc = Document::new(doc_id, None, Some(content));
     put_doc(conn, ctx, &mut doc)?;
