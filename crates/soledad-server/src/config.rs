@@ -324,6 +324,20 @@ mod tests {
     }
 
     #[test]
+    fn example_file_is_valid() {
+        let mut config = Config::new("/default");
+        config
+            .apply_ini(include_str!("../soledad-server.conf.example"))
+            .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.data_path, PathBuf::from("/var/lib/soledad"));
+        assert_eq!(config.users_address.port(), DEFAULT_USERS_PORT);
+        assert_eq!(config.services_address.port(), DEFAULT_SERVICES_PORT);
+        assert_eq!(config.quota_bytes, DEFAULT_QUOTA_BYTES);
+        assert_eq!(config.shared_doc_max_bytes, DEFAULT_SHARED_DOC_MAX_BYTES);
+    }
+
+    #[test]
     fn env_overrides_ports() {
         let mut config = Config::new("/data");
         config
