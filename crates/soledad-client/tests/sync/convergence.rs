@@ -123,3 +123,45 @@ async fn many_documents_sync_in_batches_both_ways() {
         "{stats:?}"
     );
 }
+
+#[tokio::test]
+async fn two_devices_syncing_at_the_same_time_converge() {
+    let env = Env::start().await;
+    let a = env.device("a").await;
+    let b = env.device("b").await;
+    a.sync().await.unwrap();
+    b.sync().await.unwrap();
+    for i in 0..300 {
+        a.create_doc(&json!({"from": "a", "i": i}), Some(&format!("a-{i}")))
+            .await
+            .unwrap();
+        b.create_doc(&json!({"from": "b", "i": i}), Some(&format!("b-{i}")))
+            .await
+            .unwrap();
+    }
+    a.create_doc(&json!({"v": "a"}), Some("both"))
+        .await
+        .unwrap();
+    b.create_doc(&json!({"v": "b"}), Some("both"))
+        .await
+        .unwrap();
+    let (ra, rb) = tokio::join!(a.sync(), b.sync());
+    ra.unwrap();
+    rb.unwrap();
+    // Whatever the interleaving, two more rounds bring both to the same state.
+    for _ in 0..2 {
+        a.sync().await.unwrap();
+        b.sync().await.unwrap();
+    }
+    let (sa, sb) = (snapshot(&a).await, snapshot(&b).await);
+    assert_eq!(sa.len(), 601);
+    assert_eq!(sa, sb);
+    // The concurrent creations of "both" are a conflict on exactly one side's view
+    // until resolved; both devices agree on the current revision.
+    let conflicts = a.get_doc_conflicts("both").await.unwrap().len()
+        + b.get_doc_conflicts("both").await.unwrap().len();
+    assert!(
+        conflicts >= 2,
+        "the concurrent creation is reported as a conflict"
+    );
+}

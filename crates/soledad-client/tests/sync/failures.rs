@@ -67,3 +67,50 @@ async fn two_syncs_at_once_run_one_after_the_other() {
     let (first, second) = (first.unwrap(), second.unwrap());
     assert_eq!(first.sent + second.sent, 50, "each change sent once");
 }
+
+#[tokio::test]
+async fn the_quota_stops_a_sync_with_a_typed_error_and_nothing_half_written() {
+    let env = Env::start_with(|config| config.quota_bytes = 5 << 20).await;
+    let a = env.device("a").await;
+    a.sync().await.unwrap();
+    // 6 MB of documents (three upload batches) against a 5 MiB quota.
+    for i in 0..600 {
+        a.create_doc(
+            &json!({"pad": "q".repeat(10 * 1024), "i": i}),
+            Some(&format!("d{i:03}")),
+        )
+        .await
+        .unwrap();
+    }
+    let before = snapshot(&a).await;
+    let err = a.sync().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Server {
+                kind: Some(soledad_protocol::ErrorKind::QuotaExceeded),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(snapshot(&a).await, before, "the client keeps everything");
+    // The server kept only whole batches, each with its documents complete.
+    let sql = crate::util::server_sql(&env);
+    let stored: i64 = sql
+        .query_row("SELECT COUNT(*) FROM document", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        stored > 0 && stored < 600,
+        "some batches fit, not all: {stored}"
+    );
+    let b = env.device("b").await;
+    let report = b.sync().await.unwrap();
+    assert_eq!(report.received as i64, stored);
+    for doc in b.get_all_docs(false).await.unwrap().1 {
+        assert_eq!(
+            a.get_doc(&doc.doc_id, false).await.unwrap().unwrap().json(),
+            doc.json()
+        );
+    }
+}

@@ -20,13 +20,17 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> Env {
+        Env::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().unwrap();
-        let config = Config::loopback(dir.path().join("server"));
+        let mut config = Config::loopback(dir.path().join("server"));
+        adjust(&mut config);
         std::fs::create_dir_all(&config.data_path).unwrap();
         let tokens = Arc::new(SqliteTokenStore::open(&config.token_store_path()).unwrap());
         let token = tokens.add(UUID, None).await.unwrap().expose().to_owned();
-        let mut config = config;
         let server = start(&config, &tokens).await;
         // Restarts keep the address, so open devices reach the new server.
         config.users_address = server.users_addr();
