@@ -6,6 +6,7 @@ mod conflicts;
 mod documents;
 mod encryption;
 mod indexes;
+mod model;
 mod opaque;
 mod sync;
 mod transactions;
