@@ -4,7 +4,7 @@ use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 
 use crate::blobs::Blobs;
-use crate::util::{TestServer, cut_upload, eventually, raw_tls};
+use crate::util::{TestServer, cut_upload, eventually, raw_tls, response_of, tls_stream};
 
 /// Every file under `dir`, relative, sorted.
 fn files_under(dir: &std::path::Path) -> Vec<String> {
@@ -272,5 +272,56 @@ async fn restart_keeps_completed_blobs_flags_and_tombstones() {
         .await
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "wrapped secrets");
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_an_upload_in_flight() {
+    use std::io::Write as _;
+
+    let mut t = TestServer::start().await;
+    let (addr, cert) = (t.users_addr(), t.cert_path().to_path_buf());
+    let head = format!(
+        "PUT /blobs/alice/inflight HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\n\
+         Content-Length: 200000\r\nConnection: close\r\n\r\n",
+        t.alice.header
+    );
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let client = std::thread::spawn(move || {
+        let mut tls = tls_stream(addr, &cert);
+        tls.write_all(head.as_bytes()).unwrap();
+        tls.write_all(&[6u8; 100_000]).unwrap();
+        tls.flush().unwrap();
+        wait.recv().unwrap();
+        tls.write_all(&[6u8; 100_000]).unwrap();
+        tls.flush().unwrap();
+        response_of(&mut tls)
+    });
+    // The backend is streaming the body once its temp file exists.
+    let tmp = t.config.blobs_dir().join(".tmp");
+    eventually("the upload to reach the blob store", || {
+        let tmp = tmp.clone();
+        async move { std::fs::read_dir(&tmp).is_ok_and(|mut d| d.next().is_some()) }
+    })
+    .await;
+    let stopping = tokio::spawn(t.server.take().unwrap().shutdown());
+    eventually("the listener to close", || async {
+        std::net::TcpStream::connect(addr).is_err()
+    })
+    .await;
+    go.send(()).unwrap();
+    let (status, response) = tokio::task::spawn_blocking(move || client.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{response}");
+    stopping.await.unwrap().unwrap();
+
+    t.start_again().await;
+    let b = Blobs {
+        t: &t,
+        who: &t.alice,
+    };
+    let stored = b.get("inflight", "", None).await.bytes().await.unwrap();
+    assert_eq!(stored.as_ref(), &[6u8; 200_000][..]);
     t.shutdown().await;
 }

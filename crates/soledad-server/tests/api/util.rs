@@ -121,6 +121,12 @@ impl TestServer {
         self.server = Some(start_server(&self.config, &self.tokens).await);
     }
 
+    /// Starts a server again after `server` was taken and shut down.
+    pub async fn start_again(&mut self) {
+        assert!(self.server.is_none());
+        self.server = Some(start_server(&self.config, &self.tokens).await);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.running().users_addr())
     }
@@ -185,6 +191,24 @@ pub fn raw_tls(addr: SocketAddr, cert: &Path, request: &[u8]) -> (u16, String) {
     tls.write_all(request).unwrap();
     tls.flush().unwrap();
     read_response(&mut tls)
+}
+
+/// Opens a TLS connection to the users API.
+pub fn tls_stream(
+    addr: SocketAddr,
+    cert: &Path,
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let config = Arc::new(tls_client_config(cert, &[b"http/1.1"]));
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Reads a whole response from a stream (see `read_response`).
+pub fn response_of(stream: &mut impl std::io::Read) -> (u16, String) {
+    read_response(stream)
 }
 
 /// Sends a request whose body is cut short: announces `announced` bytes,
