@@ -24,6 +24,9 @@ use crate::userdb::EmbeddedUserDocStores;
 /// their connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a client may take to send a request's headers (slow-loris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Entry point: `Server::start(config)` for the embedded backends, or
 /// [`Server::builder`] to plug other storage behind the same traits.
 #[derive(Debug)]
@@ -186,13 +189,21 @@ impl Prepared {
             .acceptor(tls)
             .handle(Handle::with_control(control.clone()));
         users.http_builder().http2().adaptive_window(true);
+        users
+            .http_builder()
+            .http1()
+            .header_read_timeout(Some(HEADER_READ_TIMEOUT));
         let users_task = tokio::spawn(users.serve(users_app.into_make_service()));
 
         let services_app = services_router(self.state, self.tokens, self.services);
-        let services = axum_server::from_tcp(self.services_listener)
+        let mut services = axum_server::from_tcp(self.services_listener)
             .map_err(Error::io("starting the services API"))?
             .acceptor(NoDelayAcceptor::new())
             .handle(Handle::with_control(control.clone()));
+        services
+            .http_builder()
+            .http1()
+            .header_read_timeout(Some(HEADER_READ_TIMEOUT));
         let services_task = tokio::spawn(services.serve(services_app.into_make_service()));
 
         tracing::info!(
