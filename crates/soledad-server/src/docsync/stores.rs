@@ -1,7 +1,8 @@
-//! Opening per-user stores on demand, one worker thread per store while in use.
+//! Opening per-user stores on demand, one worker thread per open store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use soledad_store::{OpaqueDatabase, StoreWorker};
 
@@ -12,12 +13,19 @@ use crate::userdb::EmbeddedUserDocStores;
 /// A user's store on its worker thread.
 pub(crate) type UserStore = Arc<StoreWorker<Vec<u8>>>;
 
+/// Stores kept open at most; the least recently used one is closed beyond.
+///
+/// Keeping a store open matters: closing the last connection checkpoints the WAL
+/// into the database file, which measured ~80 ms after a 10 MB sync, and the next
+/// request of that user would pay a reopen too.
+const MAX_OPEN_STORES: usize = 256;
+
 /// Opens each user's store at most once at a time: concurrent syncs of one user
 /// (several devices) share one worker, so their batches are serialised and each
 /// is atomic.
 pub(crate) struct UserStores {
     embedded: EmbeddedUserDocStores,
-    open: Mutex<HashMap<String, Weak<StoreWorker<Vec<u8>>>>>,
+    open: Mutex<HashMap<String, (UserStore, Instant)>>,
 }
 
 impl UserStores {
@@ -52,20 +60,33 @@ impl UserStores {
         };
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         // Another request may have opened it meanwhile: use theirs, drop ours.
-        if let Some(worker) = open.get(user.as_str()).and_then(Weak::upgrade) {
-            return Ok(Some(worker));
+        if let Some((worker, used)) = open.get_mut(user.as_str()) {
+            *used = Instant::now();
+            return Ok(Some(worker.clone()));
         }
         let worker = Arc::new(
             StoreWorker::spawn(db, "soledad-user-store").map_err(|_| Error::StorageUnavailable)?,
         );
-        open.retain(|_, weak| weak.strong_count() > 0);
-        open.insert(user.as_str().to_owned(), Arc::downgrade(&worker));
+        if open.len() >= MAX_OPEN_STORES {
+            // Requests still holding the evicted store keep it alive until they end.
+            let oldest = open
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                open.remove(&oldest);
+            }
+        }
+        open.insert(user.as_str().to_owned(), (worker.clone(), Instant::now()));
         Ok(Some(worker))
     }
 
     fn cached(&self, user: &UserId) -> Option<UserStore> {
-        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        open.get(user.as_str()).and_then(Weak::upgrade)
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get_mut(user.as_str()).map(|(worker, used)| {
+            *used = Instant::now();
+            worker.clone()
+        })
     }
 }
 
