@@ -85,8 +85,15 @@ async fn serve(config: &Path, port: u16) -> ServerProcess {
     ServerProcess { child, addr }
 }
 
+/// Which direction's bytes count towards the kill.
+#[derive(Clone, Copy, PartialEq)]
+enum Direction {
+    Upload,
+    Download,
+}
+
 /// Forwards loopback connections to the current server; after `kill_after` bytes
-/// from client to server (when armed), SIGKILLs the server process.
+/// in the chosen direction (when armed), SIGKILLs the server process.
 struct KillProxy {
     addr: SocketAddr,
     target: Arc<Mutex<SocketAddr>>,
@@ -96,7 +103,7 @@ struct KillProxy {
 }
 
 impl KillProxy {
-    async fn start(target: SocketAddr, kill_after: u64) -> KillProxy {
+    async fn start(target: SocketAddr, kill_after: u64, direction: Direction) -> KillProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = KillProxy {
             addr: listener.local_addr().unwrap(),
@@ -112,41 +119,65 @@ impl KillProxy {
             proxy.victim.clone(),
         );
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 let to = *target.lock().await;
                 let (armed, forwarded, victim) = (armed.clone(), forwarded.clone(), victim.clone());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(to).await else {
+                    let inbound = inbound;
+                    let Ok(outbound) = TcpStream::connect(to).await else {
                         return;
                     };
-                    let (mut ri, mut wi) = inbound.split();
-                    let (mut ro, mut wo) = outbound.split();
-                    let upload = async {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        loop {
-                            let n = match ri.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => n,
-                            };
-                            if wo.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                            let total = forwarded.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-                            if armed.load(Ordering::SeqCst) && total >= kill_after {
-                                if let Some(mut child) = victim.lock().await.take() {
-                                    child.kill().unwrap();
-                                    child.wait().unwrap();
-                                }
-                                break;
-                            }
-                        }
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    let kill = Kill {
+                        armed,
+                        forwarded,
+                        victim,
+                        after: kill_after,
                     };
-                    let download = tokio::io::copy(&mut ro, &mut wi);
+                    let upload = pump(ri, wo, (direction == Direction::Upload).then_some(&kill));
+                    let download =
+                        pump(ro, wi, (direction == Direction::Download).then_some(&kill));
                     tokio::select! { _ = upload => {}, _ = download => {} }
                 });
             }
         });
         proxy
+    }
+}
+
+/// When to kill the server: after `after` counted bytes while armed.
+struct Kill {
+    armed: Arc<AtomicBool>,
+    forwarded: Arc<AtomicU64>,
+    victim: Arc<Mutex<Option<Child>>>,
+    after: u64,
+}
+
+/// Copies one direction; counts its bytes towards `kill` when given.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    kill: Option<&Kill>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        let Some(kill) = kill else { continue };
+        let total = kill.forwarded.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+        if kill.armed.load(Ordering::SeqCst) && total >= kill.after {
+            if let Some(mut child) = kill.victim.lock().await.take() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+            break;
+        }
     }
 }
 
@@ -187,7 +218,7 @@ async fn a_sync_cut_by_a_server_crash_resumes_without_loss_or_resend() {
     );
 
     // Each document is ~2 KB, so the upload is ~10 MB and the kill lands mid-way.
-    let proxy = KillProxy::start(server.addr, 5 << 20).await;
+    let proxy = KillProxy::start(server.addr, 5 << 20, Direction::Upload).await;
     let url = format!("https://127.0.0.1:{}", proxy.addr.port());
     let a = device(&dir.path().join("a"), &url, &cert, &token).await;
     // Bootstrap (backup upload) before arming the proxy.
@@ -238,6 +269,58 @@ async fn a_sync_cut_by_a_server_crash_resumes_without_loss_or_resend() {
     let again = a.sync().await.unwrap();
     assert_eq!((again.sent, again.received), (0, 0));
 
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cut_by_a_server_crash_resumes_where_it_stopped() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+    let token = admin(&config, &["user", "add", UUID]);
+    let server = serve(&config, port).await;
+    let cert = dir.path().join("data").join("tls").join("cert.pem");
+    let direct = format!("https://127.0.0.1:{port}");
+
+    let a = device(&dir.path().join("a"), &direct, &cert, &token).await;
+    for i in 0..DOCS {
+        a.create_doc(
+            &json!({"i": i, "pad": "p".repeat(2000)}),
+            Some(&format!("doc-{i:05}")),
+        )
+        .await
+        .unwrap();
+    }
+    a.sync().await.unwrap();
+
+    let proxy = KillProxy::start(server.addr, 5 << 20, Direction::Download).await;
+    let url = format!("https://127.0.0.1:{}", proxy.addr.port());
+    let b = device(&dir.path().join("b"), &url, &cert, &token).await;
+    *proxy.victim.lock().await = Some(server.child);
+    proxy.forwarded.store(0, Ordering::SeqCst);
+    proxy.armed.store(true, Ordering::SeqCst);
+    let cut = b.sync().await;
+    assert!(
+        cut.is_err(),
+        "the sync must fail when the server dies: {cut:?}"
+    );
+    assert!(proxy.victim.lock().await.is_none(), "the server was killed");
+    let kept = b.get_all_docs(true).await.unwrap().1.len();
+    assert!(kept > 0 && kept < DOCS, "applied batches are kept: {kept}");
+
+    proxy.armed.store(false, Ordering::SeqCst);
+    let mut restarted = serve(&config, port).await;
+    let resumed = b.sync().await.unwrap();
+    assert_eq!(
+        resumed.received as usize,
+        DOCS - kept,
+        "only what was missing is downloaded"
+    );
+    let (_, docs_a) = a.get_all_docs(true).await.unwrap();
+    let (_, docs_b) = b.get_all_docs(true).await.unwrap();
+    assert_eq!(docs_a, docs_b);
     restarted.child.kill().unwrap();
     restarted.child.wait().unwrap();
 }
