@@ -65,8 +65,10 @@ kinds! {
     Unauthorized = ("unauthorized", 401),
     /// A valid token for another user, or a user token on a service route.
     Forbidden = ("forbidden", 403),
-    /// The route does not exist.
+    /// The route or resource does not exist.
     NotFound = ("not_found", 404),
+    /// The route exists but not with this method.
+    MethodNotAllowed = ("method_not_allowed", 405),
     /// The user's document store does not exist (and `ensure` was not asked).
     DatabaseDoesNotExist = ("database_does_not_exist", 404),
     /// The document does not exist.
@@ -77,6 +79,8 @@ kinds! {
     RevisionConflict = ("revision_conflict", 409),
     /// The blob already exists (blobs are immutable).
     BlobExists = ("blob_exists", 409),
+    /// The user is already registered.
+    UserExists = ("user_exists", 409),
     /// The source claims a target generation the target never had, or an older one
     /// than recorded.
     InvalidGeneration = ("invalid_generation", 409),
@@ -84,14 +88,22 @@ kinds! {
     InvalidTransactionId = ("invalid_transaction_id", 409),
     /// A replica uid that is malformed or equal to the target's own.
     InvalidReplicaUid = ("invalid_replica_uid", 400),
-    /// A malformed id (document, blob, namespace, user).
-    InvalidId = ("invalid_id", 400),
+    /// A malformed user id.
+    InvalidUserId = ("invalid_user_id", 400),
+    /// A malformed document id.
+    InvalidDocId = ("invalid_doc_id", 400),
+    /// A malformed blob id.
+    InvalidBlobId = ("invalid_blob_id", 400),
+    /// A malformed blob namespace.
+    InvalidNamespace = ("invalid_namespace", 400),
     /// A malformed revision.
     InvalidRevision = ("invalid_revision", 400),
-    /// A malformed request body or query.
-    BadRequest = ("bad_request", 400),
+    /// A malformed request (path, query, headers or body).
+    InvalidRequest = ("invalid_request", 400),
     /// A sync stream that is not well-formed.
     BrokenSyncStream = ("broken_sync_stream", 400),
+    /// An upload body that ended early, ran long, or failed: nothing was stored.
+    BodyInterrupted = ("body_interrupted", 400),
     /// A blob flag that is not one of PENDING, PROCESSING, PROCESSED, FAILED.
     InvalidFlag = ("invalid_flag", 406),
     /// A document above the size limit.

@@ -11,6 +11,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use soledad_protocol::ErrorKind;
+
 use crate::blobs::BlobError;
 
 /// Everything that can go wrong in the server library.
@@ -108,21 +110,6 @@ impl From<soledad_store::WorkerCallError> for Error {
     }
 }
 
-/// Kind and status of a user store error that the client caused (u1db's sync
-/// errors), or `None` for an internal failure.
-fn store_client_error(error: &soledad_store::StoreError) -> Option<(&'static str, StatusCode)> {
-    use soledad_store::StoreError as S;
-    Some(match error {
-        S::InvalidGeneration => ("invalid_generation", StatusCode::CONFLICT),
-        S::InvalidTransactionId => ("invalid_transaction_id", StatusCode::CONFLICT),
-        S::InvalidReplicaUid => ("invalid_replica_uid", StatusCode::BAD_REQUEST),
-        S::InvalidDocId => ("invalid_id", StatusCode::BAD_REQUEST),
-        S::InvalidRevision => ("invalid_revision", StatusCode::BAD_REQUEST),
-        S::DocumentTooBig => ("document_too_big", StatusCode::PAYLOAD_TOO_LARGE),
-        _ => return None,
-    })
-}
-
 impl Error {
     /// Builds an [`Error::Io`] with its context.
     pub(crate) fn io(context: &'static str) -> impl FnOnce(std::io::Error) -> Error {
@@ -137,54 +124,36 @@ impl Error {
         }
     }
 
-    /// The stable machine-readable kind sent as `"error"` in JSON bodies.
-    pub fn kind(&self) -> &'static str {
+    /// The stable machine-readable kind sent as `"error"` in JSON bodies; the
+    /// table of kinds and their statuses is shared with clients
+    /// ([`soledad_protocol::ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Config { .. }
             | Error::Certificate { .. }
             | Error::Io { .. }
-            | Error::Database(_)
-            | Error::StorageUnavailable => "internal",
-            Error::UserStore(store) => store_client_error(store).map_or("internal", |(k, _)| k),
-            Error::DatabaseDoesNotExist => "database_does_not_exist",
-            Error::BrokenSyncStream => "broken_sync_stream",
-            Error::InvalidReplicaUid => "invalid_replica_uid",
-            Error::Unauthorized => "unauthorized",
-            Error::Forbidden => "forbidden",
-            Error::NotFound => "not_found",
-            Error::UserExists => "user_exists",
-            Error::InvalidUserId => "invalid_user_id",
-            Error::InvalidDocId => "invalid_doc_id",
-            Error::InvalidRequest { .. } => "invalid_request",
-            Error::RevisionConflict => "revision_conflict",
-            Error::DocumentTooBig { .. } => "document_too_big",
+            | Error::Database(_) => ErrorKind::Internal,
+            Error::StorageUnavailable => ErrorKind::Unavailable,
+            Error::UserStore(store) => store_kind(store),
+            Error::DatabaseDoesNotExist => ErrorKind::DatabaseDoesNotExist,
+            Error::BrokenSyncStream => ErrorKind::BrokenSyncStream,
+            Error::InvalidReplicaUid => ErrorKind::InvalidReplicaUid,
+            Error::Unauthorized => ErrorKind::Unauthorized,
+            Error::Forbidden => ErrorKind::Forbidden,
+            Error::NotFound => ErrorKind::NotFound,
+            Error::UserExists => ErrorKind::UserExists,
+            Error::InvalidUserId => ErrorKind::InvalidUserId,
+            Error::InvalidDocId => ErrorKind::InvalidDocId,
+            Error::InvalidRequest { .. } => ErrorKind::InvalidRequest,
+            Error::RevisionConflict => ErrorKind::RevisionConflict,
+            Error::DocumentTooBig { .. } => ErrorKind::DocumentTooBig,
             Error::Blob(blob) => blob_kind(blob),
         }
     }
 
-    /// The HTTP status this error is answered with.
+    /// The HTTP status this error is answered with (from the shared table).
     pub fn status(&self) -> StatusCode {
-        match self {
-            Error::Config { .. }
-            | Error::Certificate { .. }
-            | Error::Io { .. }
-            | Error::Database(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Error::UserStore(store) => {
-                store_client_error(store).map_or(StatusCode::INTERNAL_SERVER_ERROR, |(_, s)| s)
-            }
-            Error::DatabaseDoesNotExist => StatusCode::NOT_FOUND,
-            Error::BrokenSyncStream | Error::InvalidReplicaUid => StatusCode::BAD_REQUEST,
-            Error::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::Forbidden => StatusCode::FORBIDDEN,
-            Error::NotFound => StatusCode::NOT_FOUND,
-            Error::InvalidUserId | Error::InvalidDocId | Error::InvalidRequest { .. } => {
-                StatusCode::BAD_REQUEST
-            }
-            Error::RevisionConflict | Error::UserExists => StatusCode::CONFLICT,
-            Error::DocumentTooBig { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::Blob(blob) => blob_status(blob),
-        }
+        StatusCode::from_u16(self.kind().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// The message sent to the client: never internal details.
@@ -203,33 +172,32 @@ impl Error {
     }
 }
 
-fn blob_kind(error: &BlobError) -> &'static str {
+fn blob_kind(error: &BlobError) -> ErrorKind {
     match error {
-        BlobError::InvalidUserId => "invalid_user_id",
-        BlobError::InvalidBlobId => "invalid_blob_id",
-        BlobError::InvalidNamespace => "invalid_namespace",
-        BlobError::InvalidFlag => "invalid_flag",
-        BlobError::NotFound => "blob_not_found",
-        BlobError::AlreadyExists => "blob_exists",
-        BlobError::QuotaExceeded { .. } => "quota_exceeded",
-        BlobError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
-        BlobError::BodyInterrupted => "body_interrupted",
-        _ => "internal",
+        BlobError::InvalidUserId => ErrorKind::InvalidUserId,
+        BlobError::InvalidBlobId => ErrorKind::InvalidBlobId,
+        BlobError::InvalidNamespace => ErrorKind::InvalidNamespace,
+        BlobError::InvalidFlag => ErrorKind::InvalidFlag,
+        BlobError::NotFound => ErrorKind::BlobNotFound,
+        BlobError::AlreadyExists => ErrorKind::BlobExists,
+        BlobError::QuotaExceeded { .. } => ErrorKind::QuotaExceeded,
+        BlobError::RangeNotSatisfiable { .. } => ErrorKind::RangeNotSatisfiable,
+        BlobError::BodyInterrupted => ErrorKind::BodyInterrupted,
+        _ => ErrorKind::Internal,
     }
 }
 
-fn blob_status(error: &BlobError) -> StatusCode {
+/// A user store error the client caused (u1db's sync errors), or internal.
+fn store_kind(error: &soledad_store::StoreError) -> ErrorKind {
+    use soledad_store::StoreError as S;
     match error {
-        BlobError::InvalidUserId | BlobError::InvalidBlobId | BlobError::InvalidNamespace => {
-            StatusCode::BAD_REQUEST
-        }
-        BlobError::InvalidFlag => StatusCode::NOT_ACCEPTABLE,
-        BlobError::NotFound => StatusCode::NOT_FOUND,
-        BlobError::AlreadyExists => StatusCode::CONFLICT,
-        BlobError::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
-        BlobError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-        BlobError::BodyInterrupted => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        S::InvalidGeneration => ErrorKind::InvalidGeneration,
+        S::InvalidTransactionId => ErrorKind::InvalidTransactionId,
+        S::InvalidReplicaUid => ErrorKind::InvalidReplicaUid,
+        S::InvalidDocId => ErrorKind::InvalidDocId,
+        S::InvalidRevision => ErrorKind::InvalidRevision,
+        S::DocumentTooBig => ErrorKind::DocumentTooBig,
+        _ => ErrorKind::Internal,
     }
 }
 
@@ -242,7 +210,7 @@ impl IntoResponse for Error {
             tracing::debug!(error = %self, status = status.as_u16(), "request refused");
         }
         let body = serde_json::json!({
-            "error": self.kind(),
+            "error": self.kind().as_str(),
             "message": self.public_message(),
         });
         let mut response = (status, Json(body)).into_response();

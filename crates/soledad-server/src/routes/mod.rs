@@ -43,13 +43,18 @@ async fn not_found() -> Error {
 }
 
 /// JSON 405 for known routes with another method.
-async fn method_not_allowed() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+async fn method_not_allowed() -> (
+    axum::http::StatusCode,
+    axum::Json<soledad_protocol::ErrorBody>,
+) {
+    let kind = soledad_protocol::ErrorKind::MethodNotAllowed;
     (
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(serde_json::json!({
-            "error": "method_not_allowed",
-            "message": "method not allowed on this route",
-        })),
+        axum::http::StatusCode::from_u16(kind.status())
+            .unwrap_or(axum::http::StatusCode::METHOD_NOT_ALLOWED),
+        axum::Json(soledad_protocol::ErrorBody::new(
+            kind,
+            "method not allowed on this route",
+        )),
     )
 }
 
