@@ -51,7 +51,9 @@ pub enum Error {
     /// The server's response is not well-formed.
     #[error("malformed response from the server: {0}")]
     Protocol(#[from] ProtocolError),
-    /// No backup of the storage secret exists on the server for these credentials.
+    /// No backup of the storage secret exists on the server for these credentials
+    /// while the account already has data there: most likely a wrong passphrase
+    /// (or use a recovery code). No new secret was made.
     #[error("no backup found on the server for these credentials")]
     BackupNotFound,
     /// The operation needs a server but the client was opened without one.

@@ -10,6 +10,9 @@ use soledad_crypto::{KdfParams, RecoveryCode, SecretsFile, StorageSecret};
 use crate::error::Error;
 use crate::transport::Transport;
 
+/// A replica uid used only to ask the server where the account's store is.
+const BOOTSTRAP_PROBE_REPLICA: &str = "bootstrap-probe";
+
 /// Loads or creates the storage secret (see [`crate::Soledad::open`]).
 pub(crate) async fn bootstrap(
     uuid: &str,
@@ -39,6 +42,17 @@ pub(crate) async fn bootstrap(
             .await?;
             save_secrets_file(&secret, passphrase, secrets_path, kdf).await?;
             return Ok(secret);
+        }
+    }
+    if let Some(transport) = transport {
+        // No backup under this passphrase. If the account already has documents on
+        // the server, this is a wrong passphrase (or a forgotten one), not a new
+        // account: making a new secret would fork the account into data nobody
+        // else can read.
+        if let Some(info) = transport.sync_info(BOOTSTRAP_PROBE_REPLICA).await?
+            && info.target_replica_generation > 0
+        {
+            return Err(Error::BackupNotFound);
         }
     }
     let secret = StorageSecret::generate()?;

@@ -137,7 +137,9 @@ impl Soledad {
     /// # Errors
     /// [`Error::Crypto`] (wrong passphrase, malformed secrets file), [`Error::Store`]
     /// (local database does not open with this secret), [`Error::Network`] /
-    /// [`Error::Auth`] while bootstrapping through the server.
+    /// [`Error::Auth`] while bootstrapping through the server,
+    /// [`Error::BackupNotFound`] when the server holds the account's documents but
+    /// no backup for this passphrase (a new secret would make them unreadable).
     #[allow(clippy::too_many_arguments)]
     pub async fn open(
         uuid: &str,
