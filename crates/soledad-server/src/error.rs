@@ -106,6 +106,7 @@ impl From<soledad_store::WorkerCallError> for Error {
         match error {
             soledad_store::WorkerCallError::Stopped(_) => Error::StorageUnavailable,
             soledad_store::WorkerCallError::Store(store) => Error::UserStore(store),
+            _ => Error::StorageUnavailable,
         }
     }
 }

@@ -95,6 +95,7 @@ impl<P: Payload> StoreWorker<P> {
 
 /// The error of [`StoreWorker::run`]: the worker is gone, or the operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WorkerCallError {
     /// See [`WorkerStopped`].
     #[error(transparent)]
