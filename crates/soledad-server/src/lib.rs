@@ -27,8 +27,10 @@
 mod auth;
 pub mod blobs;
 mod config;
+mod conn;
 mod docsync;
 mod error;
+mod limits;
 mod routes;
 mod server;
 mod shared;
@@ -46,5 +48,7 @@ pub use config::{
 };
 pub use error::Error;
 pub use server::{RunningServer, SHUTDOWN_GRACE, Server, ServerBuilder};
-pub use shared::{SharedDoc, SharedDocId, SharedRev, SharedStore, SqliteSharedStore};
+pub use shared::{
+    LEGACY_OWNER, SharedDoc, SharedDocId, SharedRev, SharedStore, SharedWrite, SqliteSharedStore,
+};
 pub use userdb::{EmbeddedUserDocStores, UserDbName, UserDocStores};
