@@ -6,6 +6,13 @@
 //! read the environment or configuration files (the `soledad-server` binary
 //! does that and hands a [`Config`] over), or install a logging subscriber.
 //!
+//! Access: every route is registered with one access rule, checked on the
+//! decoded, parsed owner of the request (never on path text): a user reaches
+//! only their own blobs, usage and document store, and only their own shared
+//! documents; connections, request bodies, blob writes and sync exchanges are
+//! bounded by [`Config`] options (`docs/protocol.md`, "Access rules" and
+//! "Limits on slow and idle clients").
+//!
 //! Storage sits behind narrow async traits so a distributed engine can replace
 //! the embedded defaults (DESIGN §9): [`TokenStore`] ([`SqliteTokenStore`]),
 //! [`SharedStore`] ([`SqliteSharedStore`]), [`blobs::BlobBackend`]
