@@ -26,7 +26,7 @@ pub const MAX_SHARED_DOC_MAX_BYTES: u64 = 64 << 20;
 
 /// Default time a client has to send a request's headers: 30 s.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default time a connection may stay open without sending a first request: 30 s.
+/// Default time a connection may stay open with no request in flight: 30 s.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time a TLS handshake may take: 10 s.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,8 +98,9 @@ pub struct Config {
     /// `header_read_timeout_secs`, default 30.
     pub header_read_timeout: Duration,
     /// Time a connection (TLS done, or plain TCP on the services API) may stay
-    /// open without a first request, on both APIs and for HTTP/1.1 and HTTP/2
-    /// alike. INI `idle_timeout_secs`, default 30.
+    /// open with no request in flight: before its first request, and after
+    /// its last response; on both APIs and for HTTP/1.1 and HTTP/2 alike.
+    /// INI `idle_timeout_secs`, default 30.
     pub idle_timeout: Duration,
     /// Time a TLS handshake may take. INI `tls_handshake_timeout_secs`,
     /// default 10.

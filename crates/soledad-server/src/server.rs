@@ -241,7 +241,11 @@ impl Prepared {
             .acceptor(NoDelayAcceptor::new());
         let mut users = axum_server::from_tcp(self.users_listener)
             .map_err(Error::io("starting the users API"))?
-            .acceptor(LimitAcceptor::new(tls, limits.max_connections))
+            .acceptor(LimitAcceptor::new(
+                tls,
+                limits.max_connections,
+                limits.idle_timeout,
+            ))
             .first_request_timeout(limits.idle_timeout)
             .handle(Handle::with_control(control.clone()));
         users.http_builder().http2().adaptive_window(true);
@@ -254,6 +258,7 @@ impl Prepared {
             .acceptor(LimitAcceptor::new(
                 NoDelayAcceptor::new(),
                 limits.max_connections,
+                limits.idle_timeout,
             ))
             .first_request_timeout(limits.idle_timeout)
             .handle(Handle::with_control(control.clone()));
