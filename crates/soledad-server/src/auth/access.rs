@@ -28,13 +28,12 @@ use axum::response::Response;
 use super::Principal;
 use crate::blobs::UserId;
 use crate::error::Error;
+use crate::userdb::USER_DB_PREFIX;
 
 /// Route parameter naming the owner: `/blobs/{uuid}…`, `/usage/{uuid}`.
 pub(crate) const OWNER_PARAM: &str = "uuid";
 /// Route parameter naming a user's document database: `/{db}/sync-from/…`.
 pub(crate) const DB_PARAM: &str = "db";
-/// Prefix of a user's document database name (`user-{uuid}`), case-sensitive.
-pub(crate) const DB_PREFIX: &str = "user-";
 
 /// The access rule of a route (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +64,7 @@ pub(crate) fn named_user(params: &HashMap<String, String>) -> Result<UserId, Err
         return UserId::parse(uuid).map_err(|_| Error::Forbidden);
     }
     if let Some(db) = params.get(DB_PARAM) {
-        let uuid = db.strip_prefix(DB_PREFIX).ok_or(Error::NotFound)?;
+        let uuid = db.strip_prefix(USER_DB_PREFIX).ok_or(Error::NotFound)?;
         return UserId::parse(uuid).map_err(|_| Error::Forbidden);
     }
     // An owner rule on a route that names no owner: deny.

@@ -441,3 +441,27 @@ fn shared_routes_need_a_user_and_scope_documents_to_the_caller() {
         );
     });
 }
+
+#[test]
+fn implicit_head_and_other_methods_are_guarded_too() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let f = fixture().await;
+        for path in [
+            "/blobs/bob",
+            "/blobs/bob/b1",
+            "/usage/bob",
+            "/user-bob/sync-from/r1",
+        ] {
+            let (status, _) = call(&f.router, "HEAD", path, "", Some(&f.alice)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "HEAD {path}");
+            let (status, _) = call(&f.router, "PATCH", path, "", Some(&f.alice)).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "PATCH {path}");
+            let (status, _) = call(&f.router, "PATCH", path, "", None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "anonymous PATCH {path}");
+        }
+    });
+}
