@@ -146,7 +146,8 @@ where
 
     fn accept(&self, stream: I, service: S) -> Self::Future {
         let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            tracing::warn!("connection limit reached: closing a new connection");
+            // Debug, not warn: a flood of connections must not flood the log.
+            tracing::debug!("connection limit reached: closing a new connection");
             // Dropping the stream closes the connection.
             drop(stream);
             return Box::pin(std::future::ready(Err(io::Error::other(
