@@ -165,3 +165,37 @@ async fn sync_exchanges_per_user_are_capped() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_stalled_sync_stream_is_cut_and_frees_its_slot() {
+    let t = Server::start("max_sync_exchanges_per_user = 1\nbody_timeout_secs = 2\n").await;
+    let mut hold = t.tls(b"http/1.1").await.unwrap();
+    let head = request_head(
+        "POST",
+        &format!("/user-{ALICE}/sync-from/r1"),
+        Some(&t.alice.header),
+        1000,
+    );
+    hold.write_all(head.as_bytes()).await.unwrap();
+    hold.write_all(b"\x00").await.unwrap();
+    hold.flush().await.unwrap();
+    let start = Instant::now();
+    let (status, body) = read_response(&mut hold).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "cut after {:?}",
+        start.elapsed()
+    );
+    assert_eq!(status, 400, "{body}");
+    // The slot is free again without the client closing anything.
+    let response = t
+        .client()
+        .post(t.url(&format!("/user-{ALICE}/sync-from/r2")))
+        .header("authorization", &t.alice.header)
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(response.status(), 429);
+    drop(hold);
+}
