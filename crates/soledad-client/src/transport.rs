@@ -26,6 +26,9 @@ pub(crate) struct Transport {
     authorization: HeaderValue,
 }
 
+/// How long an unused pooled connection is kept (below the server's idle timeout).
+const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Transport {
     /// Connects lazily to `server_url` (`https://host:port`), trusting only the
     /// certificate(s) in `cert_file` when given.
@@ -37,6 +40,10 @@ impl Transport {
     ) -> Result<Self, Error> {
         let mut builder = reqwest::Client::builder()
             .pool_max_idle_per_host(8)
+            // The server closes connections idle for `idle_timeout_secs`
+            // (default 30 s): drop ours sooner, so a request never goes out
+            // on a connection the server is closing.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .tcp_nodelay(true);
         if let Some(cert_file) = cert_file {
             builder = builder.tls_backend_preconfigured(tls_config(cert_file)?);

@@ -112,6 +112,9 @@ kinds! {
     RangeNotSatisfiable = ("range_not_satisfiable", 416),
     /// The user's quota would be exceeded; nothing was stored.
     QuotaExceeded = ("quota_exceeded", 507),
+    /// Too many requests of this user at once (sync exchanges) or too many
+    /// misses (shared store lookups); retry later.
+    TooManyRequests = ("too_many_requests", 429),
     /// The server is shutting down or overloaded; retry later.
     Unavailable = ("unavailable", 503),
     /// Anything else; details are in the server's log, not in the response.

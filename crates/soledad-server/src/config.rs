@@ -7,6 +7,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::Error;
 
@@ -22,6 +23,27 @@ pub const DEFAULT_QUOTA_BYTES: u64 = 4 << 30;
 pub const DEFAULT_SHARED_DOC_MAX_BYTES: u64 = 1 << 20;
 /// Largest accepted `shared_doc_max_bytes`.
 pub const MAX_SHARED_DOC_MAX_BYTES: u64 = 64 << 20;
+
+/// Default time a client has to send a request's headers: 30 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a connection may stay open with no request in flight: 30 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a TLS handshake may take: 10 s.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default interval of HTTP/2 keep-alive pings: 30 s.
+pub const DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Default time an HTTP/2 keep-alive ping may stay unanswered: 20 s.
+pub const DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default longest pause inside a request body: 30 s.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default connection limit of each API: 4096.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default concurrent sync exchanges per user: 4.
+pub const DEFAULT_MAX_SYNC_EXCHANGES_PER_USER: usize = 4;
+/// Default shared-store misses per user and minute: 30.
+pub const DEFAULT_SHARED_MISSES_PER_MINUTE: u32 = 30;
+/// Longest accepted timeout option: one day.
+const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 
 /// Seed options that configured the CouchDB backend; accepted and ignored.
 const LEGACY_OPTIONS: [&str; 3] = ["couch_url", "create_cmd", "admin_netrc"];
@@ -67,6 +89,45 @@ pub struct Config {
     pub quota_bytes: u64,
     /// Largest shared document accepted, in bytes. INI `shared_doc_max_bytes`.
     pub shared_doc_max_bytes: u64,
+    /// Of `concurrent_blob_writes`, at most this many for one user, so one
+    /// user's stalled uploads cannot starve everyone else's (and incoming
+    /// deliveries). INI `per_user_blob_writes`; 0 (default) means a quarter
+    /// of `concurrent_blob_writes`, at least 1.
+    pub per_user_blob_writes: usize,
+    /// Time a client has to send a request's headers (HTTP/1.1). INI
+    /// `header_read_timeout_secs`, default 30.
+    pub header_read_timeout: Duration,
+    /// Time a connection (TLS done, or plain TCP on the services API) may stay
+    /// open with no request in flight: before its first request, and after
+    /// its last response; on both APIs and for HTTP/1.1 and HTTP/2 alike.
+    /// INI `idle_timeout_secs`, default 30.
+    pub idle_timeout: Duration,
+    /// Time a TLS handshake may take. INI `tls_handshake_timeout_secs`,
+    /// default 10.
+    pub tls_handshake_timeout: Duration,
+    /// Interval of the HTTP/2 keep-alive pings that detect dead peers (0 turns
+    /// them off). INI `http2_keep_alive_interval_secs`, default 30.
+    pub http2_keep_alive_interval: Duration,
+    /// Time a keep-alive ping may stay unanswered before the connection is
+    /// closed. INI `http2_keep_alive_timeout_secs`, default 20.
+    pub http2_keep_alive_timeout: Duration,
+    /// Longest pause while reading a request body (uploads, incoming
+    /// deliveries, sync streams, shared documents): a body that sends nothing
+    /// for this long fails its request, which releases everything it held
+    /// (write permit, quota reservation, temporary file). INI
+    /// `body_timeout_secs`, default 30.
+    pub body_timeout: Duration,
+    /// Connections each API serves at once; more are closed at once. INI
+    /// `max_connections`, default 4096.
+    pub max_connections: usize,
+    /// Sync exchanges (`POST /user-…/sync-from/…`) one user may run at once;
+    /// beyond, 429 `too_many_requests`. INI `max_sync_exchanges_per_user`,
+    /// default 4.
+    pub max_sync_exchanges_per_user: usize,
+    /// Misses (404) on the shared store one user may cause per minute; beyond,
+    /// every shared-store lookup of that user is 429 until the bucket refills.
+    /// INI `shared_misses_per_minute`, default 30; 0 means no limit.
+    pub shared_misses_per_minute: u32,
 }
 
 impl Config {
@@ -85,6 +146,16 @@ impl Config {
             batching: true,
             quota_bytes: DEFAULT_QUOTA_BYTES,
             shared_doc_max_bytes: DEFAULT_SHARED_DOC_MAX_BYTES,
+            per_user_blob_writes: 0,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            http2_keep_alive_interval: DEFAULT_HTTP2_KEEP_ALIVE_INTERVAL,
+            http2_keep_alive_timeout: DEFAULT_HTTP2_KEEP_ALIVE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_sync_exchanges_per_user: DEFAULT_MAX_SYNC_EXCHANGES_PER_USER,
+            shared_misses_per_minute: DEFAULT_SHARED_MISSES_PER_MINUTE,
         }
     }
 
@@ -119,6 +190,14 @@ impl Config {
     /// The shared store of key backups (SQLite).
     pub fn shared_store_path(&self) -> PathBuf {
         self.data_path.join("shared.sqlite")
+    }
+
+    /// The per-user cap on blob writes in effect (resolving 0 to its default).
+    pub fn effective_per_user_blob_writes(&self) -> usize {
+        match self.per_user_blob_writes {
+            0 => crate::blobs::default_per_user_writes(self.concurrent_blob_writes),
+            n => n.min(self.concurrent_blob_writes.max(1)),
+        }
     }
 
     /// Directory of the per-user document databases (`user-<uuid>`).
@@ -159,6 +238,20 @@ impl Config {
             "batching" => self.batching = parse_bool(key, value)?,
             "quota_bytes" => self.quota_bytes = parse(key, value)?,
             "shared_doc_max_bytes" => self.shared_doc_max_bytes = parse(key, value)?,
+            "per_user_blob_writes" => self.per_user_blob_writes = parse(key, value)?,
+            "header_read_timeout_secs" => self.header_read_timeout = secs(key, value)?,
+            "idle_timeout_secs" => self.idle_timeout = secs(key, value)?,
+            "tls_handshake_timeout_secs" => self.tls_handshake_timeout = secs(key, value)?,
+            "http2_keep_alive_interval_secs" => {
+                self.http2_keep_alive_interval = secs(key, value)?;
+            }
+            "http2_keep_alive_timeout_secs" => self.http2_keep_alive_timeout = secs(key, value)?,
+            "body_timeout_secs" => self.body_timeout = secs(key, value)?,
+            "max_connections" => self.max_connections = parse(key, value)?,
+            "max_sync_exchanges_per_user" => {
+                self.max_sync_exchanges_per_user = parse(key, value)?;
+            }
+            "shared_misses_per_minute" => self.shared_misses_per_minute = parse(key, value)?,
             legacy if LEGACY_OPTIONS.contains(&legacy) => {
                 tracing::warn!(option = legacy, "ignoring CouchDB-era option");
             }
@@ -237,6 +330,44 @@ impl Config {
                 format!("must be between 1 and {MAX_SHARED_DOC_MAX_BYTES}"),
             ));
         }
+        if self.per_user_blob_writes > self.concurrent_blob_writes {
+            return Err(Error::config(
+                "per_user_blob_writes",
+                "must not exceed concurrent_blob_writes (0 for the default)",
+            ));
+        }
+        for (option, value) in [
+            ("header_read_timeout_secs", self.header_read_timeout),
+            ("idle_timeout_secs", self.idle_timeout),
+            ("tls_handshake_timeout_secs", self.tls_handshake_timeout),
+            (
+                "http2_keep_alive_timeout_secs",
+                self.http2_keep_alive_timeout,
+            ),
+            ("body_timeout_secs", self.body_timeout),
+        ] {
+            if value.is_zero() || value > MAX_TIMEOUT {
+                return Err(Error::config(
+                    option,
+                    format!("must be between 1 and {} seconds", MAX_TIMEOUT.as_secs()),
+                ));
+            }
+        }
+        if self.http2_keep_alive_interval > MAX_TIMEOUT {
+            return Err(Error::config(
+                "http2_keep_alive_interval_secs",
+                format!("must be at most {} seconds", MAX_TIMEOUT.as_secs()),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::config("max_connections", "must be at least 1"));
+        }
+        if self.max_sync_exchanges_per_user == 0 {
+            return Err(Error::config(
+                "max_sync_exchanges_per_user",
+                "must be at least 1",
+            ));
+        }
         Ok(())
     }
 }
@@ -248,6 +379,11 @@ where
     value
         .parse()
         .map_err(|e: T::Err| Error::config(key, format!("cannot parse {value:?}: {e}")))
+}
+
+/// A whole number of seconds.
+fn secs(key: &str, value: &str) -> Result<Duration, Error> {
+    parse::<u64>(key, value).map(Duration::from_secs)
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
@@ -335,6 +471,57 @@ mod tests {
         assert_eq!(config.services_address.port(), DEFAULT_SERVICES_PORT);
         assert_eq!(config.quota_bytes, DEFAULT_QUOTA_BYTES);
         assert_eq!(config.shared_doc_max_bytes, DEFAULT_SHARED_DOC_MAX_BYTES);
+        // The example documents every hardening option with its default.
+        assert_eq!(config, {
+            let mut defaults = Config::new("/var/lib/soledad");
+            defaults.services_tokens_file = config.services_tokens_file.clone();
+            defaults
+        });
+    }
+
+    #[test]
+    fn hardening_options_are_typed_and_checked() {
+        let mut config = Config::new("/data");
+        config
+            .apply_ini(
+                "[soledad-server]\nidle_timeout_secs = 2\nbody_timeout_secs = 3\n\
+                 header_read_timeout_secs = 4\ntls_handshake_timeout_secs = 5\n\
+                 http2_keep_alive_interval_secs = 0\nhttp2_keep_alive_timeout_secs = 6\n\
+                 max_connections = 10\nmax_sync_exchanges_per_user = 2\n\
+                 shared_misses_per_minute = 7\nconcurrent_blob_writes = 3\n",
+            )
+            .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.idle_timeout, Duration::from_secs(2));
+        assert_eq!(config.body_timeout, Duration::from_secs(3));
+        assert_eq!(config.header_read_timeout, Duration::from_secs(4));
+        assert_eq!(config.tls_handshake_timeout, Duration::from_secs(5));
+        assert_eq!(config.http2_keep_alive_interval, Duration::ZERO);
+        assert_eq!(config.http2_keep_alive_timeout, Duration::from_secs(6));
+        assert_eq!(config.max_connections, 10);
+        assert_eq!(config.max_sync_exchanges_per_user, 2);
+        assert_eq!(config.shared_misses_per_minute, 7);
+        assert_eq!(config.effective_per_user_blob_writes(), 1);
+        config.per_user_blob_writes = 2;
+        assert_eq!(config.effective_per_user_blob_writes(), 2);
+        config.per_user_blob_writes = 4;
+        assert_eq!(bad_option(config.validate()), "per_user_blob_writes");
+        for (option, text) in [
+            ("idle_timeout_secs", "0"),
+            ("body_timeout_secs", "0"),
+            ("header_read_timeout_secs", "999999999"),
+            ("max_connections", "0"),
+            ("max_sync_exchanges_per_user", "0"),
+        ] {
+            let mut config = Config::new("/data");
+            config
+                .apply_ini(&format!("[soledad-server]\n{option} = {text}\n"))
+                .unwrap();
+            assert_eq!(bad_option(config.validate()), option, "{option}");
+        }
+        let mut config = Config::new("/data");
+        let err = config.apply_ini("[soledad-server]\nbody_timeout_secs = 1.5\n");
+        assert_eq!(bad_option(err), "body_timeout_secs");
     }
 
     #[test]

@@ -99,6 +99,10 @@ pub enum Error {
     /// A source replica uid that is malformed or is the server store's own.
     #[error("invalid replica uid")]
     InvalidReplicaUid,
+    /// The user has too many sync exchanges in flight, or too many recent
+    /// misses on the shared store; retry later.
+    #[error("too many requests, retry later")]
+    TooManyRequests,
 }
 
 impl From<soledad_store::WorkerCallError> for Error {
@@ -139,6 +143,7 @@ impl Error {
             Error::DatabaseDoesNotExist => ErrorKind::DatabaseDoesNotExist,
             Error::BrokenSyncStream => ErrorKind::BrokenSyncStream,
             Error::InvalidReplicaUid => ErrorKind::InvalidReplicaUid,
+            Error::TooManyRequests => ErrorKind::TooManyRequests,
             Error::Unauthorized => ErrorKind::Unauthorized,
             Error::Forbidden => ErrorKind::Forbidden,
             Error::NotFound => ErrorKind::NotFound,

@@ -6,6 +6,13 @@
 //! read the environment or configuration files (the `soledad-server` binary
 //! does that and hands a [`Config`] over), or install a logging subscriber.
 //!
+//! Access: every route is registered with one access rule, checked on the
+//! decoded, parsed owner of the request (never on path text): a user reaches
+//! only their own blobs, usage and document store, and only their own shared
+//! documents; connections, request bodies, blob writes and sync exchanges are
+//! bounded by [`Config`] options (`docs/protocol.md`, "Access rules" and
+//! "Limits on slow and idle clients").
+//!
 //! Storage sits behind narrow async traits so a distributed engine can replace
 //! the embedded defaults (DESIGN §9): [`TokenStore`] ([`SqliteTokenStore`]),
 //! [`SharedStore`] ([`SqliteSharedStore`]), [`blobs::BlobBackend`]
@@ -27,8 +34,10 @@
 mod auth;
 pub mod blobs;
 mod config;
+mod conn;
 mod docsync;
 mod error;
+mod limits;
 mod routes;
 mod server;
 mod shared;
@@ -46,5 +55,7 @@ pub use config::{
 };
 pub use error::Error;
 pub use server::{RunningServer, SHUTDOWN_GRACE, Server, ServerBuilder};
-pub use shared::{SharedDoc, SharedDocId, SharedRev, SharedStore, SqliteSharedStore};
+pub use shared::{
+    LEGACY_OWNER, SharedDoc, SharedDocId, SharedRev, SharedStore, SharedWrite, SqliteSharedStore,
+};
 pub use userdb::{EmbeddedUserDocStores, UserDbName, UserDocStores};

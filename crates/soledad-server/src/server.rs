@@ -8,13 +8,17 @@ use std::time::Duration;
 use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::{Control, Handle};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 use tokio::task::JoinHandle;
 
 use crate::auth::{ServiceTokens, SqliteTokenStore, TokenStore};
 use crate::blobs::{BlobBackend, FsBlobConfig, FsBlobStore, QuotaLedger};
 use crate::config::Config;
+use crate::conn::LimitAcceptor;
 use crate::docsync::{DocStoreUsage, UserStores};
 use crate::error::Error;
+use crate::limits::{MissLimiter, UserSlots};
 use crate::routes::{AppState, services_router, users_router};
 use crate::shared::{SharedStore, SqliteSharedStore};
 use crate::tls;
@@ -23,9 +27,6 @@ use crate::userdb::EmbeddedUserDocStores;
 /// How long a graceful shutdown waits for requests in flight before closing
 /// their connections.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// How long a client may take to send a request's headers (slow-loris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Entry point: `Server::start(config)` for the embedded backends, or
 /// [`Server::builder`] to plug other storage behind the same traits.
@@ -102,9 +103,13 @@ impl ServerBuilder {
             Some(tokens) => tokens,
             None => Arc::new(SqliteTokenStore::open(&config.token_store_path())?),
         };
-        let shared = match self.shared {
-            Some(shared) => shared,
-            None => Arc::new(SqliteSharedStore::open(&config.shared_store_path())?),
+        let (shared, shared_usage): (Arc<dyn SharedStore>, _) = match self.shared {
+            Some(shared) => (shared, None),
+            None => {
+                let store = SqliteSharedStore::open(&config.shared_store_path())?;
+                let usage = store.usage_source();
+                (Arc::new(store), Some(usage))
+            }
         };
         let user_dbs = EmbeddedUserDocStores::new(config.user_dbs_dir());
         let (blobs, ledger): (Option<Arc<dyn BlobBackend>>, Arc<QuotaLedger>) =
@@ -117,6 +122,7 @@ impl ServerBuilder {
                     let store = FsBlobStore::open(FsBlobConfig {
                         root: config.blobs_dir(),
                         concurrent_blob_writes: config.concurrent_blob_writes,
+                        per_user_blob_writes: config.effective_per_user_blob_writes(),
                         quota_bytes: config.quota_bytes,
                     })?;
                     let ledger = store.ledger();
@@ -125,6 +131,10 @@ impl ServerBuilder {
             };
         // Document stores count against the same quota as blobs.
         ledger.register_source(Arc::new(DocStoreUsage(user_dbs.clone())));
+        // So do shared documents (key backups) of the embedded store.
+        if let Some(usage) = shared_usage {
+            ledger.register_source(usage);
+        }
         let services = Arc::new(ServiceTokens::load(&config.services_tokens_path())?);
         let tls = tls::load(&config)?;
         let users_listener = bind(config.users_address, "binding the users API address")?;
@@ -138,7 +148,11 @@ impl ServerBuilder {
                 shared_doc_max_bytes: config.shared_doc_max_bytes,
                 user_stores: Arc::new(UserStores::new(user_dbs)),
                 ledger: Some(ledger),
+                sync_slots: Arc::new(UserSlots::new(config.max_sync_exchanges_per_user)),
+                shared_misses: Arc::new(MissLimiter::new(config.shared_misses_per_minute)),
+                body_timeout: config.body_timeout,
             },
+            limits: ConnectionLimits::of(&config),
             tokens,
             services,
             cert_path: tls.cert_path,
@@ -153,7 +167,46 @@ fn bind(address: SocketAddr, context: &'static str) -> Result<std::net::TcpListe
     std::net::TcpListener::bind(address).map_err(Error::io(context))
 }
 
+/// The connection-level limits of both APIs (see [`Config`]).
+#[derive(Clone, Copy)]
+struct ConnectionLimits {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    tls_handshake_timeout: Duration,
+    http2_keep_alive_interval: Option<Duration>,
+    http2_keep_alive_timeout: Duration,
+    max_connections: usize,
+}
+
+impl ConnectionLimits {
+    fn of(config: &Config) -> Self {
+        ConnectionLimits {
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            tls_handshake_timeout: config.tls_handshake_timeout,
+            http2_keep_alive_interval: Some(config.http2_keep_alive_interval)
+                .filter(|interval| !interval.is_zero()),
+            http2_keep_alive_timeout: config.http2_keep_alive_timeout,
+            max_connections: config.max_connections,
+        }
+    }
+
+    /// Applies the HTTP-level timeouts to a listener's connection builder.
+    fn apply(&self, builder: &mut Builder<TokioExecutor>) {
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Some(self.header_read_timeout));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.http2_keep_alive_interval)
+            .keep_alive_timeout(self.http2_keep_alive_timeout);
+    }
+}
+
 struct Prepared {
+    limits: ConnectionLimits,
     state: AppState,
     tokens: Arc<dyn TokenStore>,
     services: Arc<ServiceTokens>,
@@ -182,28 +235,34 @@ impl Prepared {
         );
         // TCP_NODELAY: small responses (headers, then a short body in another
         // TLS record) must not wait for the peer's delayed ACK (~40 ms).
+        let limits = self.limits;
         let tls = RustlsAcceptor::new(RustlsConfig::from_config(self.rustls))
+            .handshake_timeout(limits.tls_handshake_timeout)
             .acceptor(NoDelayAcceptor::new());
         let mut users = axum_server::from_tcp(self.users_listener)
             .map_err(Error::io("starting the users API"))?
-            .acceptor(tls)
+            .acceptor(LimitAcceptor::new(
+                tls,
+                limits.max_connections,
+                limits.idle_timeout,
+            ))
+            .first_request_timeout(limits.idle_timeout)
             .handle(Handle::with_control(control.clone()));
         users.http_builder().http2().adaptive_window(true);
-        users
-            .http_builder()
-            .http1()
-            .header_read_timeout(Some(HEADER_READ_TIMEOUT));
+        limits.apply(users.http_builder());
         let users_task = tokio::spawn(users.serve(users_app.into_make_service()));
 
         let services_app = services_router(self.state, self.tokens, self.services);
         let mut services = axum_server::from_tcp(self.services_listener)
             .map_err(Error::io("starting the services API"))?
-            .acceptor(NoDelayAcceptor::new())
+            .acceptor(LimitAcceptor::new(
+                NoDelayAcceptor::new(),
+                limits.max_connections,
+                limits.idle_timeout,
+            ))
+            .first_request_timeout(limits.idle_timeout)
             .handle(Handle::with_control(control.clone()));
-        services
-            .http_builder()
-            .http1()
-            .header_read_timeout(Some(HEADER_READ_TIMEOUT));
+        limits.apply(services.http_builder());
         let services_task = tokio::spawn(services.serve(services_app.into_make_service()));
 
         tracing::info!(

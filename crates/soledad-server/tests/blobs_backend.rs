@@ -22,6 +22,7 @@ fn open(root: &Path, quota_bytes: u64, concurrent_blob_writes: usize) -> FsBlobS
     FsBlobStore::open(FsBlobConfig {
         root: root.to_path_buf(),
         concurrent_blob_writes,
+        per_user_blob_writes: concurrent_blob_writes,
         quota_bytes,
     })
     .unwrap()
@@ -990,8 +991,9 @@ async fn reopening_keeps_blobs_flags_tombstones_and_usage_and_cleans_temp_files(
     );
 }
 
-/// An upload body that records how many bodies are being read at once: it
-/// yields one chunk, then waits for `go` and ends.
+/// An upload body that records how many uploads hold a write permit at once:
+/// it yields a first chunk at once (the permit is taken only after it), then
+/// waits for `go`, yields a second chunk and ends.
 fn tracked_body(
     index: usize,
     active: Arc<AtomicUsize>,
@@ -999,28 +1001,26 @@ fn tracked_body(
     started: mpsc::UnboundedSender<usize>,
     go: oneshot::Receiver<()>,
 ) -> ByteStream {
-    Box::pin(stream::unfold(Some(go), move |go| {
+    let first = stream::once(async move { Ok(Bytes::from(vec![index as u8; 50])) });
+    let second = stream::unfold(Some(go), move |go| {
         let (active, max_active, started) = (
             Arc::clone(&active),
             Arc::clone(&max_active),
             started.clone(),
         );
         async move {
-            match go {
-                Some(go) => {
-                    let now = active.fetch_add(1, Ordering::SeqCst) + 1;
-                    max_active.fetch_max(now, Ordering::SeqCst);
-                    started.send(index).unwrap();
-                    // Wait for the test's go before the first chunk, so the
-                    // upload holds its write permit meanwhile.
-                    go.await.unwrap();
-                    active.fetch_sub(1, Ordering::SeqCst);
-                    Some((Ok(Bytes::from(vec![index as u8; 100])), None))
-                }
-                None => None,
-            }
+            let go = go?;
+            let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+            max_active.fetch_max(now, Ordering::SeqCst);
+            started.send(index).unwrap();
+            // Wait for the test's go before the last chunk, so the upload
+            // holds its write permit meanwhile.
+            go.await.unwrap();
+            active.fetch_sub(1, Ordering::SeqCst);
+            Some((Ok(Bytes::from(vec![index as u8; 50])), None))
         }
-    }))
+    });
+    Box::pin(first.chain(second))
 }
 
 #[tokio::test]
@@ -1087,4 +1087,51 @@ async fn concurrent_writes_limit_is_respected() {
             .len(),
         5
     );
+}
+
+#[tokio::test]
+async fn stalled_uploads_of_one_user_leave_permits_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlobStore::open(FsBlobConfig {
+        root: dir.path().to_path_buf(),
+        concurrent_blob_writes: 3,
+        per_user_blob_writes: 1,
+        quota_bytes: NO_LIMIT,
+    })
+    .unwrap();
+    let mut stalled = Vec::new();
+    for i in 0..6 {
+        // Half send one byte and stall, half send nothing at all.
+        let body: ByteStream = if i % 2 == 0 {
+            Box::pin(stream::once(async { Ok(Bytes::from_static(b"x")) }).chain(stream::pending()))
+        } else {
+            Box::pin(stream::pending())
+        };
+        let store = store.clone();
+        stalled.push(tokio::spawn(async move {
+            store
+                .put(
+                    &user("alice"),
+                    &Namespace::default(),
+                    &id(&format!("s{i}")),
+                    body,
+                    Some(10),
+                    &[],
+                )
+                .await
+        }));
+    }
+    for who in ["bob", "carol", "dave"] {
+        let body: ByteStream = Box::pin(stream::once(async { Ok(Bytes::from_static(b"hello")) }));
+        let (who, ns, x) = (user(who), Namespace::default(), id("x"));
+        let put = store.put(&who, &ns, &x, body, Some(5), &[]);
+        let stored = tokio::time::timeout(std::time::Duration::from_secs(5), put)
+            .await
+            .expect("another user's upload must not wait for alice's stalled ones")
+            .unwrap();
+        assert_eq!(stored, 5);
+    }
+    for task in stalled {
+        task.abort();
+    }
 }

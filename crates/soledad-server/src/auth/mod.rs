@@ -1,18 +1,25 @@
-//! Authentication and authorisation of every request.
+//! Authentication of every request, and the access rules of every route.
 //!
 //! Clients send `Authorization: Token base64(uuid:token)` (services send
-//! `base64(servicename:token)`). [`authenticate`] is a middleware run on every
-//! route of both APIs: it resolves the [`Principal`], then applies the access
-//! rules by path, so no route (present or future) can forget them:
+//! `base64(servicename:token)`). Two steps, each decided in one place:
 //!
-//! * anonymous requests reach only `GET /` and `GET /robots.txt`;
-//! * on the users API, any path naming a user (`/blobs/{uuid}…`,
-//!   `/usage/{uuid}`, `/user-{uuid}…`) is reachable only by that user (403
-//!   otherwise); `/shared/…` is open to every authenticated user;
-//! * the services API accepts only service tokens.
-//!
-//! Missing, malformed, unknown or expired credentials give 401.
+//! 1. [`authenticate`], a middleware on every route of both APIs, resolves the
+//!    [`Principal`] and puts it in the request extensions. It only refuses
+//!    what no route could grant: anonymous requests reach only `GET /` and
+//!    `GET /robots.txt`; the users API accepts only user tokens, the services
+//!    API only service tokens. Missing, malformed, unknown or expired
+//!    credentials give 401.
+//! 2. Ownership is decided after routing, on the decoded and parsed route
+//!    parameters, by the typed extractors of [`access`]: [`access::Owner`]
+//!    (the route names a user, who must be the caller: 403 otherwise),
+//!    [`access::AuthenticatedUser`] (the route names no owner: shared store),
+//!    [`access::ServiceCaller`] (services API). Every route is registered with
+//!    its [`access::Access`] rule, which the router enforces before the
+//!    handler runs (deny by default: there is no way to register a route
+//!    without a rule). Raw path text is never compared, so an encoded
+//!    segment (`%75ser-bob`) cannot mean "no owner".
 
+pub(crate) mod access;
 mod services;
 mod tokens;
 
@@ -28,29 +35,18 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 pub use services::{ServiceTokens, append_service_token};
 pub use tokens::{IssuedToken, SqliteTokenStore, TokenStore, UserRecord};
 
+use crate::blobs::UserId;
 use crate::error::Error;
 
 /// Longest `Authorization` header considered.
 const MAX_AUTH_HEADER: usize = 1024;
-/// Longest user id.
-const MAX_USER_ID: usize = 64;
-
-/// True for a user id (uuid-like): `[A-Za-z0-9_-]{1,64}`.
-pub(crate) fn is_valid_user_id(uuid: &str) -> bool {
-    !uuid.is_empty()
-        && uuid.len() <= MAX_USER_ID
-        && uuid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// Who is making a request; inserted into the request extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// No credentials.
     Anonymous,
     /// A user of the users API, by uuid.
-    User(String),
+    User(UserId),
     /// A local service of the services API, by name.
     Service(String),
 }
@@ -106,8 +102,10 @@ impl Authenticator {
         };
         match self.api {
             Api::Users => {
+                // An id that is not a valid user id was never issued a token.
+                let user = UserId::parse(&id).map_err(|_| Error::Unauthorized)?;
                 if self.tokens.verify(&id, &token).await? {
-                    Ok(Principal::User(id))
+                    Ok(Principal::User(user))
                 } else {
                     Err(Error::Unauthorized)
                 }
@@ -123,52 +121,39 @@ impl Authenticator {
     }
 }
 
-/// The user a users-API path names, if any: `/blobs/{uuid}…`, `/usage/{uuid}…`
-/// or `/user-{uuid}…`. Raw (still percent-encoded) segments are compared, so
-/// an encoded uuid never equals a real one.
-fn owner_named_by(path: &str) -> Option<&str> {
-    let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
-    let first = segments.next()?;
-    match first {
-        "blobs" | "usage" => segments.next(),
-        other => other.strip_prefix("user-"),
-    }
+/// Whether a request may reach a route with no credentials: only `GET` (or
+/// `HEAD`) of `/` and `/robots.txt`, compared on the exact raw path.
+fn is_public(method: &Method, path: &str) -> bool {
+    (method == Method::GET || method == Method::HEAD) && (path == "/" || path == "/robots.txt")
 }
 
-/// The access rules, by API, principal and path (see the module doc).
-pub(crate) fn authorize(
+/// Authentication rules, by API and principal (see the module doc). Ownership
+/// is not decided here but by the route's extractor ([`access`]).
+pub(crate) fn admit(
     api: Api,
     principal: &Principal,
     method: &Method,
     path: &str,
 ) -> Result<(), Error> {
-    let public =
-        (method == Method::GET || method == Method::HEAD) && (path == "/" || path == "/robots.txt");
-    if public {
-        return Ok(());
-    }
     match (api, principal) {
+        (_, Principal::Anonymous) if is_public(method, path) => Ok(()),
         (_, Principal::Anonymous) => Err(Error::Unauthorized),
-        (Api::Users, Principal::User(uuid)) => match owner_named_by(path) {
-            Some(owner) if owner != uuid => Err(Error::Forbidden),
-            _ => Ok(()),
-        },
-        (Api::Services, Principal::Service(_)) => Ok(()),
+        (Api::Users, Principal::User(_)) | (Api::Services, Principal::Service(_)) => Ok(()),
         (Api::Users, Principal::Service(_)) | (Api::Services, Principal::User(_)) => {
             Err(Error::Unauthorized)
         }
     }
 }
 
-/// The middleware: authenticates, authorises by path, and records the
-/// [`Principal`] in the request extensions.
+/// The middleware: authenticates, refuses what no route could grant to this
+/// kind of principal, and records the [`Principal`] in the request extensions.
 pub(crate) async fn authenticate(
     State(auth): State<Authenticator>,
     mut request: Request,
     next: Next,
 ) -> Result<Response, Error> {
     let principal = auth.principal(request.headers()).await?;
-    authorize(auth.api, &principal, request.method(), request.uri().path())?;
+    admit(auth.api, &principal, request.method(), request.uri().path())?;
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }
@@ -178,62 +163,51 @@ mod tests {
     use super::*;
 
     fn user(uuid: &str) -> Principal {
-        Principal::User(uuid.to_owned())
+        Principal::User(UserId::parse(uuid).unwrap())
     }
 
     #[test]
-    fn users_api_rules() {
+    fn anonymous_reaches_only_the_public_routes() {
         let get = Method::GET;
-        let a = user("alice");
-        assert!(authorize(Api::Users, &Principal::Anonymous, &get, "/").is_ok());
-        assert!(authorize(Api::Users, &Principal::Anonymous, &get, "/robots.txt").is_ok());
-        for path in [
-            "/blobs/alice",
-            "/shared/doc/x",
-            "/nope",
-            "/user-alice/sync-from/r",
-        ] {
-            assert!(matches!(
-                authorize(Api::Users, &Principal::Anonymous, &get, path),
-                Err(Error::Unauthorized)
-            ));
+        for api in [Api::Users, Api::Services] {
+            assert!(admit(api, &Principal::Anonymous, &get, "/").is_ok());
+            assert!(admit(api, &Principal::Anonymous, &get, "/robots.txt").is_ok());
+            for path in [
+                "/blobs/alice",
+                "/shared/doc/x",
+                "/nope",
+                "/%72obots.txt",
+                "/robots.txt/",
+                "//",
+                "/user-alice/sync-from/r",
+            ] {
+                assert!(
+                    matches!(
+                        admit(api, &Principal::Anonymous, &get, path),
+                        Err(Error::Unauthorized)
+                    ),
+                    "{path}"
+                );
+            }
         }
-        for path in [
-            "/blobs/alice",
-            "/blobs/alice/b1",
-            "/usage/alice",
-            "/user-alice/sync-from/r",
-            "/shared/doc/x",
-        ] {
-            assert!(authorize(Api::Users, &a, &get, path).is_ok(), "{path}");
-        }
-        for path in [
-            "/blobs/bob",
-            "/blobs/bob/b1",
-            "/usage/bob",
-            "/user-bob/sync-from/r",
-            "/blobs/%61lice/b1",
-            "/blobs//b1",
-            "/user-alice2",
-        ] {
-            assert!(
-                matches!(authorize(Api::Users, &a, &get, path), Err(Error::Forbidden)),
-                "{path}"
-            );
-        }
+        assert!(matches!(
+            admit(Api::Users, &Principal::Anonymous, &Method::PUT, "/"),
+            Err(Error::Unauthorized)
+        ));
     }
 
     #[test]
-    fn services_api_rules() {
+    fn each_api_admits_only_its_kind_of_principal() {
         let put = Method::PUT;
         let svc = Principal::Service("incoming".to_owned());
-        assert!(authorize(Api::Services, &svc, &put, "/incoming/bob/x").is_ok());
+        assert!(admit(Api::Services, &svc, &put, "/incoming/bob/x").is_ok());
+        assert!(admit(Api::Users, &user("bob"), &put, "/blobs/bob/x").is_ok());
         assert!(matches!(
-            authorize(Api::Services, &user("bob"), &put, "/incoming/bob/x"),
+            admit(Api::Services, &user("bob"), &put, "/incoming/bob/x"),
             Err(Error::Unauthorized)
         ));
         assert!(matches!(
-            authorize(Api::Users, &svc, &put, "/blobs/bob/x"),
+            admit(Api::Users, &svc, &put, "/blobs/bob/x"),
             Err(Error::Unauthorized)
         ));
     }

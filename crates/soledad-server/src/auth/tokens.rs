@@ -17,7 +17,7 @@ use rusqlite::OptionalExtension as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::is_valid_user_id;
+use crate::blobs::UserId;
 use crate::error::Error;
 use crate::sqlite::SqliteActor;
 
@@ -140,18 +140,17 @@ fn from_unix_seconds(seconds: i64) -> SystemTime {
     }
 }
 
+/// One rule for user ids everywhere: [`UserId::parse`].
 fn check_uuid(uuid: &str) -> Result<(), Error> {
-    if is_valid_user_id(uuid) {
-        Ok(())
-    } else {
-        Err(Error::InvalidUserId)
-    }
+    UserId::parse(uuid)
+        .map(|_| ())
+        .map_err(|_| Error::InvalidUserId)
 }
 
 impl TokenStore for SqliteTokenStore {
     fn verify<'a>(&'a self, uuid: &'a str, token: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            if !is_valid_user_id(uuid) {
+            if UserId::parse(uuid).is_err() {
                 return Ok(false);
             }
             let presented = hash_token(token);

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio::sync::Semaphore;
 use tokio_util::io::ReaderStream;
 
 use super::backend::{BlobBackend, BlobRead, ByteStream};
@@ -24,6 +23,7 @@ use super::flags::Flag;
 use super::ids::{BlobId, Namespace, UserId};
 use super::layout::{TEMP_DIR, blob_paths};
 use super::listing::{FsUsage, list};
+use super::permits::WritePermits;
 use super::put::put;
 use super::query::ListQuery;
 use super::quota::{QuotaLedger, Usage};
@@ -40,7 +40,11 @@ pub struct FsBlobConfig {
     /// Directory holding every user's blobs (created if missing).
     pub root: PathBuf,
     /// Uploads written at the same time; more wait their turn (0 counts as 1).
+    /// An upload takes its permit only once its first body bytes arrived.
     pub concurrent_blob_writes: usize,
+    /// Of those, at most this many for one user (clamped to
+    /// 1..=`concurrent_blob_writes`); see [`default_per_user_writes`](super::default_per_user_writes).
+    pub per_user_blob_writes: usize,
     /// Quota of each user, in bytes (`u64::MAX` for no limit).
     pub quota_bytes: u64,
 }
@@ -50,7 +54,7 @@ pub struct FsBlobConfig {
 pub(crate) struct StoreInner {
     pub(crate) root: PathBuf,
     pub(crate) temp_dir: PathBuf,
-    pub(crate) writes: Arc<Semaphore>,
+    pub(crate) writes: WritePermits,
     pub(crate) ledger: Arc<QuotaLedger>,
     pub(crate) claims: Arc<Claims>,
     pub(crate) clock: UploadClock,
@@ -99,14 +103,14 @@ impl FsBlobStore {
         }
         let ledger = Arc::new(QuotaLedger::new(config.quota_bytes));
         ledger.register_source(Arc::new(FsUsage::new(config.root.clone())));
-        let permits = config
-            .concurrent_blob_writes
-            .clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
             inner: Arc::new(StoreInner {
                 root: config.root,
                 temp_dir,
-                writes: Arc::new(Semaphore::new(permits)),
+                writes: WritePermits::new(
+                    config.concurrent_blob_writes,
+                    config.per_user_blob_writes,
+                ),
                 ledger,
                 claims: Arc::new(Claims::new()),
                 clock: UploadClock::new(),

@@ -2,8 +2,9 @@
 //!
 //! Order of a successful upload:
 //! 1. claim the id (a second upload of it in flight gets `AlreadyExists`),
-//!    check it is not stored, reserve the announced length, wait for a write
-//!    permit;
+//!    check it is not stored, reserve the announced length, wait for the
+//!    first body bytes, then for a write permit (one of the user's, then a
+//!    global one: `permits.rs`), so a client that sends nothing holds none;
 //! 2. stream chunks into `root/.tmp/<random>.part`, growing the reservation as
 //!    bytes arrive (quota enforced mid-stream), never holding more than one
 //!    chunk in memory;
@@ -70,7 +71,7 @@ pub(crate) async fn put(
     user: &UserId,
     ns: &Namespace,
     id: &BlobId,
-    mut body: ByteStream,
+    body: ByteStream,
     content_length: Option<u64>,
     initial_flags: &[Flag],
 ) -> Result<u64, BlobError> {
@@ -84,10 +85,12 @@ pub(crate) async fn put(
         .ledger
         .reserve(user, content_length.unwrap_or(0))
         .await?;
-    let permit = Arc::clone(&inner.writes)
-        .acquire_owned()
-        .await
-        .map_err(io::Error::other)?;
+    // No permit while the client has sent nothing (a stalled client is cut
+    // by the server's body timeout, holding only its own reservation).
+    let mut body = body.fuse();
+    let first = body.next().await;
+    let permit = inner.writes.acquire(user).await?;
+    let mut body = futures_util::stream::iter(first).chain(body);
 
     let temp = TempGuard::new(temp_path(&inner.temp_dir)?);
     let file = tokio::fs::File::options()

@@ -10,7 +10,9 @@
 //! | `/usage/{uuid}` | GET | `{"used_bytes", "limit_bytes"}` | |
 //!
 //! Bodies stream both ways; memory is bounded by the chunk size. Every call goes
-//! through the [`BlobBackend`](crate::blobs::BlobBackend) trait.
+//! through the [`BlobBackend`](crate::blobs::BlobBackend) trait. Every route
+//! has [`Access::Owner`](crate::auth::access::Access::Owner): handlers act for
+//! the [`Owner`] extractor's user, never for path text.
 
 use axum::Json;
 use axum::body::Body;
@@ -22,9 +24,9 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::extract::{Params, QueryArgs};
+use crate::auth::access::Owner;
 use crate::blobs::{
     BlobBackend, BlobError, BlobId, ByteStream, Flag, ListQuery, Namespace, Order, RangeSpec,
-    UserId,
 };
 use crate::error::Error;
 
@@ -74,18 +76,26 @@ fn order_arg(value: Option<&str>) -> Result<Option<Order>, Error> {
     }
 }
 
-fn ids(uuid: &str, blob_id: &str) -> Result<(UserId, BlobId), Error> {
-    Ok((UserId::parse(uuid)?, BlobId::parse(blob_id)?))
+/// The blob a `/blobs/{uuid}/{blob_id}` route names (the owner comes from
+/// [`Owner`]).
+#[derive(Deserialize)]
+pub(crate) struct BlobPath {
+    blob_id: String,
+}
+
+impl BlobPath {
+    fn id(&self) -> Result<BlobId, Error> {
+        Ok(BlobId::parse(&self.blob_id)?)
+    }
 }
 
 /// `GET /blobs/{uuid}`.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Params(uuid): Params<String>,
+    Owner(user): Owner,
     QueryArgs(args): QueryArgs<BlobArgs>,
 ) -> Result<Response, Error> {
     let backend = backend(&state)?;
-    let user = UserId::parse(&uuid)?;
     let query = ListQuery {
         namespace: args.namespace()?,
         filter_flag: args.filter_flag.as_deref().map(Flag::parse).transpose()?,
@@ -102,9 +112,8 @@ pub(crate) async fn list(
 /// `GET /usage/{uuid}`.
 pub(crate) async fn usage(
     State(state): State<AppState>,
-    Params(uuid): Params<String>,
+    Owner(user): Owner,
 ) -> Result<Response, Error> {
-    let user = UserId::parse(&uuid)?;
     let usage = backend(&state)?.usage(&user).await?;
     Ok(Json(serde_json::json!({
         "used_bytes": usage.used_bytes,
@@ -145,12 +154,13 @@ fn header_value(value: String) -> Result<HeaderValue, Error> {
 /// `GET /blobs/{uuid}/{blob_id}`.
 pub(crate) async fn get_blob(
     State(state): State<AppState>,
-    Params((uuid, blob_id)): Params<(String, String)>,
+    Owner(user): Owner,
+    Params(path): Params<BlobPath>,
     QueryArgs(args): QueryArgs<BlobArgs>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let backend = backend(&state)?;
-    let (user, id) = ids(&uuid, &blob_id)?;
+    let id = path.id()?;
     let ns = args.namespace()?;
     if flag_arg(args.only_flags.as_deref(), "only_flags")? {
         let flags = backend.get_flags(&user, &ns, &id).await?;
@@ -205,13 +215,14 @@ pub(crate) fn body_stream(body: Body) -> ByteStream {
 /// `PUT /blobs/{uuid}/{blob_id}`.
 pub(crate) async fn put_blob(
     State(state): State<AppState>,
-    Params((uuid, blob_id)): Params<(String, String)>,
+    Owner(user): Owner,
+    Params(path): Params<BlobPath>,
     QueryArgs(args): QueryArgs<BlobArgs>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
     let backend = backend(&state)?;
-    let (user, id) = ids(&uuid, &blob_id)?;
+    let id = path.id()?;
     let ns = args.namespace()?;
     let length = content_length(&headers)?;
     let stored = backend
@@ -223,12 +234,13 @@ pub(crate) async fn put_blob(
 /// `POST /blobs/{uuid}/{blob_id}`: body is a JSON list of flags.
 pub(crate) async fn set_flags(
     State(state): State<AppState>,
-    Params((uuid, blob_id)): Params<(String, String)>,
+    Owner(user): Owner,
+    Params(path): Params<BlobPath>,
     QueryArgs(args): QueryArgs<BlobArgs>,
     body: Body,
 ) -> Result<StatusCode, Error> {
     let backend = backend(&state)?;
-    let (user, id) = ids(&uuid, &blob_id)?;
+    let id = path.id()?;
     let ns = args.namespace()?;
     let mut bytes = Vec::new();
     let mut stream = body.into_data_stream();
@@ -255,11 +267,12 @@ pub(crate) async fn set_flags(
 /// `DELETE /blobs/{uuid}/{blob_id}`.
 pub(crate) async fn delete_blob(
     State(state): State<AppState>,
-    Params((uuid, blob_id)): Params<(String, String)>,
+    Owner(user): Owner,
+    Params(path): Params<BlobPath>,
     QueryArgs(args): QueryArgs<BlobArgs>,
 ) -> Result<StatusCode, Error> {
     let backend = backend(&state)?;
-    let (user, id) = ids(&uuid, &blob_id)?;
+    let id = path.id()?;
     let ns = args.namespace()?;
     backend.delete(&user, &ns, &id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,8 +1,11 @@
 //! The incoming box delivery route of the services API:
-//! `PUT /incoming/{uuid}/{blob_id}`. The payload (already encrypted by the
-//! delivering service) is stored in namespace `MX`, flagged `PENDING`, behind an
+//! `PUT /incoming/{uuid}/{blob_id}` ([`Access::Service`]: any service delivers
+//! to any user, named by the decoded, parsed `{uuid}`). The payload (already
+//! encrypted by the delivering service) is stored in namespace `MX`, flagged `PENDING`, behind an
 //! `external`-scheme blob preamble so clients hand it to their consumer
 //! undecrypted.
+//!
+//! [`Access::Service`]: crate::auth::access::Access::Service
 
 use axum::Json;
 use axum::body::Body;
@@ -15,7 +18,7 @@ use futures_util::StreamExt as _;
 use super::AppState;
 use super::blobs::{body_stream, content_length};
 use super::extract::{Params, QueryArgs};
-use crate::auth::Principal;
+use crate::auth::access::ServiceCaller;
 use crate::blobs::{BlobId, ByteStream, Flag, Namespace, UserId};
 use crate::error::Error;
 use soledad_crypto::Preamble;
@@ -23,16 +26,13 @@ use soledad_crypto::Preamble;
 /// `PUT /incoming/{uuid}/{blob_id}` (services API, service token required).
 pub(crate) async fn deliver(
     State(state): State<AppState>,
-    axum::Extension(principal): axum::Extension<Principal>,
+    ServiceCaller(service): ServiceCaller,
     Params((uuid, blob_id)): Params<(String, String)>,
     QueryArgs(_args): QueryArgs<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
     let backend = state.blobs.as_deref().ok_or(Error::NotFound)?;
-    let Principal::Service(service) = principal else {
-        return Err(Error::Unauthorized);
-    };
     let user = UserId::parse(&uuid)?;
     let id = BlobId::parse(&blob_id)?;
     // The preamble records the delivered size, so the length must be known.

@@ -1,6 +1,8 @@
 //! The two HTTP APIs as axum routers: the users API (TLS) and the services API
 //! (loopback). Every route goes through the authentication middleware
-//! ([`crate::auth`]) and a tracing span named by its route template.
+//! ([`crate::auth`]) and a tracing span named by its route template, and is
+//! registered with its access rule ([`Access`]) through [`Routes::add`], the
+//! only way to add one: a route without a rule cannot exist.
 
 mod blobs;
 mod extract;
@@ -9,18 +11,25 @@ mod info;
 mod shared;
 mod sync;
 
+#[cfg(test)]
+mod access_tests;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware;
-use axum::routing::{get, put};
+use axum::routing::{MethodRouter, get, put};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::access::{Access, enforce};
 use crate::auth::{Api, Authenticator, ServiceTokens, TokenStore};
 use crate::blobs::{BlobBackend, QuotaLedger};
 use crate::docsync::UserStores;
 use crate::error::Error;
+use crate::limits::{MissLimiter, UserSlots};
 use crate::shared::SharedStore;
 
 /// What the handlers share.
@@ -33,8 +42,15 @@ pub(crate) struct AppState {
     pub(crate) shared_doc_max_bytes: u64,
     /// Per-user document stores for the sync routes.
     pub(crate) user_stores: Arc<UserStores>,
-    /// The quota every write path of a user charges (blobs, incoming, sync).
+    /// The quota every write path of a user charges (blobs, incoming, sync,
+    /// shared documents).
     pub(crate) ledger: Option<Arc<QuotaLedger>>,
+    /// Sync exchanges in flight per user (`max_sync_exchanges_per_user`).
+    pub(crate) sync_slots: Arc<UserSlots>,
+    /// Misses on the shared store per user (`shared_misses_per_minute`).
+    pub(crate) shared_misses: Arc<MissLimiter>,
+    /// Longest pause inside a request body (`body_timeout_secs`).
+    pub(crate) body_timeout: Duration,
 }
 
 /// JSON 404 for unknown routes.
@@ -58,13 +74,16 @@ async fn method_not_allowed() -> (
     )
 }
 
-/// Adds the fallbacks, the authentication middleware and the request span.
+/// Adds the fallbacks, the authentication middleware, the body timeout (a
+/// body pausing longer fails with an error its handler maps to 400 and
+/// releases what it held) and the request span.
 fn finish(
     router: Router<AppState>,
     state: AppState,
     auth: Authenticator,
     api: &'static str,
 ) -> Router {
+    let body_timeout = RequestBodyTimeoutLayer::new(state.body_timeout);
     router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -72,6 +91,7 @@ fn finish(
             auth,
             crate::auth::authenticate,
         ))
+        .layer(body_timeout)
         .layer(
             TraceLayer::new_for_http().make_span_with(move |request: &Request| {
                 let route = request
@@ -84,7 +104,86 @@ fn finish(
         .with_state(state)
 }
 
-/// The users API: server info, shared store, blobs (and later sync).
+/// A route template and its access rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RouteRule {
+    /// The route template, as registered.
+    pub(crate) path: &'static str,
+    /// Who may use it.
+    pub(crate) access: Access,
+}
+
+/// A router under construction, with the rule of every route added so far.
+pub(crate) struct Routes {
+    router: Router<AppState>,
+    rules: Vec<RouteRule>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            rules: Vec::new(),
+        }
+    }
+
+    /// Adds `methods` at `path`, guarded by `access` (enforced after routing,
+    /// on the decoded parameters, before any handler runs).
+    fn add(mut self, path: &'static str, access: Access, methods: MethodRouter<AppState>) -> Self {
+        let methods = methods.route_layer(middleware::from_fn_with_state(access, enforce));
+        self.router = self.router.route(path, methods);
+        self.rules.push(RouteRule { path, access });
+        self
+    }
+
+    /// The rule of every route, in registration order.
+    pub(crate) fn rules(&self) -> &[RouteRule] {
+        &self.rules
+    }
+}
+
+fn log_rules(routes: &Routes, api: &'static str) {
+    for rule in routes.rules() {
+        tracing::debug!(api, route = rule.path, access = ?rule.access, "route registered");
+    }
+}
+
+/// The users API's routes: server info, shared store, sync and blobs.
+pub(crate) fn users_routes(state: &AppState) -> Routes {
+    let mut routes = Routes::new()
+        .add("/", Access::Public, get(info::server_info))
+        .add("/robots.txt", Access::Public, get(info::robots))
+        .add(
+            "/shared/doc/{id}",
+            Access::AuthenticatedUser,
+            get(shared::get_doc)
+                .put(shared::put_doc)
+                .delete(shared::delete_doc),
+        )
+        .add(
+            "/{db}/sync-from/{source}",
+            Access::Owner,
+            get(sync::get_sync_info)
+                .put(sync::put_sync_info)
+                .post(sync::post_exchange),
+        );
+    if state.blobs.is_some() {
+        routes = routes
+            .add("/blobs/{uuid}", Access::Owner, get(blobs::list))
+            .add(
+                "/blobs/{uuid}/{blob_id}",
+                Access::Owner,
+                get(blobs::get_blob)
+                    .put(blobs::put_blob)
+                    .post(blobs::set_flags)
+                    .delete(blobs::delete_blob),
+            )
+            .add("/usage/{uuid}", Access::Owner, get(blobs::usage));
+    }
+    routes
+}
+
+/// The users API: server info, shared store, sync and blobs.
 pub(crate) fn users_router(
     state: AppState,
     tokens: Arc<dyn TokenStore>,
@@ -95,34 +194,24 @@ pub(crate) fn users_router(
         tokens,
         services,
     };
-    let mut router = Router::new()
-        .route("/", get(info::server_info))
-        .route("/robots.txt", get(info::robots))
-        .route(
-            "/shared/doc/{id}",
-            get(shared::get_doc)
-                .put(shared::put_doc)
-                .delete(shared::delete_doc),
-        )
-        .route(
-            "/{db}/sync-from/{source}",
-            get(sync::get_sync_info)
-                .put(sync::put_sync_info)
-                .post(sync::post_exchange),
-        );
+    let routes = users_routes(&state);
+    log_rules(&routes, "users");
+    finish(routes.router, state, auth, "users")
+}
+
+/// The services API's routes: server info and incoming delivery.
+pub(crate) fn services_routes(state: &AppState) -> Routes {
+    let mut routes = Routes::new()
+        .add("/", Access::Public, get(info::server_info))
+        .add("/robots.txt", Access::Public, get(info::robots));
     if state.blobs.is_some() {
-        router = router
-            .route("/blobs/{uuid}", get(blobs::list))
-            .route(
-                "/blobs/{uuid}/{blob_id}",
-                get(blobs::get_blob)
-                    .put(blobs::put_blob)
-                    .post(blobs::set_flags)
-                    .delete(blobs::delete_blob),
-            )
-            .route("/usage/{uuid}", get(blobs::usage));
+        routes = routes.add(
+            "/incoming/{uuid}/{blob_id}",
+            Access::Service,
+            put(incoming::deliver),
+        );
     }
-    finish(router, state, auth, "users")
+    routes
 }
 
 /// The services API: server info and incoming delivery.
@@ -136,11 +225,7 @@ pub(crate) fn services_router(
         tokens,
         services,
     };
-    let mut router = Router::new()
-        .route("/", get(info::server_info))
-        .route("/robots.txt", get(info::robots));
-    if state.blobs.is_some() {
-        router = router.route("/incoming/{uuid}/{blob_id}", put(incoming::deliver));
-    }
-    finish(router, state, auth, "services")
+    let routes = services_routes(&state);
+    log_rules(&routes, "services");
+    finish(routes.router, state, auth, "services")
 }

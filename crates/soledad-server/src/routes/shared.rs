@@ -7,6 +7,15 @@
 //!   document;
 //! * `DELETE /shared/doc/{id}?old_rev=R` → 204; 404 when absent, 409 on a
 //!   missing or stale rev.
+//!
+//! The routes name no owner ([`Access::AuthenticatedUser`]): documents are
+//! scoped to the caller ([`AuthenticatedUser`]), so another user's document is
+//! 404 like an absent one. Each user may miss (404 on `GET` or `DELETE`) at
+//! most `shared_misses_per_minute` times a minute; beyond, every lookup is
+//! 429 until the bucket refills. Documents count against the owner's quota
+//! (507 when a write would pass it).
+//!
+//! [`Access::AuthenticatedUser`]: crate::auth::access::Access::AuthenticatedUser
 
 use axum::Json;
 use axum::body::Body;
@@ -18,8 +27,10 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::extract::{Params, QueryArgs};
+use crate::auth::access::AuthenticatedUser;
+use crate::blobs::UserId;
 use crate::error::Error;
-use crate::shared::{SharedDocId, SharedRev};
+use crate::shared::{SharedDoc, SharedDocId, SharedRev};
 
 /// Header carrying a shared document's revision.
 pub(crate) const REV_HEADER: &str = "x-u1db-rev";
@@ -30,13 +41,26 @@ pub(crate) struct RevArg {
     old_rev: Option<String>,
 }
 
+/// The caller's document, counting a miss against their bucket.
+async fn lookup(state: &AppState, owner: &UserId, id: &SharedDocId) -> Result<SharedDoc, Error> {
+    state.shared_misses.check(owner)?;
+    match state.shared.get(owner, id).await? {
+        Some(doc) => Ok(doc),
+        None => {
+            state.shared_misses.record_miss(owner);
+            Err(Error::NotFound)
+        }
+    }
+}
+
 /// `GET /shared/doc/{id}`.
 pub(crate) async fn get_doc(
     State(state): State<AppState>,
+    AuthenticatedUser(owner): AuthenticatedUser,
     Params(id): Params<String>,
 ) -> Result<Response, Error> {
     let id = SharedDocId::parse(&id)?;
-    let doc = state.shared.get(&id).await?.ok_or(Error::NotFound)?;
+    let doc = lookup(&state, &owner, &id).await?;
     let content_type = doc
         .content_type
         .as_deref()
@@ -56,6 +80,7 @@ pub(crate) async fn get_doc(
 /// `PUT /shared/doc/{id}`.
 pub(crate) async fn put_doc(
     State(state): State<AppState>,
+    AuthenticatedUser(owner): AuthenticatedUser,
     Params(id): Params<String>,
     QueryArgs(arg): QueryArgs<RevArg>,
     headers: HeaderMap,
@@ -86,10 +111,21 @@ pub(crate) async fn put_doc(
         .map(str::to_owned);
     let old_rev = arg.old_rev.map(SharedRev::new);
     let creating = old_rev.is_none();
-    let rev = state
+    let size = u64::try_from(content.len()).map_err(|_| too_big)?;
+    // Charged before the write, released for the version it replaced after.
+    let reservation = match &state.ledger {
+        Some(ledger) => Some(ledger.reserve(&owner, size).await?),
+        None => None,
+    };
+    let written = state
         .shared
-        .put(&id, old_rev.as_ref(), content, content_type)
+        .put(&owner, &id, old_rev.as_ref(), content, content_type)
         .await?;
+    if let (Some(ledger), Some(reservation)) = (&state.ledger, reservation) {
+        reservation.commit();
+        ledger.release(&owner, written.replaced_bytes);
+    }
+    let rev = written.rev;
     let status = if creating {
         StatusCode::CREATED
     } else {
@@ -101,16 +137,25 @@ pub(crate) async fn put_doc(
 /// `DELETE /shared/doc/{id}?old_rev=R`.
 pub(crate) async fn delete_doc(
     State(state): State<AppState>,
+    AuthenticatedUser(owner): AuthenticatedUser,
     Params(id): Params<String>,
     QueryArgs(arg): QueryArgs<RevArg>,
 ) -> Result<StatusCode, Error> {
     let id = SharedDocId::parse(&id)?;
+    let current = lookup(&state, &owner, &id).await?;
     let Some(rev) = arg.old_rev.map(SharedRev::new) else {
-        return Err(match state.shared.get(&id).await? {
-            Some(_) => Error::RevisionConflict,
-            None => Error::NotFound,
-        });
+        return Err(Error::RevisionConflict);
     };
-    state.shared.delete(&id, &rev).await?;
+    if rev != current.rev {
+        return Err(Error::RevisionConflict);
+    }
+    if let Some(ledger) = &state.ledger {
+        // Measured before the removal so it is not counted twice.
+        ledger.ensure_loaded(&owner).await?;
+    }
+    let freed = state.shared.delete(&owner, &id, &rev).await?;
+    if let Some(ledger) = &state.ledger {
+        ledger.release(&owner, freed);
+    }
     Ok(StatusCode::NO_CONTENT)
 }

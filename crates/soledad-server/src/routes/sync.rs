@@ -4,35 +4,45 @@
 //! * `PUT /user-{uuid}/sync-from/{source}` with [`soledad_protocol::RecordSyncInfo`];
 //! * `POST /user-{uuid}/sync-from/{source}` → the streamed exchange.
 //!
-//! The authentication middleware has already checked that `{uuid}` is the caller.
+//! The route is `/{db}/sync-from/{source}` with [`Access::Owner`]: the
+//! [`Owner`] extractor parses the decoded `{db}` strictly as `user-{uuid}`
+//! (anything else is 404) and requires that user to be the caller (403), so
+//! an encoded spelling (`user%2D…`, `%75ser-…`) reaches no other user's store.
+//!
+//! Each user has at most `max_sync_exchanges_per_user` exchanges in flight
+//! (429 `too_many_requests` beyond).
+//!
+//! [`Access::Owner`]: crate::auth::access::Access::Owner
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 use soledad_protocol::{RecordSyncInfo, SYNC_CONTENT_TYPE, SyncInfo};
 
 use super::AppState;
 use super::extract::Params;
-use crate::blobs::UserId;
+use crate::auth::access::Owner;
 use crate::docsync;
 use crate::error::Error;
 
 /// Largest `PUT` body (a small JSON object).
 const MAX_RECORD_BODY: usize = 4096;
 
-fn user_of(segment: &str) -> Result<UserId, Error> {
-    let uuid = segment.strip_prefix("user-").ok_or(Error::NotFound)?;
-    UserId::parse(uuid).map_err(|_| Error::InvalidUserId)
+/// The source replica a sync route names (the owner comes from [`Owner`]).
+#[derive(serde::Deserialize)]
+pub(crate) struct SyncPath {
+    source: String,
 }
 
 /// `GET /user-{uuid}/sync-from/{source}`.
 pub(crate) async fn get_sync_info(
     State(state): State<AppState>,
-    Params((db, source)): Params<(String, String)>,
+    Owner(user): Owner,
+    Params(SyncPath { source }): Params<SyncPath>,
 ) -> Result<Json<SyncInfo>, Error> {
-    let user = user_of(&db)?;
     Ok(Json(
         docsync::sync_info(&state.user_stores, &user, &source).await?,
     ))
@@ -41,10 +51,10 @@ pub(crate) async fn get_sync_info(
 /// `PUT /user-{uuid}/sync-from/{source}`.
 pub(crate) async fn put_sync_info(
     State(state): State<AppState>,
-    Params((db, source)): Params<(String, String)>,
+    Owner(user): Owner,
+    Params(SyncPath { source }): Params<SyncPath>,
     body: Body,
 ) -> Result<StatusCode, Error> {
-    let user = user_of(&db)?;
     let bytes = axum::body::to_bytes(body, MAX_RECORD_BODY)
         .await
         .map_err(|_| Error::InvalidRequest { what: "body" })?;
@@ -57,10 +67,12 @@ pub(crate) async fn put_sync_info(
 /// `POST /user-{uuid}/sync-from/{source}`.
 pub(crate) async fn post_exchange(
     State(state): State<AppState>,
-    Params((db, source)): Params<(String, String)>,
+    Owner(user): Owner,
+    Params(SyncPath { source }): Params<SyncPath>,
     body: Body,
 ) -> Result<Response, Error> {
-    let user = user_of(&db)?;
+    // Held until the response stream ends (or the client goes away).
+    let slot = state.sync_slots.try_take(&user)?;
     let response = docsync::exchange(
         &state.user_stores,
         state.ledger.clone(),
@@ -71,7 +83,10 @@ pub(crate) async fn post_exchange(
     .await?;
     Ok((
         [(header::CONTENT_TYPE, SYNC_CONTENT_TYPE)],
-        Body::from_stream(response),
+        Body::from_stream(response.map(move |item| {
+            let _held = &slot;
+            item
+        })),
     )
         .into_response())
 }

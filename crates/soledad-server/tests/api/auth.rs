@@ -185,6 +185,35 @@ async fn user_a_gets_403_on_every_route_naming_user_b() {
     t.shutdown().await;
 }
 
+/// Issue 8: spellings of Bob's owner segment that decode to him (or to no
+/// valid user) are refused for Alice, and nothing is created for Bob.
+#[tokio::test]
+async fn encoded_owner_segments_never_reach_another_user() {
+    let t = TestServer::start().await;
+    for spelled in ["%62ob", "%62%6F%62", "b%6fb", "%2562ob", "BOB", "Bob"] {
+        for (method, path, body) in user_routes(spelled) {
+            let got = status(&t, &method, &path, body, Some(&t.alice.header)).await;
+            assert_eq!(got, StatusCode::FORBIDDEN, "alice: {method} {path}");
+        }
+    }
+    for db in ["user%2Dbob", "%75ser-bob", "us%65r-bob", "user-%62ob"] {
+        for method in [Method::GET, Method::PUT, Method::POST] {
+            let path = format!("/{db}/sync-from/replica1");
+            let got = status(&t, &method, &path, Some("{}"), Some(&t.alice.header)).await;
+            assert_eq!(got, StatusCode::FORBIDDEN, "alice: {method} {path}");
+        }
+    }
+    for db in ["USER-bob", "User-bob", "%2575ser-bob", "bob"] {
+        let path = format!("/{db}/sync-from/replica1");
+        let got = status(&t, &Method::GET, &path, None, Some(&t.alice.header)).await;
+        assert_eq!(got, StatusCode::NOT_FOUND, "alice: GET {path}");
+    }
+    let data = &t.config.data_path;
+    assert!(!data.join("users").join("user-bob.db").exists());
+    assert!(!t.config.blobs_dir().join("bob").exists());
+    t.shutdown().await;
+}
+
 #[tokio::test]
 async fn owner_passes_auth_on_every_own_route() {
     let t = TestServer::start().await;

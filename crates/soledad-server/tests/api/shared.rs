@@ -37,11 +37,20 @@ async fn revisions_and_conflicts() {
     assert_eq!(status, StatusCode::CREATED);
     let rev1 = body["rev"].as_str().unwrap().to_owned();
 
-    // Another user (any authenticated user) reads it back: content as given.
+    // Another user does not see it (issue 8: documents belong to their owner).
     let response = t
         .client
         .get(t.url("/shared/doc/backup-1"))
         .header("authorization", &t.bob.header)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // The owner reads it back: content as given.
+    let response = t
+        .client
+        .get(t.url("/shared/doc/backup-1"))
+        .header("authorization", &t.alice.header)
         .send()
         .await
         .unwrap();
