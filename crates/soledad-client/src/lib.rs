@@ -17,12 +17,14 @@
 
 #![forbid(unsafe_code)]
 
+mod batch;
 mod error;
 mod secrets;
 mod soledad;
 mod sync;
 mod transport;
 
+pub use batch::DocBatch;
 pub use error::{DivergedKind, Error};
 pub use secrecy::SecretString;
 pub use soledad::{Soledad, SoledadBuilder, SyncStatsSnapshot};

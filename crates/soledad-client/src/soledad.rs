@@ -10,6 +10,7 @@ use serde_json::Value;
 use soledad_crypto::{KdfParams, RecoveryCode, StorageSecret, SyncKeys};
 use soledad_store::{Document, OpenOptions, StoreWorker};
 
+use crate::batch::DocBatch;
 use crate::error::Error;
 use crate::secrets;
 use crate::sync::{SyncContext, SyncReport, SyncStats, sync_once};
@@ -437,6 +438,39 @@ impl Soledad {
         let name = name.to_owned();
         let values: Vec<String> = values.iter().map(|s| (*s).to_owned()).collect();
         self.call(move |db| db.get_count_from_index(&name, &values))
+            .await
+    }
+
+    /// Runs `writes` as one local transaction: every write is kept, or none is
+    /// (u1db has no batches; this is what an application importing many documents
+    /// wants, one commit instead of one per document). The closure runs on the
+    /// database thread: keep it free of blocking I/O.
+    ///
+    /// ```no_run
+    /// # async fn import(soledad: &soledad_client::Soledad) -> Result<(), soledad_client::Error> {
+    /// let ids = soledad
+    ///     .batch(|batch| {
+    ///         let mut ids = Vec::new();
+    ///         for n in 0..1000 {
+    ///             ids.push(batch.create_doc(&serde_json::json!({ "n": n }), None)?.doc_id);
+    ///         }
+    ///         Ok(ids)
+    ///     })
+    ///     .await?;
+    /// assert_eq!(ids.len(), 1000);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The first error the closure returns (nothing of the batch is kept), or
+    /// [`StoreError::BatchAborted`](soledad_store::StoreError::BatchAborted) when a
+    /// write failed half-way and the closure went on.
+    pub async fn batch<T, F>(&self, writes: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DocBatch<'_, '_>) -> Result<T, soledad_store::StoreError> + Send + 'static,
+    {
+        self.call(move |db| db.batch(|batch| writes(&mut DocBatch::new(batch))))
             .await
     }
 

@@ -33,12 +33,19 @@ mod codec;
 mod error;
 mod error_kind;
 mod frame;
+mod limits;
+mod receive;
 mod sync;
 
 pub use auth::{AUTH_SCHEME, AuthHeader};
 pub use error::ProtocolError;
 pub use error_kind::{ErrorBody, ErrorKind};
 pub use frame::{DocFrame, Frame, FrameDecoder, FrameKind, MAX_FRAME_LEN};
+pub use limits::{
+    BATCH_BYTES, BATCH_DOCS, BatchLimits, MAX_DOC_ID_BYTES, MAX_DOCUMENT_BYTES,
+    MAX_FRAME_FIELD_BYTES,
+};
+pub use receive::{Batch, Broken, Direction, Receiver, Request, Response, Step};
 pub use sync::{
     ExchangeEnd, ExchangeRequestHeader, ExchangeResponseHeader, RecordSyncInfo, SYNC_CONTENT_TYPE,
     SyncInfo,

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 //! End-to-end document sync: a real server on loopback, real clients in temp dirs.
 
+mod batches;
 mod conflicts;
 mod convergence;
 mod divergence;
