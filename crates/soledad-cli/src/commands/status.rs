@@ -46,8 +46,9 @@ pub(crate) async fn run(ctx: &Context) -> Result<Output, CliError> {
     }
     text.push_str(&match &last {
         Some(last) => format!(
-            "last sync   {} (unix time), server generation {}\n",
-            last.at_unix, last.target_generation
+            "last sync   {}, server generation {}\n",
+            ago(last.at_unix),
+            last.target_generation
         ),
         None => "last sync   never (from this home)\n".to_owned(),
     });
@@ -64,4 +65,18 @@ pub(crate) async fn run(ctx: &Context) -> Result<Output, CliError> {
         "last_sync": last,
     });
     Ok(Output::new(json, text))
+}
+
+/// "42 s ago", "3 min ago", "5 h ago", "2 days ago".
+fn ago(at_unix: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let secs = now.saturating_sub(at_unix);
+    match secs {
+        0..60 => format!("{secs} s ago"),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86_400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
 }
