@@ -38,6 +38,7 @@ pub(crate) struct Cli {
 /// Options every command takes; values not given fall back to the profile that
 /// `soledad init` saved in the home directory.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct GlobalArgs {
     /// Directory holding this device's secrets file, local database and profile
     /// [default: $XDG_DATA_HOME/soledad or ~/.local/share/soledad].

@@ -73,8 +73,15 @@ impl CliError {
             }
             source = cause.source();
         }
-        if let CliError::Client(soledad_client::Error::Network(_)) = self {
-            message.push_str(" (is the server running and the URL right?)");
+        if let CliError::Client(soledad_client::Error::Network(err)) = self {
+            let mut root: &dyn std::error::Error = err.as_ref();
+            while let Some(cause) = root.source() {
+                root = cause;
+            }
+            message = format!(
+                "cannot reach the server: {root}; is it running, and is the URL right? \
+                 ({message})"
+            );
         }
         message
     }

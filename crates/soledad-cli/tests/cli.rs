@@ -447,7 +447,7 @@ fn server_down_exits_1_with_a_clear_message() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("error:"))
-        .stderr(predicate::str::contains("is the server running"));
+        .stderr(predicate::str::contains("cannot reach the server: "));
     // Local commands still work without the server.
     json(bare(&env.home("a")), &["doc", "list"], 0);
 }
