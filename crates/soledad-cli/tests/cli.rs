@@ -358,6 +358,14 @@ fn a_wrong_passphrase_exits_5() {
         &["--passphrase-file", file, "doc", "list"],
         5,
     );
+    // The file wins over the variable.
+    let good = env.dir.path().join("good.txt");
+    std::fs::write(&good, format!("{PASSPHRASE}\n")).unwrap();
+    json(
+        bare(&env.home("a")).env("SOLEDAD_PASSPHRASE", "wrong"),
+        &["--passphrase-file", good.to_str().unwrap(), "doc", "list"],
+        0,
+    );
     // A second device with another passphrase finds no backup for it once the
     // account has data on the server (before that it would be a new account).
     json(bare(&env.home("a")), &["doc", "create", "{}"], 0);

@@ -80,12 +80,17 @@ async fn sync_with_progress(soledad: &Soledad) -> Result<SyncReport, soledad_cli
         return soledad.sync().await;
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} received {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix("syncing");
+    // Sending has no known total: a spinner with a count. Once the server
+    // announces what it will send, a bar of documents received.
+    let sending = ProgressStyle::with_template("{spinner} syncing: {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let receiving = ProgressStyle::with_template(
+        "{spinner} syncing [{bar:30}] {pos}/{len} received, {msg} ({eta} left)",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(sending);
+    let mut announced = false;
     let sync = soledad.sync();
     tokio::pin!(sync);
     let mut tick = tokio::time::interval(PROGRESS_TICK);
@@ -94,9 +99,13 @@ async fn sync_with_progress(soledad: &Soledad) -> Result<SyncReport, soledad_cli
             result = &mut sync => break result,
             _ = tick.tick() => {
                 let stats = soledad.sync_stats();
+                if stats.to_receive > 0 && !announced {
+                    announced = true;
+                    bar.set_style(receiving.clone());
+                }
                 bar.set_length(stats.to_receive);
                 bar.set_position(stats.received);
-                bar.set_message(format!("· {} sent", stats.sent));
+                bar.set_message(format!("{} sent", stats.sent));
                 bar.tick();
             }
         }
