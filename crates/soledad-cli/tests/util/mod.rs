@@ -1,0 +1,170 @@
+//! A real Soledad server on 127.0.0.1 (random port, TLS, embedded storage in a
+//! temporary directory) run by a tokio runtime the test holds, and the real
+//! `soledad` binary pointed at it through `SOLEDAD_*` variables only.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::borrow::BorrowMut;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use soledad_server::{Config, RunningServer, Server, SqliteTokenStore, TokenStore as _};
+use tempfile::TempDir;
+
+pub const UUID: &str = "alice";
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// The server and the temporary directory holding it and the devices' homes.
+pub struct Env {
+    runtime: tokio::runtime::Runtime,
+    server: Option<RunningServer>,
+    config: Config,
+    pub dir: TempDir,
+    pub token: String,
+    pub url: String,
+    pub cert: PathBuf,
+}
+
+impl Env {
+    /// Starts a server with one registered user, `UUID`.
+    pub fn start() -> Env {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::loopback(dir.path().join("server"));
+        config.blobs = false;
+        std::fs::create_dir_all(&config.data_path).unwrap();
+        let (server, token) = runtime.block_on(async {
+            let tokens = Arc::new(SqliteTokenStore::open(&config.token_store_path()).unwrap());
+            let token = tokens.add(UUID, None).await.unwrap().expose().to_owned();
+            let server = Server::builder(config.clone())
+                .token_store(tokens)
+                .start()
+                .await
+                .unwrap();
+            (server, token)
+        });
+        let url = format!("https://{}", server.users_addr());
+        let cert = server.cert_path().to_owned();
+        Env {
+            runtime,
+            server: Some(server),
+            config,
+            dir,
+            token,
+            url,
+            cert,
+        }
+    }
+
+    /// Stops the server (its port then refuses connections).
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.runtime.block_on(server.shutdown()).unwrap();
+        }
+    }
+
+    /// A device's home directory (not created).
+    pub fn home(&self, device: &str) -> PathBuf {
+        self.dir.path().join(device)
+    }
+
+    /// `soledad` with everything needed to reach this server as `UUID`.
+    pub fn soledad(&self, device: &str) -> Command {
+        let mut cmd = bare(&self.home(device));
+        cmd.env("SOLEDAD_UUID", UUID)
+            .env("SOLEDAD_SERVER", &self.url)
+            .env("SOLEDAD_TOKEN", &self.token)
+            .env("SOLEDAD_CERT_FILE", &self.cert);
+        cmd
+    }
+
+    /// `soledad init` on a new device; panics unless it succeeds.
+    pub fn init(&self, device: &str) {
+        self.soledad(device).arg("init").assert().success();
+    }
+
+    /// Plays a dishonest server: flips one byte in the stored ciphertext of every
+    /// document in the user's server-side store (SQLite, payload column `content`).
+    /// There is no tamper hook in the server; this is the only place that knows
+    /// the store's layout.
+    pub fn tamper_with_stored_documents(&self) -> usize {
+        let path = self.config.user_dbs_dir().join(format!("user-{UUID}.db"));
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        let rows: Vec<(String, Vec<u8>)> = {
+            let mut stmt = conn
+                .prepare("SELECT doc_id, content FROM document WHERE content IS NOT NULL")
+                .unwrap();
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        for (id, mut payload) in rows.iter().cloned() {
+            let last = payload.len() - 1;
+            payload[last] ^= 0x40;
+            conn.execute(
+                "UPDATE document SET content = ?1 WHERE doc_id = ?2",
+                rusqlite::params![payload, id],
+            )
+            .unwrap();
+        }
+        rows.len()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `soledad` with only a home, the passphrase and the test-only fast KDF: what
+/// a later command needs once `init` saved the profile.
+pub fn bare(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_soledad"));
+    cmd.env_clear()
+        .env("SOLEDAD_HOME", home)
+        .env("SOLEDAD_PASSPHRASE", PASSPHRASE)
+        .env("SOLEDAD_DANGER_FAST_KDF", "1")
+        .timeout(std::time::Duration::from_secs(60));
+    cmd
+}
+
+/// Runs `cmd` with `--json`, expects `code`, and returns stdout parsed as exactly
+/// one JSON value (empty stdout is `Value::Null`).
+pub fn json(mut cmd: impl BorrowMut<Command>, args: &[&str], code: i32) -> Value {
+    let out = cmd.borrow_mut().arg("--json").args(args).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "soledad {args:?}: stdout {stdout:?} stderr {stderr:?}"
+    );
+    if stdout.is_empty() {
+        return Value::Null;
+    }
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not one JSON value ({e}): {stdout}"))
+}
+
+/// Runs `cmd` with `--json`, expects failure with `code`, and returns the error
+/// object from stderr (stdout must be empty).
+pub fn json_error(mut cmd: impl BorrowMut<Command>, args: &[&str], code: i32) -> Value {
+    let out = cmd.borrow_mut().arg("--json").args(args).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(code), "soledad {args:?}: {stderr}");
+    assert!(out.stdout.is_empty(), "stdout must be empty on error");
+    let value: Value = serde_json::from_str(stderr.trim())
+        .unwrap_or_else(|e| panic!("stderr is not one JSON value ({e}): {stderr}"));
+    assert!(value["error"].is_string(), "{value}");
+    assert!(value["message"].is_string(), "{value}");
+    value
+}
