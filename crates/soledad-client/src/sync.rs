@@ -670,3 +670,37 @@ fn apply_batch(
         Ok(outcome)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ServerKnown;
+
+    fn known(generations: &[u64]) -> ServerKnown {
+        let mut known = ServerKnown::default();
+        for g in generations {
+            known.push(*g);
+        }
+        known
+    }
+
+    #[test]
+    fn contiguous_generations_are_one_range() {
+        let k = known(&[5, 6, 7, 8]);
+        assert_eq!(k.ranges, vec![(5, 8)]);
+        assert!(k.contains(5) && k.contains(8));
+        assert!(!k.contains(4) && !k.contains(9));
+    }
+
+    #[test]
+    fn the_covered_prefix_stops_at_the_first_unknown_generation() {
+        // 11 and 12 are the server's, 13 a merge, 14 the server's again.
+        let k = known(&[11, 12, 14]);
+        assert_eq!(k.known_up_to(10), 12);
+        assert!(!k.contains(13));
+        // Nothing known right after the start: the position does not move.
+        assert_eq!(k.known_up_to(12), 12);
+        assert_eq!(k.known_up_to(13), 14);
+        assert_eq!(known(&[]).known_up_to(7), 7);
+        assert_eq!(known(&[9]).known_up_to(7), 7);
+    }
+}

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -67,6 +68,9 @@ pub struct Outcome {
     pub restarts: u64,
     pub transport_errors: u64,
     pub merges: u64,
+    /// Incoming revisions superseded by the local one (each a false integrity alarm
+    /// before issue 16).
+    pub superseded: u64,
     /// Rounds the final quiescing took (the last one quiet).
     pub quiesce_rounds: usize,
 }
@@ -86,6 +90,8 @@ struct Run {
     /// Per device: its last sync said converged and it wrote nothing since, so its
     /// next sync must send nothing.
     clean: Vec<bool>,
+    /// Per device: the ids of its last few writes.
+    recent: Vec<Vec<&'static str>>,
 }
 
 /// Runs `steps` random steps with `seed`; `Err` describes the broken oracle.
@@ -106,6 +112,7 @@ pub async fn run(dir: &Path, seed: u64, steps: usize) -> Result<Outcome, String>
         log: Vec::new(),
         sync_bytes: 4000,
         clean: vec![false; DEVICES],
+        recent: vec![Vec::new(); DEVICES],
     };
     // Opened in turn: the first makes the account's secret, the others fetch it.
     for d in 0..DEVICES {
@@ -117,6 +124,9 @@ pub async fn run(dir: &Path, seed: u64, steps: usize) -> Result<Outcome, String>
         Ok(()) => run.check().await,
         Err(e) => Err(e),
     };
+    if std::env::var("SOLEDAD_CHECKER_TRACE").is_ok_and(|v| v == "1") {
+        eprintln!("seed {seed}:\n{}", run.log.join("\n"));
+    }
     result.map(|()| run.outcome.clone()).map_err(|e| {
         let tail: Vec<&String> = run.log.iter().rev().take(40).rev().collect();
         format!("{e}\nlast steps:\n{tail:#?}")
@@ -159,7 +169,7 @@ impl Run {
                     let n = 1 + self.rng.below(3);
                     self.log
                         .push(format!("{step}: sync {d} with {n} concurrent writes"));
-                    self.sync_while_writing(d, n).await?;
+                    self.sync_while_writing(d, n, false).await?;
                 }
                 80..=84 => {
                     let e = (d + 1 + self.rng.index(DEVICES - 1)) % DEVICES;
@@ -167,13 +177,33 @@ impl Run {
                     self.sync_two(d, e).await?;
                 }
                 85..=93 => {
-                    // Somewhere in a sync of the usual size (or just after it).
-                    let bytes = 1 + self.rng.below(self.sync_bytes + self.sync_bytes / 4);
+                    // Somewhere in a sync of the usual size (or just after it); half
+                    // the time in its second half, where the server has applied the
+                    // upload and answers.
+                    let size = self.sync_bytes;
+                    let bytes = if self.rng.below(2) == 0 {
+                        1 + self.rng.below(size + size / 4)
+                    } else {
+                        size / 2 + self.rng.below(size / 2 + size / 4 + 1)
+                    };
                     self.log
                         .push(format!("{step}: sync {d}, server killed after {bytes} B"));
                     self.proxy.arm_kill(bytes);
+                    let kills = self.proxy.kills();
                     self.sync(d).await?;
                     self.proxy.disarm();
+                    if self.proxy.kills() != kills && self.rng.below(2) == 0 {
+                        // Issue 16's case: right after the restart, the device syncs
+                        // again while the application rewrites what the cut exchange
+                        // carried (the server may send back the older revisions).
+                        self.log.push(format!(
+                            "{step}: serve, sync {d} while rewriting its last ids"
+                        ));
+                        self.server.serve().await;
+                        self.outcome.restarts += 1;
+                        let n = 1 + self.rng.below(3);
+                        self.sync_while_writing(d, n, true).await?;
+                    }
                 }
                 94..=97 => {
                     self.log.push(format!("{step}: restart server"));
@@ -193,6 +223,15 @@ impl Run {
         Ok(())
     }
 
+    fn remember(&mut self, d: usize, id: &'static str) {
+        let recent = &mut self.recent[d];
+        recent.retain(|r| *r != id);
+        recent.push(id);
+        if recent.len() > 3 {
+            recent.remove(0);
+        }
+    }
+
     fn content(&mut self) -> serde_json::Value {
         // Few values, so that two devices often write equal contents (merges).
         json!({"v": self.rng.below(4)})
@@ -206,6 +245,7 @@ impl Run {
         let written = write_doc(&self.devices[d], id, &content, delete).await?;
         if let Some(rev) = written {
             self.clean[d] = false;
+            self.remember(d, id);
             self.log.push(format!("   {id} -> {rev}"));
             self.writes.push((id.to_owned(), rev));
             self.outcome.writes += 1;
@@ -293,8 +333,10 @@ impl Run {
                         report.rounds
                     ));
                 }
-                self.clean[d] = report.converged;
+                // Writes made during the sync may land after its last look.
+                self.clean[d] = report.converged && !wrote_during;
                 self.outcome.merges += report.merged;
+                self.outcome.superseded += report.superseded;
                 self.log.push(format!(
                     "   {d}: sent {} received {} conflicts {} superseded {} merged {} rounds {} converged {}",
                     report.sent,
@@ -318,34 +360,84 @@ impl Run {
         }
     }
 
-    async fn sync_while_writing(&mut self, d: usize, n: u64) -> Result<(), String> {
+    /// Syncs device `d` while it writes `n` times (ids among its own last writes
+    /// when `rewrite`).
+    async fn sync_while_writing(&mut self, d: usize, n: u64, rewrite: bool) -> Result<(), String> {
         let mut plan = Vec::new();
         for _ in 0..n {
-            let id = IDS[self.rng.index(IDS.len())];
+            let id = match self.recent[d].len() {
+                len if rewrite && len > 0 => self.recent[d][self.rng.index(len)],
+                _ => IDS[self.rng.index(IDS.len())],
+            };
             let content = self.content();
             let delete = self.rng.below(5) == 0;
-            plan.push((id, content, delete));
+            // Workload jitter, so that writes land in every phase of the sync.
+            let pause = Duration::from_millis(self.rng.below(25));
+            plan.push((id, content, delete, pause));
+        }
+        // When rewriting, the writes wait until the upload streams (so the sync took
+        // its starting position), and the server's answer is held until they are
+        // done: they land between the two, as in issue 16. Something is written
+        // first so that the upload has a document to count.
+        let knobs = self.proxy.knobs.clone();
+        if rewrite {
+            let others: Vec<&'static str> = IDS
+                .into_iter()
+                .filter(|id| !plan.iter().any(|(p, ..)| p == id))
+                .collect();
+            if let Some(id) = others.get(self.rng.index(others.len().max(1))) {
+                let content = self.content();
+                if let Some(rev) = write_doc(&self.devices[d], id, &content, false).await? {
+                    self.log.push(format!("   {id} -> {rev}"));
+                    self.clean[d] = false;
+                    self.writes.push(((*id).to_owned(), rev));
+                    self.outcome.writes += 1;
+                }
+            }
         }
         let kills = self.proxy.kills();
         let dev = &self.devices[d];
+        let sync_done = AtomicBool::new(false);
+        let sync = async {
+            let result = timed_sync(dev).await;
+            sync_done.store(true, Ordering::SeqCst);
+            result
+        };
         let writes = async {
-            let mut done = Vec::new();
-            for (id, content, delete) in &plan {
-                // Let the sync get going between writes.
-                tokio::task::yield_now().await;
-                if let Some(rev) = write_doc(dev, id, content, *delete).await? {
-                    done.push(((*id).to_owned(), rev));
+            if rewrite {
+                // Bounded: the sync ends (or times out) by itself.
+                while dev.sync_stats().sent == 0 && !sync_done.load(Ordering::SeqCst) {
+                    tokio::task::yield_now().await;
+                }
+                if !sync_done.load(Ordering::SeqCst) {
+                    knobs.hold_download_at.store(1, Ordering::SeqCst);
                 }
             }
+            let mut done = Vec::new();
+            for (id, content, delete, pause) in &plan {
+                if !rewrite {
+                    tokio::time::sleep(*pause).await;
+                }
+                match write_doc(dev, id, content, *delete).await {
+                    Ok(Some(rev)) => done.push((*id, rev)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        knobs.hold_download_at.store(0, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
+            }
+            knobs.hold_download_at.store(0, Ordering::SeqCst);
             Ok::<_, String>(done)
         };
-        let (result, done) = tokio::join!(timed_sync(dev), writes);
+        let (result, done) = tokio::join!(sync, writes);
         let killed = self.proxy.kills() != kills;
         let done = done?;
         let wrote_during = !done.is_empty();
         for (id, rev) in done {
             self.log.push(format!("   {id} -> {rev} (during sync)"));
-            self.writes.push((id, rev));
+            self.remember(d, id);
+            self.writes.push((id.to_owned(), rev));
             self.outcome.writes += 1;
         }
         self.account(d, result?, killed, wrote_during)?;

@@ -245,38 +245,47 @@ async fn pump(
     upload: bool,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
+    let held = |knobs: &Knobs| {
+        let at = if upload {
+            knobs.hold_upload_at.load(Ordering::SeqCst)
+        } else {
+            knobs.hold_download_at.load(Ordering::SeqCst)
+        };
+        at != 0 && knobs.uploaded.load(Ordering::SeqCst) >= at
+    };
     loop {
-        let held_since = Instant::now();
-        while held_since.elapsed() < MAX_HOLD
-            && if upload {
-                let at = knobs.hold_upload_at.load(Ordering::SeqCst);
-                at != 0 && knobs.uploaded.load(Ordering::SeqCst) >= at
-            } else {
-                let at = knobs.hold_download_at.load(Ordering::SeqCst);
-                at != 0 && knobs.uploaded.load(Ordering::SeqCst) >= at
-            }
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
+        // Hold what was read (checked after reading, so a hold set while this pump
+        // waited still applies to the next bytes).
+        let held_since = Instant::now();
+        while held_since.elapsed() < MAX_HOLD && held(knobs) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        if upload {
-            knobs.uploaded.fetch_add(n as u64, Ordering::SeqCst);
-        }
-        let total = knobs.forwarded.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+        // When armed, forward only up to the kill point, then kill: the other side
+        // sees the stream cut exactly there.
+        let before = knobs.forwarded.fetch_add(n as u64, Ordering::SeqCst);
         let at = knobs.kill_at.load(Ordering::SeqCst);
-        if at != 0
-            && total >= at
+        let cut = at != 0
+            && before + n as u64 >= at
             && knobs
                 .kill_at
                 .compare_exchange(at, 0, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-        {
+                .is_ok();
+        let pass = if cut {
+            usize::try_from(at.saturating_sub(before)).unwrap().min(n)
+        } else {
+            n
+        };
+        if to.write_all(&buf[..pass]).await.is_err() {
+            break;
+        }
+        if upload {
+            knobs.uploaded.fetch_add(pass as u64, Ordering::SeqCst);
+        }
+        if cut {
             if kill(victim) {
                 knobs.kills.fetch_add(1, Ordering::SeqCst);
             }

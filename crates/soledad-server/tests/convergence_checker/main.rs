@@ -58,6 +58,7 @@ async fn random_seeds_converge_without_loss_or_false_alarms() {
                 total.restarts += o.restarts;
                 total.transport_errors += o.transport_errors;
                 total.merges += o.merges;
+                total.superseded += o.superseded;
                 *rounds_seen.entry(o.quiesce_rounds).or_default() += 1;
             }
             Err(e) if keep_going => {
@@ -69,8 +70,9 @@ async fn random_seeds_converge_without_loss_or_false_alarms() {
     }
     eprintln!(
         "checker: seeds {first}..{} ({steps} steps each) in {:?}: {} writes, {} syncs, {} \
-         killed mid-sync, {} restarts, {} transport errors, {} merges sent; rounds to a \
-         quiet round: {rounds_seen:?}; failed seeds: {failed:?}",
+         killed mid-sync, {} restarts, {} transport errors, {} merges sent, {} older \
+         revisions superseded; rounds to a quiet round: {rounds_seen:?}; failed seeds: \
+         {failed:?}",
         first + seeds,
         started.elapsed(),
         total.writes,
@@ -79,6 +81,7 @@ async fn random_seeds_converge_without_loss_or_false_alarms() {
         total.restarts,
         total.transport_errors,
         total.merges,
+        total.superseded,
     );
     assert!(failed.is_empty(), "failing seeds: {failed:?}");
 }
