@@ -673,7 +673,25 @@ fn apply_batch(
 
 #[cfg(test)]
 mod tests {
-    use super::ServerKnown;
+    use super::{ServerKnown, check_not_behind};
+    use crate::error::{DivergedKind, Error};
+
+    #[test]
+    fn a_server_position_behind_the_recorded_one_is_diverged() {
+        let known = (7, "T-7".to_owned());
+        assert!(check_not_behind(&known, 7, "T-7").is_ok());
+        assert!(check_not_behind(&known, 9, "T-9").is_ok());
+        assert!(matches!(
+            check_not_behind(&known, 6, "T-6"),
+            Err(Error::Diverged(DivergedKind::InvalidGeneration))
+        ));
+        assert!(matches!(
+            check_not_behind(&known, 7, "T-other"),
+            Err(Error::Diverged(DivergedKind::InvalidTransactionId))
+        ));
+        // A device that never synced accepts any position.
+        assert!(check_not_behind(&(0, String::new()), 0, "").is_ok());
+    }
 
     fn known(generations: &[u64]) -> ServerKnown {
         let mut known = ServerKnown::default();
