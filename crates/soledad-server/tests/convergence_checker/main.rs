@@ -50,6 +50,13 @@ async fn random_seeds_converge_without_loss_or_false_alarms() {
     let mut rounds_seen = std::collections::BTreeMap::<usize, u64>::new();
     let started = Instant::now();
     for seed in first..first + seeds {
+        if seed > first && (seed - first).is_multiple_of(50) {
+            eprintln!(
+                "checker: {} seeds done in {:?}, failed so far: {failed:?}",
+                seed - first,
+                started.elapsed()
+            );
+        }
         match run_seed(seed, steps).await {
             Ok(o) => {
                 total.writes += o.writes;
