@@ -55,7 +55,8 @@ pub struct SyncReport {
     pub superseded: u64,
     /// Local revisions made while applying the server's changes (u1db merges of
     /// equal contents, conflicts resolved by an incoming revision): these are sent
-    /// before the sync returns, in an extra exchange.
+    /// before the sync returns, in an extra exchange (if merges still come out of
+    /// the last exchange allowed, `converged` is false and the next sync sends them).
     pub merged: u64,
     /// Documents refused because their envelope failed authentication (the sync
     /// then fails with [`Error::Integrity`]).
