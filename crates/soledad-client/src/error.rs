@@ -26,18 +26,22 @@ pub enum Error {
     /// locally and the operation can be retried.
     #[error("network error: {0}")]
     Network(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// Data received from the server failed authentication, or is a rollback to an
-    /// older revision than the one held locally. The affected documents were not
-    /// applied; every other document of the same sync was.
+    /// Data received from the server failed authentication: a flipped byte, an
+    /// envelope moved to another document, or a revision that claims to be new but
+    /// whose envelope is bound to another one. Only an attacker (or corrupted
+    /// server storage) causes it, never a dropped connection. The affected documents
+    /// were not applied; every other document of the same sync was. (An older
+    /// revision than the local one is not an error: the local one is kept.)
     #[error("integrity check failed for {count} document(s) received from the server")]
     Integrity {
         /// How many documents were refused.
         count: usize,
     },
     /// The server's history does not contain the position this device recorded for
-    /// it (the server was restored from an older copy), or the server recorded a
-    /// position of this device that this device does not have (this local database
-    /// was restored from an older copy). Nothing was merged.
+    /// it (the server was restored from an older copy, or answers with a position
+    /// behind the recorded one, or with another transaction id for it), or the
+    /// server recorded a position of this device that this device does not have
+    /// (this local database was restored from an older copy). Nothing was merged.
     #[error("sync refused: replica histories diverged ({0})")]
     Diverged(DivergedKind),
     /// The server answered with an error this request did not expect.

@@ -10,8 +10,10 @@
 //!
 //! What leaves the device: document ids hidden behind an HMAC, contents sealed in
 //! authenticated envelopes bound to id and revision (`docs/crypto.md`), over the
-//! protocol of `docs/protocol.md`. Documents that fail authentication, or that
-//! would roll a document back, are refused with [`Error::Integrity`].
+//! protocol of `docs/protocol.md`. Documents that fail authentication are refused
+//! with [`Error::Integrity`]; an older revision than the local one is superseded
+//! (kept local, nothing lost), as in u1db; a server whose position moves backwards is
+//! [`Error::Diverged`].
 //!
 //! It does not (yet): blobs, attachments, the incoming box loop.
 

@@ -13,7 +13,7 @@ use soledad_store::{Document, OpenOptions, StoreWorker};
 use crate::batch::DocBatch;
 use crate::error::Error;
 use crate::secrets;
-use crate::sync::{SyncContext, SyncReport, SyncStats, sync_once};
+use crate::sync::{SyncContext, SyncReport, SyncStats};
 use crate::transport::Transport;
 
 /// Options of [`Soledad::open`], as the seed's constructor arguments.
@@ -475,18 +475,23 @@ impl Soledad {
     }
 
     /// Synchronises with the server: sends local changes, applies the server's,
-    /// records conflicts for the application. One sync runs at a time; a second call
-    /// waits for the first.
+    /// records conflicts for the application, and sends back what applying them
+    /// changed locally (merges) before returning ([`SyncReport::converged`] says
+    /// whether anything is left). Writes the application makes during the sync are
+    /// kept and sent by the next one. One sync runs at a time; a second call waits
+    /// for the first.
     ///
     /// # Errors
     /// [`Error::NoServer`], [`Error::Network`] and [`Error::Auth`] (nothing local
-    /// changed), [`Error::Diverged`] (nothing merged), [`Error::Integrity`] (the
-    /// refused documents were skipped, everything else was applied).
+    /// changed), [`Error::Diverged`] (the server's position is behind what this
+    /// device recorded, or the reverse; nothing merged), [`Error::Integrity`]
+    /// (documents that failed authentication were skipped, everything else was
+    /// applied).
     pub async fn sync(&self) -> Result<SyncReport, Error> {
         let ctx = self.inner.sync.as_ref().ok_or(Error::NoServer)?;
         let _one_at_a_time = self.inner.sync_lock.lock().await;
         self.inner.syncing.store(true, Ordering::SeqCst);
-        let result = sync_once(ctx).await;
+        let result = crate::sync::sync(ctx).await;
         self.inner.syncing.store(false, Ordering::SeqCst);
         result
     }

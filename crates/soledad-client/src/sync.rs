@@ -1,8 +1,17 @@
 //! The client side of the sync exchange (docs/protocol.md): upload local changes
 //! sealed, apply the server's changes in committed batches, refuse what does not
-//! authenticate or rolls a document back.
+//! authenticate, and send back what applying them changed locally (merges) before
+//! returning.
 //!
 //! Phases are explicit: [`Downloader`] only accepts the frame its state expects.
+//!
+//! What is an integrity failure and what is not (docs/protocol.md, "What the client
+//! detects"): an envelope that does not authenticate (which includes a revision
+//! that claims to be new but whose envelope is bound to another one) is refused and
+//! reported as [`Error::Integrity`]; a server position that moves backwards is
+//! [`Error::Diverged`]; an incoming revision that the local one dominates or equals
+//! is simply superseded, as in u1db, whatever its origin (an own revision sent back
+//! after a cut sync, or a replayed old one): nothing is lost on this device.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +23,7 @@ use soledad_protocol::{
     DocFrame, ExchangeEnd, ExchangeRequestHeader, Frame, FrameDecoder, ProtocolError,
     RecordSyncInfo,
 };
-use soledad_store::{
-    ClockOrdering, Document, JsonContent, PutState, StoreError, StoreWorker, VectorClock,
-};
+use soledad_store::{Document, JsonContent, PutState, StoreError, StoreWorker};
 
 use crate::error::{DivergedKind, Error};
 use crate::transport::Transport;
@@ -25,9 +32,15 @@ use crate::transport::Transport;
 const BATCH_DOCS: usize = 256;
 /// Bytes of payload after which a download batch is committed early.
 const BATCH_BYTES: usize = 8 << 20;
+/// Exchanges one sync runs at most: the first, then one more each time applying the
+/// download made local revisions the server does not have (merges), so that they
+/// leave the device in the same sync. Bounded because another device may keep
+/// producing concurrent changes.
+const MAX_ROUNDS: u32 = 3;
 
 /// What one sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SyncReport {
     /// Local changes sent to the server.
     pub sent: u64,
@@ -35,10 +48,29 @@ pub struct SyncReport {
     pub received: u64,
     /// Of those, how many made a conflict the application must resolve.
     pub conflicts: u64,
-    /// Documents refused because they failed authentication or were rollbacks.
+    /// Server revisions ignored because the local revision already dominates them
+    /// (u1db's "superseded"): the device's own older revision sent back after a cut
+    /// sync, or an old revision replayed by the server. Harmless: the local one is
+    /// kept (and sent if the server does not have it).
+    pub superseded: u64,
+    /// Local revisions made while applying the server's changes (u1db merges of
+    /// equal contents, conflicts resolved by an incoming revision): these are sent
+    /// before the sync returns, in an extra exchange (if merges still come out of
+    /// the last exchange allowed, `converged` is false and the next sync sends them).
+    pub merged: u64,
+    /// Documents refused because their envelope failed authentication (the sync
+    /// then fails with [`Error::Integrity`]).
     pub refused: u64,
     /// The server generation this device now knows.
     pub target_generation: u64,
+    /// Exchanges run (1 unless merges had to be sent back, at most 3).
+    pub rounds: u32,
+    /// Whether, as far as this device knows at return, the server and the device
+    /// have nothing for each other: every local revision is on the server (merges
+    /// included) and every server change up to `target_generation` is applied.
+    /// `false` when the application wrote during the sync (those writes are sent
+    /// by the next sync) or when merges were still produced after the last round.
+    pub converged: bool,
 }
 
 /// Live counters of the sync in progress (also the last one's totals), for UIs.
@@ -77,9 +109,92 @@ fn diverged(err: StoreError) -> Error {
     }
 }
 
-/// Runs one complete exchange with the server.
-pub(crate) async fn sync_once(ctx: &SyncContext) -> Result<SyncReport, Error> {
+/// Local generations whose document holds exactly the revision the server sent
+/// (written while applying the download): the server has them, so they are neither
+/// sent back nor a reason to think the device has something new.
+///
+/// Kept as ascending inclusive ranges: a download applied without interleaved
+/// merges or application writes is one range, whatever its size.
+#[derive(Debug, Default)]
+struct ServerKnown {
+    ranges: Vec<(u64, u64)>,
+}
+
+impl ServerKnown {
+    /// Adds `generation`, which is larger than every generation added before.
+    fn push(&mut self, generation: u64) {
+        match self.ranges.last_mut() {
+            Some((_, end)) if end.checked_add(1) == Some(generation) => *end = generation,
+            _ => self.ranges.push((generation, generation)),
+        }
+    }
+
+    fn contains(&self, generation: u64) -> bool {
+        self.ranges
+            .iter()
+            .any(|(start, end)| (*start..=*end).contains(&generation))
+    }
+
+    /// The largest `g >= from` such that every generation in `(from, g]` is known.
+    fn known_up_to(&self, from: u64) -> u64 {
+        let mut cursor = from;
+        for (start, end) in &self.ranges {
+            if *start > cursor.saturating_add(1) {
+                break;
+            }
+            cursor = cursor.max(*end);
+        }
+        cursor
+    }
+}
+
+/// Runs one sync: a first exchange, then more (at most [`MAX_ROUNDS`] in all) while
+/// applying the server's documents made local revisions the server does not have.
+pub(crate) async fn sync(ctx: &SyncContext) -> Result<SyncReport, Error> {
     ctx.stats.reset();
+    let mut report = SyncReport::default();
+    let mut known = ServerKnown::default();
+    loop {
+        report.rounds += 1;
+        let round = exchange_round(ctx, &mut known).await?;
+        report.received += round.received;
+        report.conflicts += round.conflicts;
+        report.superseded += round.superseded;
+        report.merged += round.merged;
+        report.refused += round.refused;
+        report.target_generation = round.target_generation;
+        report.sent = ctx.stats.sent.load(Ordering::Relaxed);
+        if report.refused > 0 {
+            return Err(Error::Integrity {
+                count: usize::try_from(report.refused).unwrap_or(usize::MAX),
+            });
+        }
+        let again = round.merged > 0 && round.local_pending && report.rounds < MAX_ROUNDS;
+        if !again {
+            report.converged = !round.local_pending;
+            return Ok(report);
+        }
+    }
+}
+
+/// What one exchange did.
+#[derive(Debug, Default)]
+struct RoundOutcome {
+    received: u64,
+    conflicts: u64,
+    superseded: u64,
+    merged: u64,
+    refused: u64,
+    target_generation: u64,
+    /// Whether the device has local revisions after this exchange that the server
+    /// does not have (merges, or application writes made meanwhile).
+    local_pending: bool,
+}
+
+/// One complete exchange with the server. `known` holds the local generations the
+/// server already has (from earlier exchanges of this sync); this exchange adds its
+/// own and does not send those.
+async fn exchange_round(ctx: &SyncContext, known: &mut ServerKnown) -> Result<RoundOutcome, Error> {
     let info = ctx.transport.sync_info(&ctx.replica_uid).await?;
 
     // Where we are, where we think the server is, and what the server says it has
@@ -119,42 +234,57 @@ pub(crate) async fn sync_once(ctx: &SyncContext) -> Result<SyncReport, Error> {
         header,
         send_from,
         (start_gen, start_tid),
+        std::mem::take(&mut known.ranges),
     );
     let response = ctx.transport.exchange(&ctx.replica_uid, upload).await?;
 
-    let mut downloader = Downloader::new(ctx);
+    let mut downloader = Downloader::new(ctx, known_target);
     let mut response = std::pin::pin!(response);
     while let Some(chunk) = response.next().await {
         downloader.push(&chunk?).await?;
     }
-    let mut report = downloader.finish().await?;
-    report.sent = ctx.stats.sent.load(Ordering::Relaxed);
+    let (mut outcome, applied) = downloader.finish().await?;
 
-    // If applying the server's documents was all that changed locally, the server
-    // already has those generations: record it so they are not sent back.
-    let inserted = report.received;
-    let (now_gen, now_tid) = ctx.actor.call(|db| db.get_generation_info()).await??;
-    if now_gen != start_gen && now_gen == start_gen + inserted {
+    // Tell the server how far it has everything of ours: our position at the start
+    // of this exchange (recorded by its end frame) extended by the generations that
+    // applying its documents wrote with its own revisions. Stops before the first
+    // local revision it does not have (a merge, or an application write made
+    // meanwhile), which a later exchange sends.
+    *known = applied;
+    let (now_gen, last_known) = ctx
+        .actor
+        .call({
+            let covered = known.known_up_to(start_gen);
+            move |db| {
+                let (now_gen, now_tid) = db.get_generation_info()?;
+                let covered = covered.min(now_gen);
+                let tid = if covered == now_gen {
+                    now_tid
+                } else {
+                    db.get_trans_id_for_gen(covered)?
+                };
+                Ok::<_, StoreError>((now_gen, (covered, tid)))
+            }
+        })
+        .await??;
+    if last_known.0 > start_gen {
         ctx.transport
             .record_sync_info(
                 &ctx.replica_uid,
                 &RecordSyncInfo {
-                    generation: now_gen,
-                    transaction_id: now_tid,
+                    generation: last_known.0,
+                    transaction_id: last_known.1,
                 },
             )
             .await?;
     }
-    if report.refused > 0 {
-        return Err(Error::Integrity {
-            count: report.refused as usize,
-        });
-    }
-    Ok(report)
+    outcome.local_pending = last_known.0 < now_gen;
+    Ok(outcome)
 }
 
 /// The request body: header, every local change after `send_from` up to the start
-/// position (sealed, in generation order, fetched a batch at a time), then the end.
+/// position (sealed, in generation order, fetched a batch at a time) except those at
+/// generations the server already has (`skip`, see [`ServerKnown`]), then the end.
 fn upload_stream(
     actor: StoreWorker,
     keys: Arc<SyncKeys>,
@@ -162,7 +292,9 @@ fn upload_stream(
     header: ExchangeRequestHeader,
     send_from: u64,
     start: (u64, String),
+    skip: Vec<(u64, u64)>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let skip = Arc::new(ServerKnown { ranges: skip });
     enum Step {
         Header,
         Docs(u64),
@@ -174,6 +306,7 @@ fn upload_stream(
         let actor = actor.clone();
         let keys = keys.clone();
         let stats = stats.clone();
+        let skip = skip.clone();
         let (start_gen, start_tid) = start.clone();
         async move {
             match step {
@@ -200,6 +333,9 @@ fn upload_stream(
                             break;
                         }
                         last = item.generation;
+                        if skip.contains(item.generation) {
+                            continue;
+                        }
                         match seal_frame(&keys, &item.doc, item.generation, item.transaction_id) {
                             Ok(frame) => frame.encode(&mut out),
                             Err(e) => {
@@ -259,22 +395,41 @@ enum Expect {
 /// also record the server position reached.
 struct Downloader<'a> {
     ctx: &'a SyncContext,
+    /// The server position this device recorded before the exchange: the server's
+    /// answer must not be behind it.
+    known_target: (u64, String),
     decoder: FrameDecoder,
     expect: Expect,
     pending: Vec<DocFrame>,
     pending_bytes: usize,
-    report: SyncReport,
+    outcome: RoundOutcome,
+    applied: ServerKnown,
+}
+
+/// Refuses a server position behind the one this device recorded (a server restored
+/// from an older copy, or one rolling its history back): the same answer an honest
+/// server gives for it (`InvalidGeneration` / `InvalidTransactionId`).
+fn check_not_behind(known: &(u64, String), generation: u64, trans_id: &str) -> Result<(), Error> {
+    if generation < known.0 {
+        return Err(Error::Diverged(DivergedKind::InvalidGeneration));
+    }
+    if generation == known.0 && trans_id != known.1 {
+        return Err(Error::Diverged(DivergedKind::InvalidTransactionId));
+    }
+    Ok(())
 }
 
 impl<'a> Downloader<'a> {
-    fn new(ctx: &'a SyncContext) -> Self {
+    fn new(ctx: &'a SyncContext, known_target: (u64, String)) -> Self {
         Downloader {
             ctx,
+            known_target,
             decoder: FrameDecoder::new(),
             expect: Expect::ResponseHeader,
             pending: Vec::new(),
             pending_bytes: 0,
-            report: SyncReport::default(),
+            outcome: RoundOutcome::default(),
+            applied: ServerKnown::default(),
         }
     }
 
@@ -289,20 +444,27 @@ impl<'a> Downloader<'a> {
     async fn handle(&mut self, frame: Frame) -> Result<(), Error> {
         let expect = std::mem::replace(&mut self.expect, Expect::Nothing);
         self.expect = match (expect, frame) {
-            (_, Frame::Error(body)) => {
+            (expect, Frame::Error(body)) => {
                 // Commit what arrived before the server gave up, then report.
+                self.expect = expect;
                 self.flush().await?;
+                self.expect = Expect::Nothing;
                 return Err(Error::from_server(500, body.kind(), body.message));
             }
             (Expect::ResponseHeader, Frame::ResponseHeader(header)) => {
                 if header.target_replica_uid == self.ctx.replica_uid {
                     return Err(Error::Store(StoreError::InvalidReplicaUid));
                 }
+                check_not_behind(
+                    &self.known_target,
+                    header.target_generation,
+                    &header.target_transaction_id,
+                )?;
                 self.ctx
                     .stats
                     .to_receive
-                    .store(header.document_count, Ordering::Relaxed);
-                self.report.target_generation = header.target_generation;
+                    .fetch_add(header.document_count, Ordering::Relaxed);
+                self.outcome.target_generation = header.target_generation;
                 Expect::DocOrEnd {
                     target_uid: header.target_replica_uid,
                 }
@@ -322,6 +484,7 @@ impl<'a> Downloader<'a> {
                     target_uid: target_uid.clone(),
                 };
                 self.flush().await?;
+                check_not_behind(&self.known_target, end.generation, &end.transaction_id)?;
                 // Record the final position even when no document came (the server
                 // may have moved by documents this device sent itself).
                 let record_uid = target_uid.clone();
@@ -339,7 +502,7 @@ impl<'a> Downloader<'a> {
                         Ok::<_, StoreError>(())
                     })
                     .await??;
-                self.report.target_generation = end.generation;
+                self.outcome.target_generation = end.generation;
                 Expect::Nothing
             }
             (expect, frame) => {
@@ -373,26 +536,33 @@ impl<'a> Downloader<'a> {
         let opened = tokio::task::spawn_blocking(move || open_frames(&keys, frames))
             .await
             .map_err(|_| Error::Closed)?;
-        let outcome = self
+        let batch = self
             .ctx
             .actor
             .call(move |db| apply_batch(db, &target_uid, opened))
             .await?
             .map_err(diverged)?;
-        self.report.received += outcome.received;
-        self.report.conflicts += outcome.conflicts;
-        self.report.refused += outcome.refused;
+        self.outcome.received += batch.received;
+        self.outcome.conflicts += batch.conflicts;
+        self.outcome.superseded += batch.superseded;
+        self.outcome.merged += batch.merged;
+        self.outcome.refused += batch.refused;
+        for generation in batch.server_known {
+            self.applied.push(generation);
+        }
         self.ctx
             .stats
             .received
-            .fetch_add(outcome.processed, Ordering::Relaxed);
+            .fetch_add(batch.processed, Ordering::Relaxed);
         Ok(())
     }
 
-    async fn finish(mut self) -> Result<SyncReport, Error> {
+    /// The exchange's outcome and the local generations written with the server's
+    /// own revisions.
+    async fn finish(mut self) -> Result<(RoundOutcome, ServerKnown), Error> {
         self.decoder.finish()?;
         match self.expect {
-            Expect::Nothing => Ok(self.report),
+            Expect::Nothing => Ok((self.outcome, self.applied)),
             _ => {
                 // Keep what was committed; the next sync resumes from there.
                 self.flush().await?;
@@ -437,9 +607,20 @@ struct BatchOutcome {
     processed: u64,
     received: u64,
     conflicts: u64,
+    superseded: u64,
+    merged: u64,
     refused: u64,
+    /// Local generations written with exactly the server's revision, ascending.
+    server_known: Vec<u64>,
 }
 
+/// Applies one batch with u1db's rules (`put_doc_if_newer`, conflicts saved) in one
+/// transaction that also records the server position of its last document.
+///
+/// An incoming revision that the local one dominates or equals changes nothing
+/// (u1db's superseded/converged): it is not an integrity failure, since an honest
+/// server sends one back after a cut sync, and a replayed old revision loses
+/// nothing here. Only a document whose envelope fails authentication is refused.
 fn apply_batch(
     db: &mut soledad_store::Database,
     target_uid: &str,
@@ -448,6 +629,7 @@ fn apply_batch(
     db.batch(|batch| {
         let mut outcome = BatchOutcome::default();
         let mut last: Option<(u64, String)> = None;
+        let (mut generation, _) = batch.get_generation_info()?;
         for item in opened {
             outcome.processed += 1;
             last = Some((item.generation, item.trans_id.clone()));
@@ -455,28 +637,31 @@ fn apply_batch(
                 outcome.refused += 1;
                 continue;
             };
-            // Never accept an older revision than ours: that is a rollback.
-            if let Some(local) = batch.get_doc(&doc.doc_id, true)? {
-                let local_rev = VectorClock::parse_opt(local.rev.as_deref())?;
-                let incoming = VectorClock::parse_opt(doc.rev.as_deref())?;
-                if local_rev.compare(&incoming) == ClockOrdering::Newer {
-                    outcome.refused += 1;
-                    continue;
-                }
-            }
-            let (state, _) = batch.put_doc_if_newer(
+            let incoming_rev = doc.rev.clone();
+            let (state, now) = batch.put_doc_if_newer(
                 &mut doc,
                 true,
                 Some(target_uid),
                 item.generation,
                 &item.trans_id,
             )?;
+            let wrote = now > generation;
+            generation = now;
+            if wrote {
+                if doc.rev == incoming_rev {
+                    outcome.server_known.push(now);
+                } else {
+                    // A merged revision (join of both, incremented): ours to send.
+                    outcome.merged += 1;
+                }
+            }
             match state {
                 PutState::Inserted => outcome.received += 1,
                 PutState::Conflicted => {
                     outcome.received += 1;
                     outcome.conflicts += 1;
                 }
+                PutState::Superseded if !wrote => outcome.superseded += 1,
                 PutState::Converged | PutState::Superseded => {}
             }
         }
@@ -485,4 +670,56 @@ fn apply_batch(
         }
         Ok(outcome)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ServerKnown, check_not_behind};
+    use crate::error::{DivergedKind, Error};
+
+    #[test]
+    fn a_server_position_behind_the_recorded_one_is_diverged() {
+        let known = (7, "T-7".to_owned());
+        assert!(check_not_behind(&known, 7, "T-7").is_ok());
+        assert!(check_not_behind(&known, 9, "T-9").is_ok());
+        assert!(matches!(
+            check_not_behind(&known, 6, "T-6"),
+            Err(Error::Diverged(DivergedKind::InvalidGeneration))
+        ));
+        assert!(matches!(
+            check_not_behind(&known, 7, "T-other"),
+            Err(Error::Diverged(DivergedKind::InvalidTransactionId))
+        ));
+        // A device that never synced accepts any position.
+        assert!(check_not_behind(&(0, String::new()), 0, "").is_ok());
+    }
+
+    fn known(generations: &[u64]) -> ServerKnown {
+        let mut known = ServerKnown::default();
+        for g in generations {
+            known.push(*g);
+        }
+        known
+    }
+
+    #[test]
+    fn contiguous_generations_are_one_range() {
+        let k = known(&[5, 6, 7, 8]);
+        assert_eq!(k.ranges, vec![(5, 8)]);
+        assert!(k.contains(5) && k.contains(8));
+        assert!(!k.contains(4) && !k.contains(9));
+    }
+
+    #[test]
+    fn the_covered_prefix_stops_at_the_first_unknown_generation() {
+        // 11 and 12 are the server's, 13 a merge, 14 the server's again.
+        let k = known(&[11, 12, 14]);
+        assert_eq!(k.known_up_to(10), 12);
+        assert!(!k.contains(13));
+        // Nothing known right after the start: the position does not move.
+        assert_eq!(k.known_up_to(12), 12);
+        assert_eq!(k.known_up_to(13), 14);
+        assert_eq!(known(&[]).known_up_to(7), 7);
+        assert_eq!(known(&[9]).known_up_to(7), 7);
+    }
 }

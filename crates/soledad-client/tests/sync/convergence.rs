@@ -165,3 +165,69 @@ async fn two_devices_syncing_at_the_same_time_converge() {
         "the concurrent creation is reported as a conflict"
     );
 }
+
+/// Issue 16: a merge made while applying the download (u1db: equal contents give the
+/// join of both revisions, incremented) leaves the device in the same sync, so the
+/// device that syncs right after it already gets the merged revision.
+#[tokio::test]
+async fn issue16_a_merge_is_sent_in_the_sync_that_made_it() {
+    let env = Env::start().await;
+    let a = env.device("a").await;
+    let b = env.device("b").await;
+    let c = env.device("c").await;
+    let mut on_c = c.create_doc(&json!({"v": 1}), Some("doc00")).await.unwrap();
+    c.sync().await.unwrap();
+    let on_b = b.create_doc(&json!({"v": 2}), Some("doc00")).await.unwrap();
+    let first = b.sync().await.unwrap();
+    assert_eq!(first.conflicts, 1, "{first:?}");
+    on_c.set_value(&json!({"v": 2})).unwrap();
+    c.put_doc(&mut on_c).await.unwrap();
+
+    // One round: C sends v2; B merges its conflict (same content) and sends the
+    // merge before returning; A, syncing after B, gets the merged revision.
+    let rc = c.sync().await.unwrap();
+    assert!(rc.converged, "{rc:?}");
+    let rb = b.sync().await.unwrap();
+    assert_eq!((rb.merged, rb.rounds, rb.sent), (1, 2, 1), "{rb:?}");
+    assert!(rb.converged, "{rb:?}");
+    let ra = a.sync().await.unwrap();
+    assert!(ra.converged, "{ra:?}");
+    let merged = b.get_doc("doc00", false).await.unwrap().unwrap();
+    assert!(!merged.has_conflicts);
+    assert_eq!(snapshot(&a).await, snapshot(&b).await);
+
+    // Only C, which synced before the merge existed, has something left to get.
+    let again: Vec<_> = [&c, &b, &a]
+        .into_iter()
+        .map(|d| async move { d.sync().await.unwrap() })
+        .collect();
+    let mut reports = Vec::new();
+    for sync in again {
+        reports.push(sync.await);
+    }
+    assert_eq!(
+        (reports[0].received, reports[0].sent),
+        (1, 0),
+        "{reports:?}"
+    );
+    for r in &reports[1..] {
+        assert_eq!((r.received, r.sent, r.merged), (0, 0, 0), "{reports:?}");
+    }
+    let state = snapshot(&a).await;
+    assert_eq!(state, snapshot(&b).await);
+    assert_eq!(state, snapshot(&c).await);
+    assert_eq!(state[0].1, merged.rev);
+    // Nothing was lost: the merged revision dominates both writes.
+    let final_rev = soledad_store::VectorClock::parse(merged.rev.as_deref().unwrap()).unwrap();
+    for written in [&on_b.rev, &on_c.rev] {
+        let w = soledad_store::VectorClock::parse(written.as_deref().unwrap()).unwrap();
+        assert!(final_rev.is_newer(&w), "{final_rev} vs {w}");
+    }
+
+    // And from then on nobody receives or sends anything.
+    for d in [&c, &b, &a] {
+        let r = d.sync().await.unwrap();
+        assert_eq!((r.received, r.sent, r.merged), (0, 0, 0), "{r:?}");
+        assert!(r.converged, "{r:?}");
+    }
+}

@@ -1,5 +1,7 @@
-//! A dishonest server: flipped bytes, swapped envelopes, rolled-back revisions.
-//! Each is refused for the affected document only; everything else is applied.
+//! A dishonest server: flipped bytes, swapped envelopes and forged revisions are
+//! refused for the affected document only (everything else is applied) and reported
+//! as `Error::Integrity`; a rolled-back revision is superseded by the newer one each
+//! device holds (nothing lost, no alarm), as u1db does.
 
 use serde_json::json;
 use soledad_client::Error;
@@ -104,7 +106,7 @@ async fn a_forged_revision_is_refused() {
 }
 
 #[tokio::test]
-async fn serving_an_older_revision_is_refused_and_the_newer_one_kept() {
+async fn serving_an_older_revision_changes_nothing_and_the_newer_one_is_kept() {
     let env = Env::start().await;
     let hidden = seed(&env, &["doc", "y"]).await;
     let a = env.device("a").await;
@@ -145,12 +147,57 @@ async fn serving_an_older_revision_is_refused_and_the_newer_one_kept() {
     .unwrap();
     sql.execute_batch("COMMIT").unwrap();
 
+    // Each device already holds a revision that dominates the replayed one: the old
+    // one is superseded (u1db), which loses nothing, so it is no integrity alarm.
     for device in [&a, &b] {
-        let err = device.sync().await.unwrap_err();
-        assert!(matches!(err, Error::Integrity { count: 1 }), "{err:?}");
+        let report = device.sync().await.unwrap();
+        assert_eq!((report.received, report.superseded), (0, 1), "{report:?}");
+        assert!(
+            !device
+                .get_doc("doc", false)
+                .await
+                .unwrap()
+                .unwrap()
+                .has_conflicts
+        );
         let kept = device.get_doc("doc", false).await.unwrap().unwrap();
         assert_eq!(kept.rev, doc.rev);
         assert_eq!(kept.value().unwrap(), Some(json!({"name": "newer"})));
     }
     assert_eq!(snapshot(&a).await, snapshot(&b).await);
+}
+
+#[tokio::test]
+async fn a_forged_revision_is_refused_even_when_the_device_has_a_newer_one() {
+    // An envelope bound to another revision fails authentication before any
+    // revision rule applies: an integrity failure, whatever the device holds.
+    let env = Env::start().await;
+    let hidden = seed(&env, &["doc", "x"]).await;
+    let a = env.device("a").await;
+    let mut doc = a.get_doc("doc", false).await.unwrap().unwrap();
+    doc.set_value(&json!({"name": "newer"})).unwrap();
+    a.put_doc(&mut doc).await.unwrap();
+    a.sync().await.unwrap();
+    let sql = server_sql(&env);
+    sql.execute_batch("BEGIN").unwrap();
+    let next: i64 = sql
+        .query_row("SELECT MAX(generation) + 1 FROM transaction_log", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    sql.execute(
+        "UPDATE document SET doc_rev = 'aaaa:1', generation = ?1 WHERE doc_id = ?2",
+        rusqlite::params![next, hidden[0]],
+    )
+    .unwrap();
+    sql.execute(
+        "INSERT INTO transaction_log (generation, doc_id, transaction_id) VALUES (?1, ?2, 'T-forged')",
+        rusqlite::params![next, hidden[0]],
+    )
+    .unwrap();
+    sql.execute_batch("COMMIT").unwrap();
+    let err = a.sync().await.unwrap_err();
+    assert!(matches!(err, Error::Integrity { count: 1 }), "{err:?}");
+    let kept = a.get_doc("doc", false).await.unwrap().unwrap();
+    assert_eq!(kept.rev, doc.rev);
 }

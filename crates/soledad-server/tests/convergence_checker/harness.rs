@@ -1,0 +1,295 @@
+//! The real `soledad-server` binary as a child process on a fixed loopback port, and
+//! a loopback TCP proxy in front of it that can SIGKILL it after a number of bytes,
+//! or hold one direction of the traffic.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use soledad_client::{KdfParams, SecretString, Soledad};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const UUID: &str = "checker-user";
+
+/// Longest a proxy holds traffic, so that no test can hang on a forgotten hold.
+const MAX_HOLD: Duration = Duration::from_secs(120);
+
+fn server_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_soledad-server")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server data directory, its config, and the process serving it (if alive).
+pub struct Server {
+    pub dir: PathBuf,
+    config: PathBuf,
+    pub port: u16,
+    /// The running process; shared with the proxy, which may kill it.
+    pub child: Arc<Mutex<Option<Child>>>,
+    pub token: String,
+}
+
+impl Server {
+    /// Writes a config under `dir`, adds the user, starts serving.
+    pub async fn start(dir: &Path) -> Server {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let config = dir.join("server.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "[soledad-server]\ndata_path = {}\nusers_address = 127.0.0.1:{port}\nservices_address = 127.0.0.1:0\n",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(server_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["user", "add", UUID])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "user add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let server = Server {
+            dir: dir.to_owned(),
+            config,
+            port,
+            child: Arc::new(Mutex::new(None)),
+            token,
+        };
+        server.serve().await;
+        server
+    }
+
+    /// Starts the process on the same data and port (after a kill).
+    pub async fn serve(&self) {
+        assert!(!self.is_alive(), "already serving");
+        let child = Command::new(server_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        *self.child.lock().unwrap() = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).await.is_err() {
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.child.lock().unwrap().is_some()
+    }
+
+    /// SIGKILLs the process if it runs.
+    pub fn kill(&self) {
+        kill(&self.child);
+    }
+
+    pub fn cert(&self) -> PathBuf {
+        self.dir.join("data").join("tls").join("cert.pem")
+    }
+
+    /// Documents committed in the user's server store.
+    pub fn committed_docs(&self) -> i64 {
+        let path = self
+            .dir
+            .join("data")
+            .join("users")
+            .join(format!("user-{UUID}.db"));
+        let Ok(conn) =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        else {
+            return 0;
+        };
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM document", [], |r| r.get(0))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        kill(&self.child);
+    }
+}
+
+fn kill(child: &Mutex<Option<Child>>) -> bool {
+    let taken = child.lock().map(|mut c| c.take()).ok().flatten();
+    match taken {
+        Some(mut child) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            true
+        }
+        None => false,
+    }
+}
+
+/// Opens a device (its own directory) through `url`.
+pub async fn device(home: &Path, url: &str, cert: &Path, token: &str) -> Soledad {
+    std::fs::create_dir_all(home).unwrap();
+    Soledad::builder(UUID, SecretString::from("passphrase"))
+        .secrets_path(home.join("soledad.json"))
+        .local_db_path(home.join("local.db"))
+        .server_url(url)
+        .cert_file(cert)
+        .auth_token(token)
+        .danger_kdf_params(KdfParams::insecure_fast_for_tests())
+        .open()
+        .await
+        .unwrap()
+}
+
+/// Shared knobs of the proxy.
+#[derive(Default)]
+pub struct Knobs {
+    /// Bytes forwarded so far, both directions.
+    pub forwarded: AtomicU64,
+    /// Bytes forwarded client → server so far.
+    pub uploaded: AtomicU64,
+    /// Kill the server once `forwarded` reaches this (0 = disarmed).
+    pub kill_at: AtomicU64,
+    /// Stop forwarding client → server once `uploaded` reaches this (0 = off).
+    pub hold_upload_at: AtomicU64,
+    /// Stop forwarding server → client once `uploaded` reaches this (0 = off).
+    pub hold_download_at: AtomicU64,
+    /// Kills made by the proxy.
+    pub kills: AtomicU64,
+}
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub knobs: Arc<Knobs>,
+}
+
+impl Proxy {
+    /// Forwards loopback connections to `server`'s port.
+    pub async fn start(server: &Server) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy {
+            addr: listener.local_addr().unwrap(),
+            knobs: Arc::new(Knobs::default()),
+        };
+        let knobs = proxy.knobs.clone();
+        let victim = server.child.clone();
+        let to = SocketAddr::from(([127, 0, 0, 1], server.port));
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let (knobs, victim) = (knobs.clone(), victim.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    let upload = pump(ri, wo, &knobs, &victim, true);
+                    let download = pump(ro, wi, &knobs, &victim, false);
+                    tokio::select! { _ = upload => {}, _ = download => {} }
+                });
+            }
+        });
+        proxy
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// Kills the server after `bytes` more forwarded bytes.
+    pub fn arm_kill(&self, bytes: u64) {
+        let at = self.knobs.forwarded.load(Ordering::SeqCst) + bytes.max(1);
+        self.knobs.kill_at.store(at, Ordering::SeqCst);
+    }
+
+    pub fn disarm(&self) {
+        self.knobs.kill_at.store(0, Ordering::SeqCst);
+    }
+
+    pub fn forwarded(&self) -> u64 {
+        self.knobs.forwarded.load(Ordering::SeqCst)
+    }
+
+    pub fn kills(&self) -> u64 {
+        self.knobs.kills.load(Ordering::SeqCst)
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    knobs: &Knobs,
+    victim: &Mutex<Option<Child>>,
+    upload: bool,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let held = |knobs: &Knobs| {
+        let at = if upload {
+            knobs.hold_upload_at.load(Ordering::SeqCst)
+        } else {
+            knobs.hold_download_at.load(Ordering::SeqCst)
+        };
+        at != 0 && knobs.uploaded.load(Ordering::SeqCst) >= at
+    };
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Hold what was read (checked after reading, so a hold set while this pump
+        // waited still applies to the next bytes).
+        let held_since = Instant::now();
+        while held_since.elapsed() < MAX_HOLD && held(knobs) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // When armed, forward only up to the kill point, then kill: the other side
+        // sees the stream cut exactly there.
+        let before = knobs.forwarded.fetch_add(n as u64, Ordering::SeqCst);
+        let at = knobs.kill_at.load(Ordering::SeqCst);
+        let cut = at != 0
+            && before + n as u64 >= at
+            && knobs
+                .kill_at
+                .compare_exchange(at, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+        let pass = if cut {
+            usize::try_from(at.saturating_sub(before)).unwrap().min(n)
+        } else {
+            n
+        };
+        if to.write_all(&buf[..pass]).await.is_err() {
+            break;
+        }
+        if upload {
+            knobs.uploaded.fetch_add(pass as u64, Ordering::SeqCst);
+        }
+        if cut {
+            if kill(victim) {
+                knobs.kills.fetch_add(1, Ordering::SeqCst);
+            }
+            break;
+        }
+    }
+}
