@@ -45,6 +45,7 @@ fn init_saves_a_profile_so_later_commands_need_no_flags() {
     assert_eq!(created["doc_id"], "x");
     let synced = json(bare(&env.home("a")), &["sync"], 0);
     assert_eq!(synced["sent"], 1);
+    assert_eq!(synced["converged"], true);
 }
 
 #[test]

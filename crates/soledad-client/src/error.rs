@@ -72,6 +72,11 @@ pub enum Error {
     /// The client was closed (or its database thread stopped).
     #[error("client is closed")]
     Closed,
+    /// A background task of the client panicked (a bug in the client, not in the
+    /// input); the operation did not complete and nothing of it was committed past
+    /// its last completed batch.
+    #[error("a background task of the client panicked")]
+    TaskPanicked,
 }
 
 /// Which side's history is not what the other recorded.
@@ -95,6 +100,26 @@ impl std::fmt::Display for DivergedKind {
 impl From<soledad_store::WorkerStopped> for Error {
     fn from(_: soledad_store::WorkerStopped) -> Self {
         Error::Closed
+    }
+}
+
+impl From<soledad_store::WorkerCallError> for Error {
+    fn from(err: soledad_store::WorkerCallError) -> Self {
+        match err {
+            soledad_store::WorkerCallError::Store(e) => Error::Store(e),
+            _ => Error::Closed,
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(err: tokio::task::JoinError) -> Self {
+        if err.is_panic() {
+            Error::TaskPanicked
+        } else {
+            // Cancelled: the runtime is shutting down.
+            Error::Closed
+        }
     }
 }
 

@@ -179,5 +179,5 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, Error> {
     Ok(tokio::task::spawn_blocking(f)
         .await
-        .map_err(|_| Error::Closed)??)
+        .map_err(Error::from)??)
 }

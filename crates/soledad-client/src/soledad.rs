@@ -187,7 +187,7 @@ impl Soledad {
             OpenOptions::new().open_encrypted(&db_path, db_key.expose_bytes())
         })
         .await
-        .map_err(|_| Error::Closed)??;
+        .map_err(Error::from)??;
         let replica_uid = db.replica_uid().to_owned();
         let actor = StoreWorker::spawn(db, "soledad-store")?;
         let keys = Arc::new(SyncKeys::new(&secret));
@@ -488,12 +488,25 @@ impl Soledad {
     /// (documents that failed authentication were skipped, everything else was
     /// applied).
     pub async fn sync(&self) -> Result<SyncReport, Error> {
+        self.sync_with_progress(|_| {}).await
+    }
+
+    /// [`sync`](Self::sync), calling `progress` with the counters each time a batch
+    /// of documents was sent or applied (for progress bars; keep it quick, it runs on
+    /// the sync's task).
+    ///
+    /// # Errors
+    /// As [`sync`](Self::sync).
+    pub async fn sync_with_progress(
+        &self,
+        progress: impl Fn(SyncStatsSnapshot) + Send + Sync + 'static,
+    ) -> Result<SyncReport, Error> {
         let ctx = self.inner.sync.as_ref().ok_or(Error::NoServer)?;
         let _one_at_a_time = self.inner.sync_lock.lock().await;
-        self.inner.syncing.store(true, Ordering::SeqCst);
-        let result = crate::sync::sync(ctx).await;
-        self.inner.syncing.store(false, Ordering::SeqCst);
-        result
+        // Reset even when the caller drops this future half-way.
+        let _syncing = SyncingFlag::raise(&self.inner.syncing);
+        let _progress = ctx.stats.watch(Arc::new(progress));
+        crate::sync::sync(ctx).await
     }
 
     /// Whether a sync is running now.
@@ -545,13 +558,34 @@ impl Soledad {
         secrets::create_recovery_code(&self.inner.secret, transport).await
     }
 
-    /// Closes the local database (waits for pending operations).
+    /// Closes the local database once the running sync (if any) and the operations
+    /// queued before this call are done, and reports a failure to close. Every clone
+    /// of this handle is closed with it: their later calls fail with
+    /// [`Error::Closed`].
     ///
     /// # Errors
-    /// Storage errors from the final close.
+    /// [`Error::Store`] if the database could not be closed cleanly (its data is
+    /// still as last committed), [`Error::Closed`] if it was already closed.
     pub async fn close(self) -> Result<(), Error> {
         let _wait_for_sync = self.inner.sync_lock.lock().await;
+        self.inner.actor.close().await?;
         Ok(())
+    }
+}
+
+/// Holds [`Soledad::syncing`] up for as long as it lives.
+struct SyncingFlag<'a>(&'a AtomicBool);
+
+impl<'a> SyncingFlag<'a> {
+    fn raise(flag: &'a AtomicBool) -> Self {
+        flag.store(true, Ordering::SeqCst);
+        SyncingFlag(flag)
+    }
+}
+
+impl Drop for SyncingFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 

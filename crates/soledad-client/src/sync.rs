@@ -3,7 +3,8 @@
 //! authenticate, and send back what applying them changed locally (merges) before
 //! returning.
 //!
-//! Phases are explicit: [`Downloader`] only accepts the frame its state expects.
+//! The response is read by the exchange receiver shared with the server
+//! ([`soledad_protocol::Receiver`]); this module applies what it hands out.
 //!
 //! What is an integrity failure and what is not (docs/protocol.md, "What the client
 //! detects"): an envelope that does not authenticate (which includes a revision
@@ -13,25 +14,22 @@
 //! is simply superseded, as in u1db, whatever its origin (an own revision sent back
 //! after a cut sync, or a replayed old one): nothing is lost on this device.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 use soledad_crypto::SyncKeys;
 use soledad_protocol::{
-    DocFrame, ExchangeEnd, ExchangeRequestHeader, Frame, FrameDecoder, ProtocolError,
-    RecordSyncInfo,
+    BATCH_DOCS, Batch, Broken, DocFrame, ExchangeEnd, ExchangeRequestHeader, Frame, ProtocolError,
+    Receiver, RecordSyncInfo, Response, Step,
 };
 use soledad_store::{Document, JsonContent, PutState, StoreError, StoreWorker};
 
 use crate::error::{DivergedKind, Error};
+use crate::soledad::SyncStatsSnapshot;
 use crate::transport::Transport;
 
-/// Documents per upload chunk and per committed download batch.
-const BATCH_DOCS: usize = 256;
-/// Bytes of payload after which a download batch is committed early.
-const BATCH_BYTES: usize = 8 << 20;
 /// Exchanges one sync runs at most: the first, then one more each time applying the
 /// download made local revisions the server does not have (merges), so that they
 /// leave the device in the same sync. Bounded because another device may keep
@@ -73,8 +71,11 @@ pub struct SyncReport {
     pub converged: bool,
 }
 
+/// A progress callback of [`Soledad::sync_with_progress`](crate::Soledad::sync_with_progress).
+pub(crate) type ProgressFn = Arc<dyn Fn(SyncStatsSnapshot) + Send + Sync>;
+
 /// Live counters of the sync in progress (also the last one's totals), for UIs.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct SyncStats {
     /// Documents sent so far.
     pub sent: AtomicU64,
@@ -82,6 +83,18 @@ pub struct SyncStats {
     pub to_receive: AtomicU64,
     /// Documents received and processed so far.
     pub received: AtomicU64,
+    /// Who to tell after each batch, while a sync runs.
+    watcher: Mutex<Option<ProgressFn>>,
+}
+
+impl std::fmt::Debug for SyncStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncStats")
+            .field("sent", &self.sent)
+            .field("to_receive", &self.to_receive)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SyncStats {
@@ -89,6 +102,46 @@ impl SyncStats {
         self.sent.store(0, Ordering::Relaxed);
         self.to_receive.store(0, Ordering::Relaxed);
         self.received.store(0, Ordering::Relaxed);
+    }
+
+    /// The counters now.
+    pub(crate) fn snapshot(&self) -> SyncStatsSnapshot {
+        SyncStatsSnapshot {
+            sent: self.sent.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            to_receive: self.to_receive.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Calls `progress` after each batch until the returned guard is dropped.
+    pub(crate) fn watch(&self, progress: ProgressFn) -> WatchGuard<'_> {
+        *self.watcher.lock().unwrap_or_else(PoisonError::into_inner) = Some(progress);
+        WatchGuard(self)
+    }
+
+    /// Tells the watcher, if any, where the sync stands.
+    fn notify(&self) {
+        let watcher = self
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(progress) = watcher {
+            progress(self.snapshot());
+        }
+    }
+}
+
+/// Stops the progress callback of a sync when dropped.
+pub(crate) struct WatchGuard<'a>(&'a SyncStats);
+
+impl Drop for WatchGuard<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .watcher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 
@@ -238,12 +291,7 @@ async fn exchange_round(ctx: &SyncContext, known: &mut ServerKnown) -> Result<Ro
     );
     let response = ctx.transport.exchange(&ctx.replica_uid, upload).await?;
 
-    let mut downloader = Downloader::new(ctx, known_target);
-    let mut response = std::pin::pin!(response);
-    while let Some(chunk) = response.next().await {
-        downloader.push(&chunk?).await?;
-    }
-    let (mut outcome, applied) = downloader.finish().await?;
+    let (mut outcome, applied) = download(ctx, known_target, response).await?;
 
     // Tell the server how far it has everything of ours: our position at the start
     // of this exchange (recorded by its end frame) extended by the generations that
@@ -344,6 +392,7 @@ fn upload_stream(
                         }
                         stats.sent.fetch_add(1, Ordering::Relaxed);
                     }
+                    stats.notify();
                     let next = if exhausted {
                         Step::End
                     } else {
@@ -384,28 +433,6 @@ fn seal_frame(
     }))
 }
 
-/// What the download side waits for next.
-enum Expect {
-    ResponseHeader,
-    DocOrEnd { target_uid: String },
-    Nothing,
-}
-
-/// Applies the response: decodes frames, opens envelopes, commits in batches that
-/// also record the server position reached.
-struct Downloader<'a> {
-    ctx: &'a SyncContext,
-    /// The server position this device recorded before the exchange: the server's
-    /// answer must not be behind it.
-    known_target: (u64, String),
-    decoder: FrameDecoder,
-    expect: Expect,
-    pending: Vec<DocFrame>,
-    pending_bytes: usize,
-    outcome: RoundOutcome,
-    applied: ServerKnown,
-}
-
 /// Refuses a server position behind the one this device recorded (a server restored
 /// from an older copy, or one rolling its history back): the same answer an honest
 /// server gives for it (`InvalidGeneration` / `InvalidTransactionId`).
@@ -419,123 +446,135 @@ fn check_not_behind(known: &(u64, String), generation: u64, trans_id: &str) -> R
     Ok(())
 }
 
-impl<'a> Downloader<'a> {
-    fn new(ctx: &'a SyncContext, known_target: (u64, String)) -> Self {
-        Downloader {
-            ctx,
-            known_target,
-            decoder: FrameDecoder::new(),
-            expect: Expect::ResponseHeader,
-            pending: Vec::new(),
-            pending_bytes: 0,
-            outcome: RoundOutcome::default(),
-            applied: ServerKnown::default(),
-        }
-    }
+/// Reads the response through the shared exchange receiver
+/// ([`soledad_protocol::Receiver`]) and applies it: the header is checked first,
+/// then every batch the receiver hands out is opened and committed with the server
+/// position of its last document, and the end position is recorded last. Whatever
+/// breaks the stream (a cut connection, a malformed frame, an error frame), the
+/// complete documents received before it are committed before the error is
+/// reported, so the next sync resumes after them.
+async fn download<S>(
+    ctx: &SyncContext,
+    known_target: (u64, String),
+    response: S,
+) -> Result<(RoundOutcome, ServerKnown), Error>
+where
+    S: Stream<Item = Result<Bytes, Error>>,
+{
+    let mut response = std::pin::pin!(response);
+    let mut receiver = Receiver::<Response>::new();
 
-    async fn push(&mut self, chunk: &[u8]) -> Result<(), Error> {
-        self.decoder.push(chunk);
-        while let Some(frame) = self.decoder.next_frame()? {
-            self.handle(frame).await?;
+    // Phase 1: the header, before any document.
+    let header = loop {
+        match receiver.poll() {
+            Ok(Step::NeedInput) => match response.next().await {
+                Some(Ok(chunk)) => receiver.push(&chunk),
+                Some(Err(e)) => return Err(e),
+                None => return Err(broken_error(receiver.finish())),
+            },
+            Ok(Step::Header(header)) => break header,
+            // The receiver hands out nothing else before the header.
+            Ok(_) => return Err(Error::Protocol(ProtocolError::UnexpectedEof)),
+            Err(broken) => return Err(broken.error.into()),
         }
-        Ok(())
+    };
+    if header.target_replica_uid == ctx.replica_uid {
+        return Err(Error::Store(StoreError::InvalidReplicaUid));
     }
+    check_not_behind(
+        &known_target,
+        header.target_generation,
+        &header.target_transaction_id,
+    )?;
+    ctx.stats
+        .to_receive
+        .fetch_add(header.document_count, Ordering::Relaxed);
+    let mut applier = Applier {
+        ctx,
+        target_uid: header.target_replica_uid,
+        outcome: RoundOutcome {
+            target_generation: header.target_generation,
+            ..RoundOutcome::default()
+        },
+        applied: ServerKnown::default(),
+    };
 
-    async fn handle(&mut self, frame: Frame) -> Result<(), Error> {
-        let expect = std::mem::replace(&mut self.expect, Expect::Nothing);
-        self.expect = match (expect, frame) {
-            (expect, Frame::Error(body)) => {
-                // Commit what arrived before the server gave up, then report.
-                self.expect = expect;
-                self.flush().await?;
-                self.expect = Expect::Nothing;
-                return Err(Error::from_server(500, body.kind(), body.message));
+    // Phase 2: documents in batches, then the end.
+    loop {
+        let step = match receiver.poll() {
+            Ok(step) => step,
+            Err(broken) => {
+                applier.apply(broken.pending).await?;
+                return Err(broken.error.into());
             }
-            (Expect::ResponseHeader, Frame::ResponseHeader(header)) => {
-                if header.target_replica_uid == self.ctx.replica_uid {
-                    return Err(Error::Store(StoreError::InvalidReplicaUid));
+        };
+        match step {
+            Step::NeedInput => match response.next().await {
+                Some(Ok(chunk)) => receiver.push(&chunk),
+                Some(Err(e)) => {
+                    // Keep the complete documents that arrived before the cut.
+                    if let Err(broken) = receiver.finish() {
+                        applier.apply(broken.pending).await?;
+                    }
+                    return Err(e);
                 }
-                check_not_behind(
-                    &self.known_target,
-                    header.target_generation,
-                    &header.target_transaction_id,
-                )?;
-                self.ctx
-                    .stats
-                    .to_receive
-                    .fetch_add(header.document_count, Ordering::Relaxed);
-                self.outcome.target_generation = header.target_generation;
-                Expect::DocOrEnd {
-                    target_uid: header.target_replica_uid,
-                }
-            }
-            (Expect::DocOrEnd { target_uid }, Frame::Doc(doc)) => {
-                self.pending_bytes += doc.payload.len();
-                self.pending.push(doc);
-                let state = Expect::DocOrEnd { target_uid };
-                self.expect = state;
-                if self.pending.len() >= BATCH_DOCS || self.pending_bytes >= BATCH_BYTES {
-                    self.flush().await?;
-                }
-                return Ok(());
-            }
-            (Expect::DocOrEnd { target_uid }, Frame::End(end)) => {
-                self.expect = Expect::DocOrEnd {
-                    target_uid: target_uid.clone(),
-                };
-                self.flush().await?;
-                check_not_behind(&self.known_target, end.generation, &end.transaction_id)?;
-                // Record the final position even when no document came (the server
-                // may have moved by documents this device sent itself).
-                let record_uid = target_uid.clone();
-                self.ctx
-                    .actor
-                    .call(move |db| {
-                        let (known, _) = db.get_replica_gen_and_trans_id(&record_uid)?;
-                        if end.generation > known {
-                            db.set_replica_gen_and_trans_id(
-                                &record_uid,
-                                end.generation,
-                                &end.transaction_id,
-                            )?;
+                None => {
+                    return match receiver.finish() {
+                        Ok(()) => Ok((applier.outcome, applier.applied)),
+                        Err(broken) => {
+                            applier.apply(broken.pending).await?;
+                            Err(broken.error.into())
                         }
-                        Ok::<_, StoreError>(())
-                    })
-                    .await??;
-                self.outcome.target_generation = end.generation;
-                Expect::Nothing
+                    };
+                }
+            },
+            Step::Batch(batch) => applier.apply(batch).await?,
+            Step::End { last, end } => {
+                applier.apply(last).await?;
+                check_not_behind(&known_target, end.generation, &end.transaction_id)?;
+                applier.record_end(end).await?;
             }
-            (expect, frame) => {
-                return Err(Error::Protocol(ProtocolError::UnexpectedFrame {
-                    expected: match expect {
-                        Expect::ResponseHeader => "response header",
-                        Expect::DocOrEnd { .. } => "document or end",
-                        Expect::Nothing => "end of stream",
-                    },
-                    got: frame.kind().name(),
-                }));
+            Step::PeerError { last, error } => {
+                // Commit what arrived before the server gave up, then report.
+                applier.apply(last).await?;
+                return Err(Error::from_server(500, error.kind(), error.message));
             }
-        };
-        Ok(())
+            // Only one header per stream: the receiver refuses a second.
+            Step::Header(_) => return Err(Error::Protocol(ProtocolError::UnexpectedEof)),
+        }
     }
+}
 
-    /// Opens and applies the pending documents in one transaction that also records
-    /// the server generation of the last one.
-    async fn flush(&mut self) -> Result<(), Error> {
-        let Expect::DocOrEnd { target_uid } = &self.expect else {
-            return Ok(());
-        };
-        if self.pending.is_empty() {
+fn broken_error(finished: Result<(), Broken>) -> Error {
+    match finished {
+        Ok(()) => Error::Protocol(ProtocolError::UnexpectedEof),
+        Err(broken) => broken.error.into(),
+    }
+}
+
+/// Applies the documents of one response once its header was checked.
+struct Applier<'a> {
+    ctx: &'a SyncContext,
+    target_uid: String,
+    outcome: RoundOutcome,
+    /// Local generations written with exactly the server's revision.
+    applied: ServerKnown,
+}
+
+impl Applier<'_> {
+    /// Opens and applies a batch in one transaction that also records the server
+    /// generation of its last document.
+    async fn apply(&mut self, batch: Batch) -> Result<(), Error> {
+        if batch.is_empty() {
             return Ok(());
         }
-        let target_uid = target_uid.clone();
-        let frames = std::mem::take(&mut self.pending);
-        self.pending_bytes = 0;
+        let target_uid = self.target_uid.clone();
+        let frames = batch.into_docs();
         let keys = self.ctx.keys.clone();
         // Decrypt off the database thread; a document that fails is refused alone.
         let opened = tokio::task::spawn_blocking(move || open_frames(&keys, frames))
             .await
-            .map_err(|_| Error::Closed)?;
+            .map_err(Error::from)?;
         let batch = self
             .ctx
             .actor
@@ -554,21 +593,31 @@ impl<'a> Downloader<'a> {
             .stats
             .received
             .fetch_add(batch.processed, Ordering::Relaxed);
+        self.ctx.stats.notify();
         Ok(())
     }
 
-    /// The exchange's outcome and the local generations written with the server's
-    /// own revisions.
-    async fn finish(mut self) -> Result<(RoundOutcome, ServerKnown), Error> {
-        self.decoder.finish()?;
-        match self.expect {
-            Expect::Nothing => Ok((self.outcome, self.applied)),
-            _ => {
-                // Keep what was committed; the next sync resumes from there.
-                self.flush().await?;
-                Err(Error::Protocol(ProtocolError::UnexpectedEof))
-            }
-        }
+    /// Records the server's end position, even when no document came (the server may
+    /// have moved by documents this device sent itself).
+    async fn record_end(&mut self, end: ExchangeEnd) -> Result<(), Error> {
+        let target_uid = self.target_uid.clone();
+        let generation = end.generation;
+        self.ctx
+            .actor
+            .call(move |db| {
+                let (known, _) = db.get_replica_gen_and_trans_id(&target_uid)?;
+                if end.generation > known {
+                    db.set_replica_gen_and_trans_id(
+                        &target_uid,
+                        end.generation,
+                        &end.transaction_id,
+                    )?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await??;
+        self.outcome.target_generation = generation;
+        Ok(())
     }
 }
 

@@ -17,6 +17,14 @@ use crate::payload::{JsonContent, Payload};
 
 type Job<P> = Box<dyn FnOnce(&mut Database<P>) + Send>;
 
+/// What the thread is asked to do.
+enum Message<P: Payload> {
+    /// Run a job on the database.
+    Run(Job<P>),
+    /// Close the database, report how that went, and stop.
+    Close(oneshot::Sender<Result<()>>),
+}
+
 /// The worker thread stopped (a job panicked, or the thread could not start); the
 /// database is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +34,7 @@ pub struct WorkerStopped;
 /// Handle to the thread owning a [`Database`]. Clones share the thread; the
 /// database is closed when the last handle is dropped and queued jobs are done.
 pub struct StoreWorker<P: Payload = JsonContent> {
-    jobs: mpsc::Sender<Job<P>>,
+    jobs: mpsc::Sender<Message<P>>,
 }
 
 impl<P: Payload> Clone for StoreWorker<P> {
@@ -49,13 +57,20 @@ impl<P: Payload> StoreWorker<P> {
     /// # Errors
     /// [`WorkerStopped`] if the operating system refuses a new thread.
     pub fn spawn(db: Database<P>, name: &str) -> std::result::Result<Self, WorkerStopped> {
-        let (jobs, queue) = mpsc::channel::<Job<P>>();
+        let (jobs, queue) = mpsc::channel::<Message<P>>();
         thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
                 let mut db = db;
-                while let Ok(job) = queue.recv() {
-                    job(&mut db);
+                while let Ok(message) = queue.recv() {
+                    match message {
+                        Message::Run(job) => job(&mut db),
+                        Message::Close(reply) => {
+                            // The caller may have stopped waiting; closing happens anyway.
+                            let _ = reply.send(db.close());
+                            return;
+                        }
+                    }
                 }
             })
             .map_err(|_| WorkerStopped)?;
@@ -76,8 +91,24 @@ impl<P: Payload> StoreWorker<P> {
             // The caller may have stopped waiting; the work is done either way.
             let _ = reply.send(f(db));
         });
-        self.jobs.send(job).map_err(|_| WorkerStopped)?;
+        self.jobs
+            .send(Message::Run(job))
+            .map_err(|_| WorkerStopped)?;
         answer.await.map_err(|_| WorkerStopped)
+    }
+
+    /// Closes the database once the jobs queued before this call are done, and
+    /// stops the thread: every later call on any clone fails with [`WorkerStopped`].
+    ///
+    /// # Errors
+    /// [`WorkerCallError::Stopped`] if the thread was already gone, or the close's
+    /// own [`crate::StoreError`] (the database is closed either way).
+    pub async fn close(&self) -> std::result::Result<(), WorkerCallError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Message::Close(reply))
+            .map_err(|_| WorkerStopped)?;
+        Ok(answer.await.map_err(|_| WorkerStopped)??)
     }
 
     /// [`call`](Self::call) for the common case of a store operation.
@@ -128,6 +159,28 @@ mod tests {
         let (doc, name, read) = futures_executor_block_on(run);
         assert_eq!(name.as_deref(), Some("test-worker"));
         assert_eq!(read.map(|d| d.rev), Some(doc.rev));
+    }
+
+    #[test]
+    fn close_finishes_queued_jobs_then_refuses_new_ones() {
+        let db = Database::<JsonContent>::open_in_memory().unwrap();
+        let worker = StoreWorker::spawn(db, "test-worker").unwrap();
+        let other = worker.clone();
+        let outcome = futures_executor_block_on(async {
+            let queued = worker.run(|db| db.create_doc(&serde_json::json!({"k": 1}), Some("d1")));
+            let (created, closed) = (queued.await.is_ok(), worker.close().await);
+            let after = other.run(|db| db.get_doc("d1", false)).await;
+            (
+                created,
+                closed.is_ok(),
+                matches!(after, Err(WorkerCallError::Stopped(_))),
+            )
+        });
+        assert_eq!(outcome, (true, true, true));
+        assert!(matches!(
+            futures_executor_block_on(other.close()),
+            Err(WorkerCallError::Stopped(_))
+        ));
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub(crate) fn report_json(report: &SyncReport) -> serde_json::Value {
         "received": report.received,
         "conflicts": report.conflicts,
         "refused": report.refused,
+        "superseded": report.superseded,
+        "merged": report.merged,
+        "converged": report.converged,
         "target_generation": report.target_generation,
     })
 }

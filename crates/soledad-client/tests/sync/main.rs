@@ -6,6 +6,7 @@ mod conflicts;
 mod convergence;
 mod divergence;
 mod failures;
+mod lifecycle;
 mod privacy;
 mod secrets;
 mod tampering;
