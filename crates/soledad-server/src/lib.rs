@@ -4,7 +4,11 @@
 //!
 //! What it does not do: decrypt anything (every payload is client ciphertext),
 //! read the environment or configuration files (the `soledad-server` binary
-//! does that and hands a [`Config`] over), or install a logging subscriber.
+//! does that and hands a [`Config`] over, built by [`Config::load`]), or
+//! install a logging subscriber. The binary and its own dependencies (`clap`,
+//! `anyhow`, `tracing-subscriber`) sit behind the default feature `cli`:
+//! embedders depend on this crate with `default-features = false`. Its admin
+//! commands are [`admin`] functions.
 //!
 //! Access: every route is registered with one access rule, checked on the
 //! decoded, parsed owner of the request (never on path text): a user reaches
@@ -31,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 mod auth;
 pub mod blobs;
 mod config;
@@ -50,7 +55,7 @@ pub use auth::{
     append_service_token,
 };
 pub use config::{
-    Config, DEFAULT_QUOTA_BYTES, DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES,
+    Config, ConfigLayers, DEFAULT_QUOTA_BYTES, DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES,
     DEFAULT_USERS_PORT, INI_SECTION,
 };
 pub use error::Error;
