@@ -21,7 +21,10 @@
 //! the embedded defaults (DESIGN §9): [`TokenStore`] ([`SqliteTokenStore`]),
 //! [`SharedStore`] ([`SqliteSharedStore`]), [`blobs::BlobBackend`]
 //! ([`blobs::FsBlobStore`]) and [`UserDocStores`] ([`EmbeddedUserDocStores`],
-//! the seam for the sync routes).
+//! the seam for the sync routes). [`ServerBuilder`] takes any implementation
+//! of each. Every trait has a conformance suite (hidden module
+//! `conformance`, cargo feature `conformance`) that any implementation runs
+//! with one macro call, `soledad_server::conformance_tests!(blobs, factory)`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), soledad_server::Error> {
@@ -39,6 +42,9 @@ pub mod admin;
 mod auth;
 pub mod blobs;
 mod config;
+#[cfg(feature = "conformance")]
+#[doc(hidden)]
+pub mod conformance;
 mod conn;
 mod docsync;
 mod error;
