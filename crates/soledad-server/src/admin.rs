@@ -96,3 +96,45 @@ pub async fn create_user_db(config: &Config, name: &str) -> Result<bool, Error> 
         .create(name.user())
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_in_days_is_checked() {
+        let in_a_week = expiry_after_days(7).unwrap();
+        let week = Duration::from_secs(7 * DAY_SECS);
+        let from_now = in_a_week.duration_since(SystemTime::now()).unwrap();
+        assert!(from_now <= week && from_now > week - Duration::from_secs(60));
+        assert!(matches!(
+            expiry_after_days(u64::MAX),
+            Err(Error::Config { option, .. }) if option == "expires_in_days"
+        ));
+    }
+
+    #[tokio::test]
+    async fn admin_calls_manage_the_embedded_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::loopback(dir.path().join("data"));
+        let token = add_user(&config, "alice", None).await.unwrap();
+        let store = SqliteTokenStore::open(&config.token_store_path()).unwrap();
+        assert!(store.verify("alice", token.expose()).await.unwrap());
+        let rotated = rotate_token(&config, "alice", None).await.unwrap();
+        assert!(!store.verify("alice", token.expose()).await.unwrap());
+        assert!(store.verify("alice", rotated.expose()).await.unwrap());
+        let users = list_users(&config).await.unwrap();
+        assert_eq!(users.len(), 1);
+        remove_user(&config, "alice").await.unwrap();
+        assert!(list_users(&config).await.unwrap().is_empty());
+        assert!(create_user_db(&config, "user-alice").await.unwrap());
+        assert!(!create_user_db(&config, "user-alice").await.unwrap());
+        assert!(matches!(
+            create_user_db(&config, "alice").await,
+            Err(Error::InvalidUserId)
+        ));
+        add_service_token(&config, "incoming").unwrap();
+        let tokens = std::fs::read_to_string(config.services_tokens_path()).unwrap();
+        assert!(tokens.starts_with("incoming:"));
+    }
+}
