@@ -12,17 +12,27 @@
 //! soledad-server = { workspace = true, features = ["conformance"] }
 //! ```
 //!
-//! ```ignore
-//! use soledad_server::conformance::blobs;
+//! ```
+//! use std::sync::Arc;
 //!
-//! /// Makes a fresh, empty backend for each case.
-//! struct Garage { /* endpoint, bucket prefix… */ }
-//! impl blobs::Factory for Garage { /* fn fresh(&self, quota_bytes) -> … */ }
+//! use futures_util::future::BoxFuture;
+//! use soledad_server::SharedStore;
+//! use soledad_server::conformance::shared;
 //!
-//! mod garage_blobs {
-//!     // One #[test] per case of the suite, each with its own runtime.
-//!     soledad_server::conformance_tests!(blobs, super::Garage::new());
+//! /// Makes a fresh, empty store for each case (e.g. a new bucket).
+//! struct MyBackend;
+//!
+//! impl shared::Factory for MyBackend {
+//!     fn fresh(&self) -> BoxFuture<'_, Arc<dyn SharedStore>> {
+//!         Box::pin(async { unimplemented!("a new, empty store of this backend") })
+//!     }
 //! }
+//!
+//! mod my_backend_shared {
+//!     // One #[test] per case of the suite, each on its own runtime.
+//!     soledad_server::conformance_tests!(shared, super::MyBackend);
+//! }
+//! # fn main() {}
 //! ```
 //!
 //! [`conformance_tests!`](crate::conformance_tests) takes the suite
