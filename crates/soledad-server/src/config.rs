@@ -130,6 +130,19 @@ pub struct Config {
     pub shared_misses_per_minute: u32,
 }
 
+/// The inputs of [`Config::load`], lowest precedence first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigLayers {
+    /// `data_path` when nothing else names one.
+    pub default_data_path: PathBuf,
+    /// Text of the INI configuration file, if there is one.
+    pub ini: Option<String>,
+    /// Environment variables (see [`Config::apply_env`]); others are ignored.
+    pub env: Vec<(String, String)>,
+    /// An explicit data directory (`--data-path`), overriding the INI file.
+    pub data_path: Option<PathBuf>,
+}
+
 impl Config {
     /// Defaults for a server keeping its state in `data_path`.
     pub fn new(data_path: impl Into<PathBuf>) -> Config {
@@ -280,6 +293,28 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Builds a configuration from its layers, lowest precedence first, as
+    /// the `soledad-server` binary does: defaults under
+    /// `layers.default_data_path`, the INI text, the environment overrides
+    /// ([`Config::apply_env`]), then `layers.data_path`; validated. The
+    /// library reads neither files nor the environment: the caller hands in
+    /// their contents.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first bad option or variable.
+    pub fn load(layers: ConfigLayers) -> Result<Config, Error> {
+        let mut config = Config::new(layers.default_data_path);
+        if let Some(text) = &layers.ini {
+            config.apply_ini(text)?;
+        }
+        config.apply_env(layers.env)?;
+        if let Some(path) = layers.data_path {
+            config.data_path = path;
+        }
+        config.validate()?;
+        Ok(config)
     }
 
     /// Checks every option; called by `Server::start`.
@@ -536,5 +571,34 @@ mod tests {
             .unwrap();
         assert_eq!(config.users_address.port(), 4430);
         assert_eq!(config.services_address.port(), 0);
+    }
+
+    #[test]
+    fn load_layers_defaults_ini_env_then_data_path() {
+        let layers = |data_path: Option<&str>| ConfigLayers {
+            default_data_path: PathBuf::from("/default"),
+            ini: Some("[soledad-server]\ndata_path = /from-ini\nquota_bytes = 5\n".to_owned()),
+            env: vec![("HTTPS_PORT".to_owned(), "4430".to_owned())],
+            data_path: data_path.map(PathBuf::from),
+        };
+        let config = Config::load(layers(None)).unwrap();
+        assert_eq!(config.data_path, PathBuf::from("/from-ini"));
+        assert_eq!(config.quota_bytes, 5);
+        assert_eq!(config.users_address.port(), 4430);
+        let config = Config::load(layers(Some("/flag"))).unwrap();
+        assert_eq!(config.data_path, PathBuf::from("/flag"));
+        let bare = Config::load(ConfigLayers {
+            default_data_path: PathBuf::from("/default"),
+            ..ConfigLayers::default()
+        })
+        .unwrap();
+        assert_eq!(bare, Config::new("/default"));
+        // Validated: a bad value fails, naming the option.
+        let bad = Config::load(ConfigLayers {
+            default_data_path: PathBuf::from("/default"),
+            ini: Some("[soledad-server]\nquota_bytes = 0\n".to_owned()),
+            ..ConfigLayers::default()
+        });
+        assert!(matches!(bad, Err(Error::Config { option, .. }) if option == "quota_bytes"));
     }
 }

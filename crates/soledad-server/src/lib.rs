@@ -4,7 +4,11 @@
 //!
 //! What it does not do: decrypt anything (every payload is client ciphertext),
 //! read the environment or configuration files (the `soledad-server` binary
-//! does that and hands a [`Config`] over), or install a logging subscriber.
+//! does that and hands a [`Config`] over, built by [`Config::load`]), or
+//! install a logging subscriber. The binary and its own dependencies (`clap`,
+//! `anyhow`, `tracing-subscriber`) sit behind the default feature `cli`:
+//! embedders depend on this crate with `default-features = false`. Its admin
+//! commands are [`admin`] functions.
 //!
 //! Access: every route is registered with one access rule, checked on the
 //! decoded, parsed owner of the request (never on path text): a user reaches
@@ -17,7 +21,10 @@
 //! the embedded defaults (DESIGN §9): [`TokenStore`] ([`SqliteTokenStore`]),
 //! [`SharedStore`] ([`SqliteSharedStore`]), [`blobs::BlobBackend`]
 //! ([`blobs::FsBlobStore`]) and [`UserDocStores`] ([`EmbeddedUserDocStores`],
-//! the seam for the sync routes).
+//! the seam for the sync routes). [`ServerBuilder`] takes any implementation
+//! of each. Every trait has a conformance suite (hidden module
+//! `conformance`, cargo feature `conformance`) that any implementation runs
+//! with one macro call, `soledad_server::conformance_tests!(blobs, factory)`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), soledad_server::Error> {
@@ -31,9 +38,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 mod auth;
 pub mod blobs;
 mod config;
+#[cfg(feature = "conformance")]
+#[doc(hidden)]
+pub mod conformance;
 mod conn;
 mod docsync;
 mod error;
@@ -50,7 +61,7 @@ pub use auth::{
     append_service_token,
 };
 pub use config::{
-    Config, DEFAULT_QUOTA_BYTES, DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES,
+    Config, ConfigLayers, DEFAULT_QUOTA_BYTES, DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES,
     DEFAULT_USERS_PORT, INI_SECTION,
 };
 pub use error::Error;

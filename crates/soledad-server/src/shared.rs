@@ -109,6 +109,11 @@ pub struct SharedWrite {
 /// owner, and a document of another owner is absent for the caller (the same
 /// id may exist independently under several owners, so a write reveals
 /// nothing about another user's documents either).
+///
+/// Every write and delete is conditional on the current revision, and every
+/// write gives a revision not given before for that document. The
+/// conformance suite `conformance::shared` (feature `conformance`) checks
+/// this contract on every implementation.
 pub trait SharedStore: Send + Sync + 'static {
     /// `owner`'s document `id`, or `None` when `owner` has none.
     fn get<'a>(

@@ -76,26 +76,50 @@ pub struct UserRecord {
 
 /// Where user tokens live. Narrow and asynchronous so another backend (e.g. the
 /// provider's accounts database) can replace the embedded one.
+///
+/// The contract, checked by the conformance suite `conformance::tokens`
+/// (feature `conformance`) on every implementation:
+/// - a user has at most one current token; it verifies for that user only,
+///   and only exactly; each token issued is new ([`IssuedToken::generate`]);
+/// - a token stops verifying at once when rotated or its user removed, and
+///   from its `expires_at` on (kept to the second at least);
+/// - user ids follow [`UserId::parse`]: `verify` answers `false` for any
+///   other id, the other calls fail with [`Error::InvalidUserId`].
 pub trait TokenStore: Send + Sync + 'static {
     /// True when `token` is the current, unexpired token of `uuid`.
+    ///
+    /// # Errors
+    /// Only when the store itself fails (e.g. [`Error::Database`]).
     fn verify<'a>(&'a self, uuid: &'a str, token: &'a str) -> BoxFuture<'a, Result<bool, Error>>;
     /// Registers a new user and returns their first token.
-    /// [`Error::UserExists`] when the user is already known.
+    ///
+    /// # Errors
+    /// [`Error::UserExists`] when the user is already known (their token is
+    /// kept); [`Error::InvalidUserId`].
     fn add<'a>(
         &'a self,
         uuid: &'a str,
         expires_at: Option<SystemTime>,
     ) -> BoxFuture<'a, Result<IssuedToken, Error>>;
-    /// Replaces a user's token (the old one stops working at once).
-    /// [`Error::NotFound`] for an unknown user.
+    /// Replaces a user's token and expiry (the old token stops working at
+    /// once).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown user; [`Error::InvalidUserId`].
     fn rotate<'a>(
         &'a self,
         uuid: &'a str,
         expires_at: Option<SystemTime>,
     ) -> BoxFuture<'a, Result<IssuedToken, Error>>;
-    /// Forgets a user; their token stops working. [`Error::NotFound`] if unknown.
+    /// Forgets a user; their token stops working. They may be added again.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if unknown; [`Error::InvalidUserId`].
     fn remove<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<(), Error>>;
-    /// Every known user, sorted by uuid.
+    /// Every known user with their token's expiry, sorted by uuid (bytewise).
+    ///
+    /// # Errors
+    /// Only when the store itself fails.
     fn list(&self) -> BoxFuture<'_, Result<Vec<UserRecord>, Error>>;
 }
 

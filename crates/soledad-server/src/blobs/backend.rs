@@ -41,6 +41,11 @@ impl std::fmt::Debug for BlobRead {
 
 /// Blob storage: immutable blobs per user and namespace, with flags, listing
 /// and quota.
+///
+/// The conformance suite `conformance::blobs` (feature `conformance`) checks
+/// the contract documented on each method on every implementation; what it
+/// leaves to the implementation (layout, write permits, persistence) is said
+/// there.
 pub trait BlobBackend: Send + Sync + 'static {
     /// Streams `body` to storage and returns the bytes stored. The blob becomes
     /// visible only once complete and durable, with `initial_flags`.

@@ -1,9 +1,4 @@
-//! Command-line interface of the `soledad-server` binary: arguments and
-//! dispatch to one module per command.
-
-mod admin;
-mod load;
-mod serve;
+//! The command line of the `soledad-server` binary.
 
 use std::path::PathBuf;
 
@@ -21,7 +16,7 @@ pub(crate) struct Args {
         env = "SOLEDAD_SERVER_CONFIG_FILE",
         value_name = "FILE"
     )]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Data directory (overrides the config file's data_path); default
     /// $XDG_DATA_HOME/soledad-server or ~/.local/share/soledad-server.
     #[arg(
@@ -30,13 +25,13 @@ pub(crate) struct Args {
         env = "SOLEDAD_SERVER_DATA_PATH",
         value_name = "DIR"
     )]
-    data_path: Option<PathBuf>,
+    pub(crate) data_path: Option<PathBuf>,
     #[command(subcommand)]
-    command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Serve the users API (TLS) and the local services API (the default).
     Serve,
     /// Manage users and their tokens.
@@ -54,7 +49,7 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-enum UserCommand {
+pub(crate) enum UserCommand {
     /// Register a user and print their new token.
     Add {
         /// The user's uuid.
@@ -81,25 +76,10 @@ enum UserCommand {
 }
 
 #[derive(Debug, Subcommand)]
-enum ServiceTokenCommand {
+pub(crate) enum ServiceTokenCommand {
     /// Append a token for service NAME to the tokens file and print it.
     Add {
         /// The service name (e.g. `incoming`).
         name: String,
     },
-}
-
-/// Loads the configuration and runs the command.
-pub(crate) fn run(args: Args) -> anyhow::Result<()> {
-    let serving = matches!(args.command, None | Some(Command::Serve));
-    load::init_logging(serving);
-    let config = load::config(args.config.as_deref(), args.data_path)?;
-    match args.command {
-        None | Some(Command::Serve) => serve::run(config),
-        Some(Command::User(command)) => admin::user(&config, command),
-        Some(Command::ServiceToken(ServiceTokenCommand::Add { name })) => {
-            admin::service_token_add(&config, &name)
-        }
-        Some(Command::CreateUserDb { name }) => admin::create_userdb(&config, &name),
-    }
 }

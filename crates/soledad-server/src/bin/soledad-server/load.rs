@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use soledad_server::Config;
+use soledad_server::{Config, ConfigLayers};
 
 /// The seed's default configuration file.
 const DEFAULT_CONFIG_FILE: &str = "/etc/soledad/soledad-server.conf";
@@ -39,27 +39,36 @@ fn default_data_path() -> PathBuf {
     PathBuf::from("soledad-server-data")
 }
 
-/// Defaults, then the INI file, then environment overrides, then `--data-path`;
-/// validated.
+/// Defaults, then the INI file, then environment overrides, then
+/// `--data-path`; validated ([`Config::load`]).
 pub(crate) fn config(file: Option<&Path>, data_path: Option<PathBuf>) -> anyhow::Result<Config> {
-    let mut config = Config::new(default_data_path());
     let file = match file {
         Some(path) => Some(path.to_path_buf()),
         None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
     };
-    if let Some(path) = file {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading configuration file {}", path.display()))?;
-        config
-            .apply_ini(&text)
-            .with_context(|| format!("in configuration file {}", path.display()))?;
-    }
-    config.apply_env(std::env::vars())?;
-    if let Some(path) = data_path {
-        config.data_path = path;
-    }
-    config.validate()?;
-    Ok(config)
+    let ini = file
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading configuration file {}", path.display()))
+        })
+        .transpose()?;
+    let layers = ConfigLayers {
+        default_data_path: default_data_path(),
+        ini,
+        // Variables that are not Unicode cannot be options: skip them.
+        env: std::env::vars_os()
+            .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+            .collect(),
+        data_path,
+    };
+    Config::load(layers).with_context(|| match &file {
+        Some(path) => format!(
+            "in the configuration (file {}, environment, flags)",
+            path.display()
+        ),
+        None => "in the configuration (environment, flags)".to_owned(),
+    })
 }
 
 /// Colours only on a terminal, so piped logs stay plain text.

@@ -1,13 +1,11 @@
-//! Admin commands: users and tokens, service tokens, user databases.
+//! Admin commands: users and tokens, service tokens, user databases. Each
+//! calls [`soledad_server::admin`] and prints the result.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use soledad_server::{
-    Config, EmbeddedUserDocStores, SqliteTokenStore, TokenStore as _, UserDbName,
-    UserDocStores as _, append_service_token,
-};
+use soledad_server::{Config, admin};
 
-use super::UserCommand;
+use crate::args::UserCommand;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -16,39 +14,30 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn expiry(days: Option<u64>) -> anyhow::Result<Option<SystemTime>> {
-    days.map(|days| {
-        let secs = days
-            .checked_mul(86_400)
-            .ok_or_else(|| anyhow::anyhow!("--expires-in-days is too large"))?;
-        SystemTime::now()
-            .checked_add(Duration::from_secs(secs))
-            .ok_or_else(|| anyhow::anyhow!("--expires-in-days is too large"))
-    })
-    .transpose()
+    Ok(days.map(admin::expiry_after_days).transpose()?)
 }
 
 /// `user add|list|remove|token`.
 pub(crate) fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
-    let store = SqliteTokenStore::open(&config.token_store_path())?;
     runtime()?.block_on(async move {
         match command {
             UserCommand::Add {
                 uuid,
                 expires_in_days,
             } => {
-                let token = store.add(&uuid, expiry(expires_in_days)?).await?;
+                let token = admin::add_user(config, &uuid, expiry(expires_in_days)?).await?;
                 println!("{}", token.expose());
             }
             UserCommand::Token {
                 uuid,
                 expires_in_days,
             } => {
-                let token = store.rotate(&uuid, expiry(expires_in_days)?).await?;
+                let token = admin::rotate_token(config, &uuid, expiry(expires_in_days)?).await?;
                 println!("{}", token.expose());
             }
-            UserCommand::Remove { uuid } => store.remove(&uuid).await?,
+            UserCommand::Remove { uuid } => admin::remove_user(config, &uuid).await?,
             UserCommand::List => {
-                for user in store.list().await? {
+                for user in admin::list_users(config).await? {
                     let expires = user
                         .expires_at
                         .and_then(|at| at.duration_since(SystemTime::UNIX_EPOCH).ok())
@@ -63,22 +52,18 @@ pub(crate) fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> 
 
 /// `service-token add NAME`.
 pub(crate) fn service_token_add(config: &Config, name: &str) -> anyhow::Result<()> {
-    let path = config.services_tokens_path();
-    let token = append_service_token(&path, name)?;
+    let token = admin::add_service_token(config, name)?;
     println!("{}", token.expose());
     eprintln!(
         "added service {name:?} to {} (restart the server to use it)",
-        path.display()
+        config.services_tokens_path().display()
     );
     Ok(())
 }
 
 /// `create-userdb user-<uuid>`.
 pub(crate) fn create_userdb(config: &Config, name: &str) -> anyhow::Result<()> {
-    let name = UserDbName::parse(name)?;
-    let stores = EmbeddedUserDocStores::new(config.user_dbs_dir());
-    let created = runtime()?.block_on(stores.create(name.user()))?;
-    if created {
+    if runtime()?.block_on(admin::create_user_db(config, name))? {
         eprintln!("created {name}");
     } else {
         eprintln!("{name} already exists");

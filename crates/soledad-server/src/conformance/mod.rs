@@ -1,0 +1,119 @@
+//! Conformance suites of the storage traits: one suite per trait, checking
+//! the contract its documentation states, runnable against any
+//! implementation. The embedded implementations run them in this crate's
+//! tests (`tests/storage`), next to a small in-memory implementation of each
+//! trait; a second backend (e.g. Garage, DESIGN §9) runs the same suites.
+//!
+//! Built only with the cargo feature `conformance` (test support, not part
+//! of the server's API). A backend crate runs a suite like this:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! soledad-server = { workspace = true, features = ["conformance"] }
+//! ```
+//!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use futures_util::future::BoxFuture;
+//! use soledad_server::SharedStore;
+//! use soledad_server::conformance::shared;
+//!
+//! /// Makes a fresh, empty store for each case (e.g. a new bucket).
+//! struct MyBackend;
+//!
+//! impl shared::Factory for MyBackend {
+//!     fn fresh(&self) -> BoxFuture<'_, Arc<dyn SharedStore>> {
+//!         Box::pin(async { unimplemented!("a new, empty store of this backend") })
+//!     }
+//! }
+//!
+//! mod my_backend_shared {
+//!     // One #[test] per case of the suite, each on its own runtime.
+//!     soledad_server::conformance_tests!(shared, super::MyBackend);
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! [`conformance_tests!`](crate::conformance_tests) takes the suite
+//! (`tokens`, `shared` or `blobs`) and an expression making its factory
+//! ([`tokens::Factory`], [`shared::Factory`], [`blobs::Factory`]); the
+//! expression is evaluated inside each test's runtime. Every case is also a
+//! public `async fn(&dyn Factory)`, so a test can run one case and then check
+//! what only its backend can see (e.g. no temporary file left on disk).
+//! Each case calls `fresh` once and panics when the contract is broken.
+
+// Test support: a broken contract is reported by panicking, as in tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod blobs;
+pub mod shared;
+pub mod tokens;
+
+use std::future::Future;
+
+/// Runs one case on a fresh multi-threaded runtime (two workers, so cases
+/// about concurrent calls really run concurrently).
+pub fn block_on<F: Future<Output = ()>>(case: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("building a tokio runtime for a conformance case")
+        .block_on(case);
+}
+
+/// Expands to one `#[test]` per case of a conformance suite; see the
+/// [module documentation](crate::conformance).
+#[macro_export]
+macro_rules! conformance_tests {
+    (tokens, $factory:expr) => {
+        $crate::conformance_tests!(@cases tokens, $factory, [
+            verify_accepts_only_the_current_token,
+            add_refuses_known_and_invalid_users,
+            expiry_is_enforced_and_listed,
+            rotate_replaces_the_token,
+            remove_forgets_the_user,
+            list_is_sorted_by_uuid,
+        ]);
+    };
+    (shared, $factory:expr) => {
+        $crate::conformance_tests!(@cases shared, $factory, [
+            put_creates_and_get_reads_back,
+            put_needs_the_current_revision,
+            delete_needs_the_current_revision,
+            owners_are_isolated,
+        ]);
+    };
+    (blobs, $factory:expr) => {
+        $crate::conformance_tests!(@cases blobs, $factory, [
+            round_trips_empty_small_and_multi_megabyte_blobs,
+            duplicate_put_is_already_exists_and_keeps_the_original,
+            a_put_while_another_of_the_same_id_is_in_flight_fails,
+            concurrent_duplicate_puts_exactly_one_wins,
+            an_upload_is_invisible_until_complete,
+            ranges_from_to_suffix_and_unsatisfiable,
+            missing_blobs_are_not_found,
+            flags_initial_get_and_set,
+            delete_frees_quota_leaves_a_tombstone_and_allows_a_new_put,
+            list_filters_orders_and_counts,
+            namespaces_are_isolated,
+            users_are_isolated,
+            quota_exceeded_up_front_never_reads_the_body,
+            quota_exceeded_mid_stream_stores_nothing,
+            a_failed_body_stores_nothing,
+            a_put_dropped_half_way_leaves_nothing,
+        ]);
+    };
+    (@cases $suite:ident, $factory:expr, [$($case:ident),* $(,)?]) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::block_on(async {
+                    let factory = $factory;
+                    $crate::conformance::$suite::$case(&factory).await;
+                });
+            }
+        )*
+    };
+}

@@ -1,0 +1,116 @@
+//! Every conformance suite on the embedded implementations (SQLite files,
+//! filesystem) and on the in-memory ones of `memory.rs`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures_util::future::BoxFuture;
+use soledad_server::blobs::{BlobBackend, FsBlobConfig, FsBlobStore};
+use soledad_server::conformance::{blobs, shared, tokens};
+use soledad_server::{SharedStore, SqliteSharedStore, SqliteTokenStore, TokenStore};
+use tempfile::TempDir;
+
+use crate::memory::{MemoryBlobs, MemoryShared, MemoryTokens};
+
+/// Fresh embedded stores, each in its own directory of one temporary
+/// directory (removed when the factory is dropped, at the end of the case).
+pub struct Embedded {
+    dir: TempDir,
+    next: AtomicUsize,
+}
+
+impl Embedded {
+    pub fn new() -> Embedded {
+        Embedded {
+            dir: tempfile::tempdir().unwrap(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn fresh_dir(&self) -> PathBuf {
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        let path = self.dir.path().join(n.to_string());
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    }
+}
+
+impl tokens::Factory for Embedded {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn TokenStore>> {
+        let path = self.fresh_dir().join("tokens.sqlite");
+        Box::pin(
+            async move { Arc::new(SqliteTokenStore::open(&path).unwrap()) as Arc<dyn TokenStore> },
+        )
+    }
+}
+
+impl shared::Factory for Embedded {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn SharedStore>> {
+        let path = self.fresh_dir().join("shared.sqlite");
+        Box::pin(async move {
+            Arc::new(SqliteSharedStore::open(&path).unwrap()) as Arc<dyn SharedStore>
+        })
+    }
+}
+
+impl blobs::Factory for Embedded {
+    fn fresh(&self, quota_bytes: u64) -> BoxFuture<'_, Arc<dyn BlobBackend>> {
+        let root = self.fresh_dir().join("blobs");
+        Box::pin(async move {
+            let store = FsBlobStore::open(FsBlobConfig {
+                root,
+                concurrent_blob_writes: 8,
+                per_user_blob_writes: 8,
+                quota_bytes,
+            })
+            .unwrap();
+            Arc::new(store) as Arc<dyn BlobBackend>
+        })
+    }
+}
+
+/// Fresh in-memory stores.
+pub struct Memory;
+
+impl tokens::Factory for Memory {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn TokenStore>> {
+        Box::pin(async { Arc::new(MemoryTokens::default()) as Arc<dyn TokenStore> })
+    }
+}
+
+impl shared::Factory for Memory {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn SharedStore>> {
+        Box::pin(async { Arc::new(MemoryShared::default()) as Arc<dyn SharedStore> })
+    }
+}
+
+impl blobs::Factory for Memory {
+    fn fresh(&self, quota_bytes: u64) -> BoxFuture<'_, Arc<dyn BlobBackend>> {
+        Box::pin(async move { Arc::new(MemoryBlobs::new(quota_bytes)) as Arc<dyn BlobBackend> })
+    }
+}
+
+mod sqlite_tokens {
+    soledad_server::conformance_tests!(tokens, super::Embedded::new());
+}
+
+mod sqlite_shared {
+    soledad_server::conformance_tests!(shared, super::Embedded::new());
+}
+
+mod fs_blobs {
+    soledad_server::conformance_tests!(blobs, super::Embedded::new());
+}
+
+mod memory_tokens {
+    soledad_server::conformance_tests!(tokens, super::Memory);
+}
+
+mod memory_shared {
+    soledad_server::conformance_tests!(shared, super::Memory);
+}
+
+mod memory_blobs {
+    soledad_server::conformance_tests!(blobs, super::Memory);
+}
