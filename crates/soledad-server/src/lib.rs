@@ -29,6 +29,8 @@ pub mod blobs;
 mod config;
 mod docsync;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod routes;
 mod server;
 mod shared;

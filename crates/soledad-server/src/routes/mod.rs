@@ -2,7 +2,7 @@
 //! (loopback). Every route goes through the authentication middleware
 //! ([`crate::auth`]) and a tracing span named by its route template.
 
-mod blobs;
+pub(crate) mod blobs;
 mod extract;
 mod incoming;
 mod info;
