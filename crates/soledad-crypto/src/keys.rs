@@ -30,6 +30,8 @@ pub const LABEL_DOC: &[u8] = b"doc";
 pub const LABEL_BLOB: &[u8] = b"blob";
 /// HKDF info label of the server-side id key.
 pub const LABEL_ID: &[u8] = b"id";
+/// HKDF info label of the key sealing the id box of a sync payload (v2).
+pub const LABEL_ID_BOX: &[u8] = b"id-box";
 
 /// The account's root secret: 64 random bytes, made once, wrapped by the passphrase
 /// in `soledad.json` and (optionally) by a recovery code.
@@ -86,6 +88,13 @@ impl StorageSecret {
     /// The id key (label `id`): hides document ids from the server.
     pub fn id_key(&self) -> IdKey {
         IdKey(self.derive(LABEL_ID))
+    }
+
+    /// The id-box key (label `id-box`): seals the real document id inside each sync
+    /// payload. Its own label, so no value the server sees (such as a hidden id, an
+    /// HMAC under the id key) can equal it.
+    pub fn id_box_key(&self) -> IdBoxKey {
+        IdBoxKey(self.derive(LABEL_ID_BOX))
     }
 }
 
@@ -151,6 +160,10 @@ key_type!(
     /// Key that maps document ids to the opaque ids the server sees.
     IdKey
 );
+key_type!(
+    /// Key that seals the real document id inside a sync payload (the id box).
+    IdBoxKey
+);
 
 impl LocalDbKey {
     /// The raw key bytes, for `PRAGMA key = "x'…'"`. Never log them.
@@ -188,7 +201,13 @@ mod tests {
     #[test]
     fn derive_matches_rfc5869_hkdf() {
         let secret = StorageSecret::from_bytes([7u8; STORAGE_SECRET_LEN]);
-        for label in [LABEL_LOCAL_DB, LABEL_DOC, LABEL_BLOB, LABEL_ID] {
+        for label in [
+            LABEL_LOCAL_DB,
+            LABEL_DOC,
+            LABEL_BLOB,
+            LABEL_ID,
+            LABEL_ID_BOX,
+        ] {
             let mut expected = [0u8; KEY_LEN];
             hkdf_sha256(HKDF_SALT, secret.expose_bytes(), &[label], &mut expected).unwrap();
             assert_eq!(*secret.derive(label), expected);
@@ -203,6 +222,7 @@ mod tests {
             *secret.doc_key().0,
             *secret.blob_key().0,
             *secret.id_key().0,
+            *secret.id_box_key().0,
         ];
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {

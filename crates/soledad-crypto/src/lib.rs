@@ -61,8 +61,8 @@ pub use envelope::{ENVELOPE_MAGIC, ENVELOPE_VERSION, MAX_DOC_CONTENT_BYTES, MAX_
 pub use error::{Error, Result};
 pub use kdf::{KdfParams, MAX_LOG_N, MAX_MEMORY_BYTES, MAX_P, MAX_R, MAX_WORK};
 pub use keys::{
-    BlobKey, DocKey, HKDF_SALT, IdKey, LABEL_BLOB, LABEL_DOC, LABEL_ID, LABEL_LOCAL_DB, LocalDbKey,
-    STORAGE_SECRET_LEN, StorageSecret,
+    BlobKey, DocKey, HKDF_SALT, IdBoxKey, IdKey, LABEL_BLOB, LABEL_DOC, LABEL_ID, LABEL_ID_BOX,
+    LABEL_LOCAL_DB, LocalDbKey, STORAGE_SECRET_LEN, StorageSecret,
 };
 pub use padding::padme;
 pub use preamble::{
@@ -75,7 +75,7 @@ pub use recovery::{RECOVERY_BLOB_VERSION, RECOVERY_CODE_BYTES, RecoveryCode};
 pub use secrets_file::{KDF_SALT_LEN, MAX_SECRETS_FILE_BYTES, SECRETS_FILE_VERSION, SecretsFile};
 #[doc(hidden)]
 pub use server_doc::ServerDocParts;
-pub use server_doc::{SERVER_DOC_MAGIC, SERVER_DOC_VERSION, SyncKeys};
+pub use server_doc::{ID_BOX_BUCKET, SERVER_DOC_MAGIC, SERVER_DOC_VERSION, SyncKeys};
 pub use stream::{
     BlobDecryptor, BlobEncryptor, MAX_BLOB_SIZE, SEALED_SEGMENT_SIZE, SEGMENT_SIZE, SegmentSpan,
 };

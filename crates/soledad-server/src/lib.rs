@@ -48,6 +48,8 @@ pub mod conformance;
 mod conn;
 mod docsync;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod routes;
 mod server;

@@ -6,9 +6,9 @@ use std::io::Read as _;
 
 use secrecy::SecretString;
 use soledad_crypto::{
-    BlobKey, DocKey, EnvelopeParts, IdKey, KdfParams, Method, Preamble, RecoveryCode, Scheme,
-    SecretsFile, ServerDocParts, StorageSecret, SyncKeys, backup_id, decrypt_blob,
-    restore_from_backup,
+    BlobKey, DocKey, EnvelopeParts, IdBoxKey, IdKey, KdfParams, Method, Preamble, RecoveryCode,
+    SERVER_DOC_VERSION, Scheme, SecretsFile, ServerDocParts, StorageSecret, SyncKeys, backup_id,
+    decrypt_blob, restore_from_backup,
 };
 use tokio::io::AsyncReadExt as _;
 
@@ -42,6 +42,27 @@ fn keys_derive() {
 }
 
 #[test]
+fn keys_id_box() {
+    let v = load("keys_id_box");
+    let secret = StorageSecret::from_bytes(v.hex_array("secret"));
+    assert_eq!(
+        secret.id_box_key(),
+        IdBoxKey::from_bytes(v.hex_array("id_box_key"))
+    );
+    assert_eq!(secret.id_key(), IdKey::from_bytes(v.hex_array("id_key")));
+}
+
+#[test]
+fn server_doc_vectors_cover_both_versions() {
+    let versions: Vec<u8> = load_all("serverdoc_")
+        .iter()
+        .filter(|v| v.expect() == "ok")
+        .map(|v| v.fields.get("version").map_or(1, |s| s.parse().unwrap()))
+        .collect();
+    assert!(versions.contains(&1) && versions.contains(&SERVER_DOC_VERSION));
+}
+
+#[test]
 fn envelope_vectors() {
     for v in load_all("envelope_") {
         let key = DocKey::from_bytes(v.hex_array("doc_key"));
@@ -69,10 +90,17 @@ fn envelope_vectors() {
 #[test]
 fn server_doc_vectors() {
     for v in load_all("serverdoc_") {
+        // v1 vectors predate the id-box key (their box key is derived from the id key).
+        let id_box_key = v
+            .fields
+            .get("id_box_key")
+            .map_or([0; 32], |_| v.hex_array("id_box_key"));
         let keys = SyncKeys::from_keys(
             DocKey::from_bytes(v.hex_array("doc_key")),
             IdKey::from_bytes(v.hex_array("id_key")),
+            IdBoxKey::from_bytes(id_box_key),
         );
+        let version: u8 = v.fields.get("version").map_or(1, |s| s.parse().unwrap());
         let (doc_id, hidden, rev) = (v.field("doc_id"), v.field("hidden_id"), v.field("open_rev"));
         let opened = keys.open_from_server(hidden, rev, &v.body);
         assert_eq!(
@@ -95,6 +123,10 @@ fn server_doc_vectors() {
             let (got_id, got_content) = opened.unwrap();
             assert_eq!(got_id, doc_id, "{}", v.name);
             assert_eq!(got_content.as_deref(), content, "{}", v.name);
+            if version != SERVER_DOC_VERSION {
+                // Old versions are opened, never written.
+                continue;
+            }
             let sealed = keys
                 .danger_seal_with_nonces(
                     doc_id,

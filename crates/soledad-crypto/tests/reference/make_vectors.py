@@ -86,7 +86,7 @@ def hidden_id(id_key, doc_id):
 
 def seal_server_doc(doc_key, id_key, doc_id, rev, content, box_nonce, env_nonce,
                     box_doc_id=None):
-    """Server payload: "SW" 0x01 ‖ box nonce ‖ u16be(len box) ‖ id box ‖ envelope.
+    """Server payload v1 (read only since v2): "SW" 0x01 ‖ box nonce ‖ u16be(len box) ‖ id box ‖ envelope.
     content None = tombstone (envelope of the JSON text `null`)."""
     label = b"soledad/v1/id-box"
     box_key = hmac256(id_key, label)
@@ -98,6 +98,28 @@ def seal_server_doc(doc_key, id_key, doc_id, rev, content, box_nonce, env_nonce,
     env = seal_envelope(doc_key, inner_id, rev, content if content is not None else b"null",
                         env_nonce)
     return b"SW\x01" + box_nonce + struct.pack(">H", len(box)) + box + env
+
+
+ID_BOX_BUCKET = 64
+
+
+def seal_server_doc_v2(doc_key, id_box_key, id_key, doc_id, rev, content, box_nonce, env_nonce,
+                       box_doc_id=None, padding=None, length=None, version=2):
+    """Server payload v2: "SW" 0x02 ‖ box nonce ‖ u16be(len box) ‖ id box ‖ envelope.
+    The id box is sealed under the HKDF `id-box` key with AAD "SW" 0x02 ‖ u32be len ‖
+    hidden id ‖ u32be len ‖ rev; its plaintext is u16be(len id) ‖ id ‖ zero bytes up to
+    a multiple of 64 bytes. `padding`/`length` override the canonical encoding (defects)."""
+    hidden = hidden_id(id_key, doc_id).encode()
+    r = rev.encode()
+    aad = b"SW\x02" + struct.pack(">I", len(hidden)) + hidden + struct.pack(">I", len(r)) + r
+    inner_id = (box_doc_id or doc_id).encode()
+    plain = struct.pack(">H", len(inner_id) if length is None else length) + inner_id
+    bucketed = -(-len(plain) // ID_BOX_BUCKET) * ID_BOX_BUCKET
+    plain += padding if padding is not None else b"\x00" * (bucketed - len(plain))
+    box = AESGCM(id_box_key).encrypt(box_nonce, plain, aad)
+    env = seal_envelope(doc_key, inner_id.decode(), rev,
+                        content if content is not None else b"null", env_nonce)
+    return b"SW" + bytes([version]) + box_nonce + struct.pack(">H", len(box)) + box + env
 
 
 # ---- blobs --------------------------------------------------------------------------
@@ -280,6 +302,61 @@ def main():
          body=b"SX" + sok[2:])
     sdoc("serverdoc_unknown_version", "unknown_version", "D-1", "replica-a:1|replica-b:2", C,
          body=b"SW\x07" + sok[3:])
+
+    # server documents, v2: id box under its own HKDF key, padded to 64-byte buckets
+    id_box_key = subkey(secret, b"id-box")
+    write("keys_id_box", {"expect": "ok", "secret": sh, "id_key": subs["id"],
+                          "id_box_key": id_box_key.hex()}, b"")
+    s2base = {**sbase, "id_box_key": id_box_key.hex(), "version": 2}
+
+    def sdoc2(name, expect, doc_id, rev, content, body=None, hidden=None, open_rev=None):
+        data = body if body is not None else seal_server_doc_v2(
+            doc_key, id_box_key, id_key, doc_id, rev, content, box_nonce, nonce)
+        f = {"expect": expect, **s2base, "doc_id": doc_id, "rev": rev,
+             "hidden_id": hidden or hidden_id(id_key, doc_id), "open_rev": open_rev or rev}
+        if content is None:
+            f["tombstone"] = "true"
+        else:
+            f["content"] = content.decode()
+        write(name, f, data)
+        return data
+
+    R = "replica-a:1|replica-b:2"
+    s2ok = sdoc2("serverdoc_v2_ok", "ok", "D-1", R, C)
+    sdoc2("serverdoc_v2_tombstone", "ok", "D-deleted", "r:3", None)
+    sdoc2("serverdoc_v2_id_fills_bucket", "ok", "D-" + "f" * 60, "r:1", b"{}")
+    sdoc2("serverdoc_v2_id_two_buckets", "ok", "D-" + "e" * 61, "r:1", b"{}")
+    sdoc2("serverdoc_v2_odd_id", "ok", "doc%2Fwith.odd_chars-", "r:1", b"{}")
+    sdoc2("serverdoc_v2_wrong_rev", "integrity", "D-1", R, C, body=s2ok, open_rev="replica-a:1")
+    d2v2 = seal_server_doc_v2(doc_key, id_box_key, id_key, "D-2", "r:1", C, box_nonce, nonce)
+    sdoc2("serverdoc_v2_moved", "integrity", "D-2", "r:1", C, body=d2v2,
+          hidden=hidden_id(id_key, "D-1"))
+    sdoc2("serverdoc_v2_inner_id_mismatch", "integrity", "D-1", "r:1", C,
+          body=seal_server_doc_v2(doc_key, id_box_key, id_key, "D-1", "r:1", C, box_nonce,
+                                  nonce, box_doc_id="D-2"))
+    sdoc2("serverdoc_v2_box_flip", "integrity", "D-1", R, C, body=flip(s2ok, 20, 1))
+    sdoc2("serverdoc_v2_envelope_flip", "integrity", "D-1", R, C,
+          body=flip(s2ok, len(s2ok) - 20, 5))
+    sdoc2("serverdoc_v2_truncated", "integrity", "D-1", R, C, body=s2ok[:-1])
+    # Sealed by a key holder but not canonical: refused all the same.
+    sdoc2("serverdoc_v2_nonzero_padding", "integrity", "D-1", R, C,
+          body=seal_server_doc_v2(doc_key, id_box_key, id_key, "D-1", R, C, box_nonce, nonce,
+                                  padding=b"\x00" * 58 + b"\x01"))
+    sdoc2("serverdoc_v2_extra_bucket", "integrity", "D-1", R, C,
+          body=seal_server_doc_v2(doc_key, id_box_key, id_key, "D-1", R, C, box_nonce, nonce,
+                                  padding=b"\x00" * (59 + 64)))
+    sdoc2("serverdoc_v2_length_past_box", "integrity", "D-1", R, C,
+          body=seal_server_doc_v2(doc_key, id_box_key, id_key, "D-1", R, C, box_nonce, nonce,
+                                  length=63))
+    # Key separation: a box sealed under the v1 key (HMAC(id key, label)) in a v2 payload.
+    v1_box_key = hmac256(id_key, b"soledad/v1/id-box")
+    sdoc2("serverdoc_v2_v1_key", "integrity", "D-1", R, C,
+          body=seal_server_doc_v2(doc_key, v1_box_key, id_key, "D-1", R, C, box_nonce, nonce))
+    # Version byte edited either way: v2 read as v1 fails, v1 read as v2 is malformed.
+    sdoc2("serverdoc_v2_downgraded", "integrity", "D-1", R, C, body=b"SW\x01" + s2ok[3:])
+    sdoc2("serverdoc_v2_from_v1", "malformed", "D-1", R, C, body=b"SW\x02" + sok[3:])
+    sdoc2("serverdoc_v2_unpadded_box", "malformed", "D-1", R, C,
+          body=s2ok[:15] + struct.pack(">H", 79) + s2ok[17:])
 
     # preambles
     salt = bytes(range(100, 132))

@@ -70,7 +70,7 @@ pub(crate) struct Authenticator {
 
 /// Extracts `(id, token)` from an `Authorization: Token …` header.
 /// `Ok(None)` when there is no header.
-fn credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Error> {
+pub(crate) fn credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Error> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

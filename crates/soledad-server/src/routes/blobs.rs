@@ -51,6 +51,17 @@ impl BlobArgs {
             Some(ns) => Ok(Namespace::parse(ns)?),
         }
     }
+
+    /// The listing `GET /blobs/{uuid}` asks for, and whether it asks only for the count.
+    pub(crate) fn list_query(&self) -> Result<(ListQuery, bool), Error> {
+        let query = ListQuery {
+            namespace: self.namespace()?,
+            filter_flag: self.filter_flag.as_deref().map(Flag::parse).transpose()?,
+            order: order_arg(self.order_by.as_deref())?,
+            deleted: flag_arg(self.deleted.as_deref(), "deleted")?,
+        };
+        Ok((query, flag_arg(self.only_count.as_deref(), "only_count")?))
+    }
 }
 
 fn backend(state: &AppState) -> Result<&dyn BlobBackend, Error> {
@@ -96,13 +107,8 @@ pub(crate) async fn list(
     QueryArgs(args): QueryArgs<BlobArgs>,
 ) -> Result<Response, Error> {
     let backend = backend(&state)?;
-    let query = ListQuery {
-        namespace: args.namespace()?,
-        filter_flag: args.filter_flag.as_deref().map(Flag::parse).transpose()?,
-        order: order_arg(args.order_by.as_deref())?,
-        deleted: flag_arg(args.deleted.as_deref(), "deleted")?,
-    };
-    if flag_arg(args.only_count.as_deref(), "only_count")? {
+    let (query, only_count) = args.list_query()?;
+    if only_count {
         let count = backend.count(&user, &query).await?;
         return Ok(Json(serde_json::json!({ "count": count })).into_response());
     }
@@ -124,7 +130,7 @@ pub(crate) async fn usage(
 
 /// Parses a single-range `Range` header. Anything else (several ranges, other
 /// units, garbage) is ignored, as RFC 9110 allows: the whole blob is sent.
-fn range_header(headers: &HeaderMap) -> Option<RangeSpec> {
+pub(crate) fn range_header(headers: &HeaderMap) -> Option<RangeSpec> {
     let value = headers.get(header::RANGE)?.to_str().ok()?.trim();
     let spec = value.strip_prefix("bytes=")?.trim();
     if spec.contains(',') {
@@ -253,15 +259,20 @@ pub(crate) async fn set_flags(
         }
         bytes.extend_from_slice(&chunk);
     }
-    let names: Vec<String> = serde_json::from_slice(&bytes).map_err(|_| Error::InvalidRequest {
-        what: "flags must be a JSON list of strings",
-    })?;
-    let flags = names
-        .iter()
-        .map(|name| Flag::parse(name))
-        .collect::<Result<Vec<_>, BlobError>>()?;
+    let flags = flags_body(&bytes)?;
     backend.set_flags(&user, &ns, &id, flags).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Parses the body of `POST /blobs/{uuid}/{blob_id}`: a JSON list of flag names.
+pub(crate) fn flags_body(bytes: &[u8]) -> Result<Vec<Flag>, Error> {
+    let names: Vec<String> = serde_json::from_slice(bytes).map_err(|_| Error::InvalidRequest {
+        what: "flags must be a JSON list of strings",
+    })?;
+    Ok(names
+        .iter()
+        .map(|name| Flag::parse(name))
+        .collect::<Result<Vec<_>, BlobError>>()?)
 }
 
 /// `DELETE /blobs/{uuid}/{blob_id}`.

@@ -4,7 +4,7 @@
 //! registered with its access rule ([`Access`]) through [`Routes::add`], the
 //! only way to add one: a route without a rule cannot exist.
 
-mod blobs;
+pub(crate) mod blobs;
 mod extract;
 mod incoming;
 mod info;
