@@ -10,4 +10,5 @@ mod lifecycle;
 mod privacy;
 mod secrets;
 mod tampering;
+mod trust;
 mod util;

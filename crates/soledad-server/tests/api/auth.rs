@@ -261,3 +261,33 @@ async fn services_api_accepts_only_service_tokens() {
     );
     t.shutdown().await;
 }
+
+/// docs/security.md: the token store keeps only SHA-256 hashes of tokens, so a copy
+/// of it (a backup, a stolen disk) does not let anyone act as a user.
+#[tokio::test]
+async fn the_token_store_keeps_hashes_never_tokens() {
+    use sha2::{Digest as _, Sha256};
+    use soledad_server::TokenStore as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.sqlite");
+    let store = soledad_server::SqliteTokenStore::open(&path).unwrap();
+    let token = store.add("carol", None).await.unwrap().expose().to_owned();
+    assert!(store.verify("carol", &token).await.unwrap());
+
+    let mut on_disk = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        on_disk.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let contains = |needle: &[u8]| on_disk.windows(needle.len()).any(|w| w == needle);
+    assert!(!contains(token.as_bytes()), "the token itself is on disk");
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let stored: Vec<u8> = db
+        .query_row(
+            "SELECT token_sha256 FROM user_tokens WHERE uuid = 'carol'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, Sha256::digest(token.as_bytes()).to_vec());
+}
