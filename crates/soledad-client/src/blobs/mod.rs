@@ -175,6 +175,7 @@ impl BlobManager {
             file: stem,
             size: Some(size),
             status,
+            refused: false,
         };
         if !store.insert(row).await? {
             let _ = tokio::fs::remove_file(&content).await;
@@ -297,6 +298,7 @@ impl BlobManager {
                     file: random_stem()?,
                     size: None,
                     status: SyncStatus::PendingDownload,
+                    refused: false,
                 };
                 store.insert(row.clone()).await?;
                 // A concurrent call may have inserted first: use what is stored.
@@ -352,11 +354,14 @@ impl BlobManager {
                 if matches!(err, Error::Integrity { .. }) {
                     // Final: the server's copy is not ours; never keep its bytes.
                     let _ = tokio::fs::remove_file(&part).await;
+                    store.set_refused(ns, blob_id).await?;
+                } else {
+                    // The partial file of a cut download stays for `Range`
+                    // resumption by the next fetch or get.
+                    store
+                        .set_status(ns, blob_id, SyncStatus::FailedDownload, None)
+                        .await?;
                 }
-                // The partial file of a cut download stays for `Range` resumption.
-                store
-                    .set_status(ns, blob_id, SyncStatus::FailedDownload, None)
-                    .await?;
                 Err(err)
             }
         }
@@ -645,6 +650,7 @@ impl BlobManager {
                     file: random_stem()?,
                     size: None,
                     status: SyncStatus::PendingDownload,
+                    refused: false,
                 })
                 .await?;
         }
@@ -695,18 +701,30 @@ impl BlobManager {
     }
 
     /// Downloads every blob of the namespace that is on the server and not here
-    /// (`PENDING_DOWNLOAD`), `concurrent_transfers` at a time. Blobs that failed
-    /// to authenticate (`FAILED_DOWNLOAD`) are not fetched again; ask for them
-    /// with [`get`](Self::get).
+    /// (`PENDING_DOWNLOAD`, and `FAILED_DOWNLOAD` after running out of retries,
+    /// resuming what arrived), `concurrent_transfers` at a time. Blobs that
+    /// failed to authenticate are not fetched again; ask for them with
+    /// [`get`](Self::get).
     ///
     /// # Errors
     /// As [`send_missing`](Self::send_missing).
     pub async fn fetch_missing(&self, namespace: &str) -> Result<BlobSyncReport, Error> {
         let ns = namespace_of(namespace)?;
         self.refresh_sync_status_from_server(&ns).await?;
-        let ids = self
-            .local_list_status(SyncStatus::PendingDownload, &ns)
-            .await?;
+        let ids: Vec<String> = self
+            .inner
+            .store
+            .list(&ns, None)
+            .await?
+            .into_iter()
+            .filter(|r| {
+                matches!(
+                    r.status,
+                    SyncStatus::PendingDownload | SyncStatus::FailedDownload
+                ) && !r.refused
+            })
+            .map(|r| r.blob_id)
+            .collect();
         let limit = self.inner.config.concurrent_transfers.max(1);
         let results: Vec<(String, Result<BlobRow, Error>)> = futures_util::stream::iter(ids)
             .map(|id| {

@@ -58,6 +58,8 @@ pub(crate) struct BlobRow {
     /// Plaintext size, once known.
     pub(crate) size: Option<u64>,
     pub(crate) status: SyncStatus,
+    /// The server's copy failed authentication: never fetched again unasked.
+    pub(crate) refused: bool,
 }
 
 /// Handle on the store thread and the content directory. Cheap to clone.
@@ -149,7 +151,7 @@ impl LocalStore {
         let (ns, id) = (namespace.to_owned(), blob_id.to_owned());
         self.call(move |conn| {
             conn.query_row(
-                "SELECT namespace, blob_id, file, size, status FROM blobs
+                "SELECT namespace, blob_id, file, size, status, retries FROM blobs
                  WHERE namespace = ?1 AND blob_id = ?2",
                 params![ns, id],
                 read_row,
@@ -191,9 +193,24 @@ impl LocalStore {
                 .transpose()
                 .map_err(|_| Error::InvalidBlobId)?;
             conn.execute(
-                "UPDATE blobs SET status = ?3, size = coalesce(?4, size)
+                "UPDATE blobs SET status = ?3, size = coalesce(?4, size), retries = 0
                  WHERE namespace = ?1 AND blob_id = ?2",
                 params![ns, id, status.code(), size],
+            )
+            .map_err(storage)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Marks a blob `FAILED_DOWNLOAD` because the server's copy does not
+    /// authenticate (final, unlike a download that ran out of retries).
+    pub(crate) async fn set_refused(&self, namespace: &str, blob_id: &str) -> Result<(), Error> {
+        let (ns, id) = (namespace.to_owned(), blob_id.to_owned());
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE blobs SET status = ?3, retries = -1 WHERE namespace = ?1 AND blob_id = ?2",
+                params![ns, id, SyncStatus::FailedDownload.code()],
             )
             .map_err(storage)?;
             Ok(())
@@ -212,7 +229,7 @@ impl LocalStore {
             let tx = conn.transaction().map_err(storage)?;
             let row = tx
                 .query_row(
-                    "SELECT namespace, blob_id, file, size, status FROM blobs
+                    "SELECT namespace, blob_id, file, size, status, retries FROM blobs
                      WHERE namespace = ?1 AND blob_id = ?2",
                     params![ns, id],
                     read_row,
@@ -240,7 +257,7 @@ impl LocalStore {
         self.call(move |conn| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT namespace, blob_id, file, size, status FROM blobs
+                    "SELECT namespace, blob_id, file, size, status, retries FROM blobs
                      WHERE namespace = ?1 AND (?2 IS NULL OR status = ?2) ORDER BY blob_id",
                 )
                 .map_err(storage)?;
@@ -318,6 +335,7 @@ impl LocalStore {
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BlobRow> {
     let size: Option<i64> = r.get(3)?;
     let status: i64 = r.get(4)?;
+    let retries: i64 = r.get(5)?;
     Ok(BlobRow {
         namespace: r.get(0)?,
         blob_id: r.get(1)?,
@@ -326,6 +344,7 @@ fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BlobRow> {
         // An unknown code (a newer client's state) reads as pending download: the
         // content is fetched again rather than trusted.
         status: SyncStatus::from_code(status).unwrap_or(SyncStatus::PendingDownload),
+        refused: retries < 0,
     })
 }
 

@@ -545,6 +545,9 @@ async fn cut_download_resumes_with_range_after_a_server_restart() {
     env.restart().await;
     proxy.budget.store(-1, Ordering::SeqCst);
     proxy.relayed.store(0, Ordering::SeqCst);
+    // The next fetch resumes it (a cut download is not final, unlike a bad MAC).
+    let report = bm(&b).fetch_missing("").await.unwrap();
+    assert_eq!(report.downloaded, ["movie"], "{report:?}");
     assert_eq!(get(&b, "movie", "").await, content);
     let second = proxy.relayed.load(Ordering::SeqCst);
     assert!(
@@ -555,4 +558,56 @@ async fn cut_download_resumes_with_range_after_a_server_restart() {
         bm(&b).sync_status("movie", "").await.unwrap(),
         Some(SyncStatus::Synced)
     );
+}
+
+#[tokio::test]
+async fn transfers_respect_the_concurrency_limit() {
+    let env = Env::start().await;
+    let a = device(&env, "a").await;
+    let b = device_at(
+        &env,
+        "b",
+        &env.url(),
+        BlobConfig {
+            concurrent_transfers: 2,
+            ..fast(2)
+        },
+    )
+    .await;
+    for n in 0..12u64 {
+        let content = data(100 + n, 200_000);
+        bm(&a)
+            .put(
+                &format!("c{n:02}"),
+                &content[..],
+                content.len() as u64,
+                "",
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (b, done) = (b.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut most = 0;
+            while !done.load(Ordering::SeqCst) {
+                most = most.max(bm(&b).sync_progress().transfers.len());
+                tokio::task::yield_now().await;
+            }
+            most
+        })
+    };
+    let report = bm(&b).fetch_missing("").await.unwrap();
+    done.store(true, Ordering::SeqCst);
+    let most = watcher.await.unwrap();
+    assert_eq!(report.downloaded.len(), 12);
+    assert!(most <= 2, "{most} transfers at once");
+    for n in 0..12u64 {
+        assert_eq!(
+            get(&b, &format!("c{n:02}"), "").await,
+            data(100 + n, 200_000)
+        );
+    }
 }
