@@ -17,7 +17,7 @@ mod store;
 mod transport;
 mod types;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,6 +41,9 @@ use types::{check_blob_id, namespace};
 use crate::error::Error;
 use crate::transport::Transport;
 
+/// Held while a blob is transferred.
+type BlobLock = Arc<tokio::sync::Mutex<()>>;
+
 /// Buffer of the encryption copy loop.
 const COPY_BYTES: usize = 256 * 1024;
 
@@ -61,6 +64,9 @@ struct Manager {
     config: BlobConfig,
     permits: Semaphore,
     progress: Progress,
+    /// One transfer per blob at a time (a `get` racing a `fetch_missing` must not
+    /// append to the same partial file).
+    busy: std::sync::Mutex<HashMap<(String, String), BlobLock>>,
 }
 
 impl std::fmt::Debug for BlobManager {
@@ -93,8 +99,26 @@ impl BlobManager {
                 config,
                 permits,
                 progress: Progress::default(),
+                busy: std::sync::Mutex::default(),
             }),
         })
+    }
+
+    /// Waits until no other transfer of this blob runs, and holds it.
+    async fn lock_blob(&self, ns: &str, blob_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut busy = self
+                .inner
+                .busy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Forget the locks nobody holds or waits for.
+            busy.retain(|_, lock| Arc::strong_count(lock) > 1);
+            busy.entry((ns.to_owned(), blob_id.to_owned()))
+                .or_default()
+                .clone()
+        };
+        lock.lock_owned().await
     }
 
     fn remote(&self) -> Result<&BlobTransport, Error> {
@@ -289,6 +313,7 @@ impl BlobManager {
     ) -> Result<BlobRow, Error> {
         let remote = self.remote()?;
         let store = &self.inner.store;
+        let _one_transfer = self.lock_blob(ns, blob_id).await;
         let row = match store.row(ns, blob_id).await? {
             Some(row) => row,
             None => {
@@ -373,8 +398,12 @@ impl BlobManager {
         let ns = ns.as_str();
         let remote = self.remote()?;
         let store = &self.inner.store;
+        let _one_transfer = self.lock_blob(ns, blob_id).await;
         let row = store.row(ns, blob_id).await?.ok_or(Error::BlobNotFound)?;
-        if row.status == SyncStatus::LocalOnly || !row.status.is_local() {
+        // Sent already (maybe by a concurrent call), kept local, or not here.
+        if matches!(row.status, SyncStatus::LocalOnly | SyncStatus::Synced)
+            || !row.status.is_local()
+        {
             return Ok(());
         }
         let path = store.content_path(&row.file);

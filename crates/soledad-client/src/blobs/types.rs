@@ -225,11 +225,11 @@ pub struct TransferProgress {
     pub total_bytes: Option<u64>,
 }
 
-/// Progress of the current (or last) batch of transfers, and of each transfer in
+/// Progress of transfers since the manager was opened, and of each transfer in
 /// flight (the seed's `sync_progress`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncProgress {
-    /// Transfers queued since the last reset.
+    /// Transfers started.
     pub queued: u64,
     /// Transfers finished successfully.
     pub done: u64,

@@ -611,3 +611,25 @@ async fn transfers_respect_the_concurrency_limit() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_get_racing_a_fetch_of_the_same_blob_downloads_it_once() {
+    let env = Env::start().await;
+    let a = device(&env, "a").await;
+    let b = device(&env, "b").await;
+    let content = data(77, 1 << 20);
+    bm(&a)
+        .put("race", &content[..], content.len() as u64, "", false)
+        .await
+        .unwrap();
+    bm(&b).refresh_sync_status_from_server("").await.unwrap();
+    let (got, fetched) = tokio::join!(get(&b, "race", ""), bm(&b).fetch_missing(""));
+    assert_eq!(got, content);
+    let fetched = fetched.unwrap();
+    assert!(fetched.failed.is_empty(), "{fetched:?}");
+    assert_eq!(
+        bm(&b).sync_status("race", "").await.unwrap(),
+        Some(SyncStatus::Synced)
+    );
+    assert_eq!(bm(&b).sync_progress().done, 1, "downloaded once");
+}
