@@ -260,6 +260,15 @@ async fn namespaces_and_flags_round_trip() {
         bm(&b).set_flags("missing", &[Flag::Failed], "photos").await,
         Err(Error::BlobNotFound)
     ));
+    // Another device's blob under the same id is not overwritten.
+    let clash = bm(&b).put("other", &b"mine"[..], 4, "photos", false).await;
+    assert!(matches!(clash, Err(Error::BlobAlreadyExists)), "{clash:?}");
+    assert_eq!(
+        bm(&b).sync_status("other", "photos").await.unwrap(),
+        Some(SyncStatus::FailedUpload)
+    );
+    assert_eq!(get(&a, "other", "photos").await, b"o");
+    bm(&b).delete("other", "photos").await.unwrap();
     // Deleting one namespace's blob leaves the other's.
     bm(&b).delete("same", "photos").await.unwrap();
     let deleted = bm(&b)
@@ -269,7 +278,7 @@ async fn namespaces_and_flags_round_trip() {
         })
         .await
         .unwrap();
-    assert_eq!(deleted, ["same"]);
+    assert_eq!(deleted, ["other", "same"]);
     assert_eq!(get(&a, "same", "").await, b"in default");
 }
 
