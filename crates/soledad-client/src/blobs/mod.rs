@@ -797,12 +797,14 @@ impl BlobManager {
         self.inner.progress.snapshot()
     }
 
-    /// Makes the local blob database durable (called by `Soledad::close`).
+    /// Makes the local blob database durable and closes it (called by
+    /// `Soledad::close`); every clone of this manager then fails with
+    /// [`Error::Closed`].
     ///
     /// # Errors
     /// Local database errors.
     pub async fn close(&self) -> Result<(), Error> {
-        self.inner.store.flush().await
+        self.inner.store.close().await
     }
 }
 

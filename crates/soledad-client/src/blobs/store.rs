@@ -21,6 +21,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension as _, params};
 use soledad_store::StoreError;
@@ -29,7 +30,8 @@ use tokio::sync::oneshot;
 use super::types::SyncStatus;
 use crate::error::Error;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// Work for the store thread; `false` stops the thread (closing the database).
+type Job = Box<dyn FnOnce(&mut Connection) -> bool + Send>;
 
 /// Schema version kept in `PRAGMA user_version`.
 const SCHEMA_VERSION: i64 = 1;
@@ -67,6 +69,7 @@ pub(crate) struct BlobRow {
 pub(crate) struct LocalStore {
     jobs: std::sync::mpsc::Sender<Job>,
     dir: PathBuf,
+    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 fn storage(err: rusqlite::Error) -> Error {
@@ -80,7 +83,7 @@ impl LocalStore {
         let (ready_tx, ready_rx) = oneshot::channel();
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let open_dir = dir.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("soledad-blobs".to_owned())
             .spawn(move || {
                 let mut key = key;
@@ -98,12 +101,19 @@ impl LocalStore {
                     }
                 };
                 while let Ok(job) = rx.recv() {
-                    job(&mut conn);
+                    if !job(&mut conn) {
+                        break;
+                    }
                 }
+                drop(conn);
             })?;
         ready_rx.await.map_err(|_| Error::Closed)??;
         std::fs::create_dir_all(&open_dir)?;
-        let store = LocalStore { jobs, dir };
+        let store = LocalStore {
+            jobs,
+            dir,
+            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+        };
         store.clean_up().await?;
         Ok(store)
     }
@@ -118,6 +128,7 @@ impl LocalStore {
         self.jobs
             .send(Box::new(move |conn| {
                 let _ = tx.send(f(conn));
+                true
             }))
             .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
@@ -271,13 +282,35 @@ impl LocalStore {
         .await
     }
 
-    /// Makes the committed state durable (WAL checkpoint); used by `close`.
-    pub(crate) async fn flush(&self) -> Result<(), Error> {
-        self.call(|conn| {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .map_err(storage)
-        })
-        .await
+    /// Checkpoints the WAL, closes the database and waits for the store thread
+    /// to end (so nothing runs SQLite while the process exits). Later calls fail
+    /// with [`Error::Closed`].
+    pub(crate) async fn close(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.jobs.send(Box::new(move |conn| {
+            let _ = tx.send(
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(storage),
+            );
+            false
+        }));
+        let checkpoint = match sent {
+            Ok(()) => rx.await.map_err(|_| Error::Closed)?,
+            // Closed already.
+            Err(_) => Ok(()),
+        };
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|_| Error::Closed)?
+                .map_err(|_| Error::Closed)?;
+        }
+        checkpoint
     }
 
     /// Removes temporary files, content files no row names, and partial downloads
