@@ -334,6 +334,14 @@ impl BlobManager {
             return Ok(row);
         }
         let part = store.partial_path(&row.file);
+        // The stored length of the expected blob, when it is known.
+        let max_len = expected_preamble
+            .and_then(|bytes| soledad_crypto::Preamble::parse(bytes).ok())
+            .map(|(preamble, len)| {
+                u64::try_from(len)
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(preamble.body_len())
+            });
         let tracked = self.inner.progress.start(ns, blob_id, false);
         let key = self.inner.key.clone();
         let expected = expected_preamble.map(<[u8]>::to_vec);
@@ -342,7 +350,9 @@ impl BlobManager {
                 let (part, key, expected) = (part.clone(), key.clone(), expected.clone());
                 let (bytes, total) = (tracked.bytes.clone(), tracked.total.clone());
                 async move {
-                    remote.download(ns, blob_id, &part, &bytes, &total).await?;
+                    remote
+                        .download(ns, blob_id, &part, (&bytes, &total), max_len)
+                        .await?;
                     let id = blob_id.to_owned();
                     tokio::task::spawn_blocking(move || {
                         let mut file = std::fs::File::open(&part)?;

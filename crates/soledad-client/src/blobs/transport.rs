@@ -117,15 +117,18 @@ impl BlobTransport {
 
     /// `GET` into the partial file at `part`, resuming after its current length with
     /// `Range: bytes=<len>-`. `received` counts the bytes present (resumed prefix
-    /// included), `total` the whole stored length once known.
+    /// included), `total` the whole stored length once known. A body longer than
+    /// `max_len` (when the expected blob is known) is refused as tampering.
     pub(crate) async fn download(
         &self,
         namespace: &str,
         blob_id: &str,
         part: &Path,
-        received: &AtomicU64,
-        total: &AtomicU64,
+        progress: (&AtomicU64, &AtomicU64),
+        max_len: Option<u64>,
     ) -> Result<(), Failure> {
+        let (received, total) = progress;
+        let too_long = |len: u64| max_len.is_some_and(|max| len > max);
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -167,7 +170,12 @@ impl BlobTransport {
         };
         received.store(start, Ordering::Relaxed);
         if let Some(len) = response.content_length() {
-            total.store(start.saturating_add(len), Ordering::Relaxed);
+            let len = start.saturating_add(len);
+            if too_long(len) {
+                file.set_len(0).await?;
+                return Err(Failure::Final(Error::Integrity { count: 1 }));
+            }
+            total.store(len, Ordering::Relaxed);
         }
         let mut out = tokio::io::BufWriter::with_capacity(CHUNK_BYTES, file);
         let mut body = response.bytes_stream();
@@ -176,7 +184,11 @@ impl BlobTransport {
             match chunk {
                 Ok(chunk) => {
                     out.write_all(&chunk).await?;
-                    received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    let now = received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    if too_long(now.saturating_add(chunk.len() as u64)) {
+                        result = Err(Failure::Final(Error::Integrity { count: 1 }));
+                        break;
+                    }
                 }
                 Err(err) => {
                     result = Err(network(err));

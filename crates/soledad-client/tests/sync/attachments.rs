@@ -129,3 +129,40 @@ async fn attachments_swapped_on_the_server_are_detected() {
         2
     );
 }
+
+#[tokio::test]
+async fn an_attachment_longer_than_referenced_is_refused_without_keeping_it() {
+    let env = Env::start().await;
+    let a = device(&env, "a").await;
+    let b = device(&env, "b").await;
+    let mut doc = a.create_doc(&json!({}), None).await.unwrap();
+    let content = data(40, 10_000);
+    a.put_attachment(&mut doc, &content[..], content.len() as u64)
+        .await
+        .unwrap();
+    a.put_doc(&mut doc).await.unwrap();
+    a.upload_attachment(&doc).await.unwrap();
+    a.sync().await.unwrap();
+    let id = doc.value().unwrap().unwrap()["_attachment"]["blob_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = server_blob(&env, ATTACHMENTS_NAMESPACE, &id);
+    let mut stored = std::fs::read(&path).unwrap();
+    stored.extend_from_slice(&vec![0u8; 4 << 20]);
+    std::fs::write(&path, &stored).unwrap();
+
+    b.sync().await.unwrap();
+    let doc_b = b.get_doc(&doc.doc_id, false).await.unwrap().unwrap();
+    let got = b.download_attachment(&doc_b).await;
+    assert!(matches!(got, Err(Error::Integrity { .. })), "{got:?}");
+    let kept: u64 =
+        crate::util::files_under(&env.home("b").join(format!("{}_blobs", crate::util::UUID)))
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum();
+    assert_eq!(kept, 0, "nothing of the oversized blob is kept");
+    // Refused from its announced length, before reading the body.
+    let progress = bm(&b).sync_progress();
+    assert!(progress.done_bytes < 1 << 20, "{progress:?}");
+}
