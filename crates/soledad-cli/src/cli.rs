@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{doc, generate, index, init, secrets};
+use crate::commands::{blob, doc, generate, index, init, secrets};
 
 const ABOUT: &str = "Soledad: your JSON documents, encrypted on this device, synchronised \
 through a server that only ever sees ciphertext.";
@@ -91,6 +91,12 @@ pub(crate) enum Command {
     /// Create and query indexes over documents.
     #[command(subcommand, after_help = index::EXAMPLES)]
     Index(index::IndexCommand),
+    /// Store, fetch, flag, list and sync blobs (binary data, encrypted here).
+    #[command(subcommand, after_help = blob::EXAMPLES)]
+    Blob(blob::BlobCommand),
+    /// Attach a file to a document, fetch, delete it or show where it is.
+    #[command(subcommand, after_help = blob::ATTACHMENT_EXAMPLES)]
+    Attachment(blob::AttachmentCommand),
     /// Synchronise with the server (progress bar on a terminal).
     #[command(after_help = "Example:\n  soledad sync && soledad doc list")]
     Sync,

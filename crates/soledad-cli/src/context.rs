@@ -139,6 +139,13 @@ impl Context {
         Ok(self.builder(passphrase)?.open().await?)
     }
 
+    /// As [`open`](Self::open), with the blob store (`<uuid>_blobs.db`) too.
+    pub(crate) async fn open_with_blobs(&self) -> Result<Soledad, CliError> {
+        self.require_initialised()?;
+        let passphrase = self.passphrase(false)?;
+        Ok(self.builder(passphrase)?.with_blobs(true).open().await?)
+    }
+
     /// Fails unless the home holds a secrets file.
     pub(crate) fn require_initialised(&self) -> Result<(), CliError> {
         if self.secrets_path().exists() {

@@ -61,6 +61,13 @@ pub(crate) fn classify(err: &Error) -> (Status, &'static str) {
         Error::Protocol(_) => (Status::Other, "protocol"),
         Error::Io(_) => (Status::Other, "io"),
         Error::Closed => (Status::Other, "closed"),
+        Error::BlobNotFound => (Status::NotFound, "blob_not_found"),
+        Error::BlobAlreadyExists => (Status::Conflict, "blob_exists"),
+        Error::InvalidBlobId => (Status::Usage, "invalid_blob_id"),
+        Error::InvalidFlags => (Status::Usage, "invalid_flags"),
+        Error::MaximumRetries { .. } | Error::RetriableTransfer(_) => {
+            (Status::Other, "transfer_failed")
+        }
         _ => (Status::Other, "other"),
     }
 }
@@ -206,6 +213,23 @@ mod tests {
             ),
             (Error::Io(std::io::Error::other("disk")), 1, "io"),
             (Error::Closed, 1, "closed"),
+            (Error::BlobNotFound, 3, "blob_not_found"),
+            (Error::BlobAlreadyExists, 4, "blob_exists"),
+            (Error::InvalidBlobId, 2, "invalid_blob_id"),
+            (Error::InvalidFlags, 2, "invalid_flags"),
+            (
+                Error::MaximumRetries {
+                    attempts: 3,
+                    last: Box::new(Error::Closed),
+                },
+                1,
+                "transfer_failed",
+            ),
+            (
+                Error::RetriableTransfer(Box::new(Error::Closed)),
+                1,
+                "transfer_failed",
+            ),
         ];
         for (err, code, kind) in table {
             assert_eq!(classify(&err).1, kind, "kind of {err:?}");

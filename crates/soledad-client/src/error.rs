@@ -77,6 +77,35 @@ pub enum Error {
     /// its last completed batch.
     #[error("a background task of the client panicked")]
     TaskPanicked,
+    /// A blob with this id already exists in this namespace (locally, or on the
+    /// server with another content). Blobs are immutable: delete, then put.
+    #[error("blob already exists")]
+    BlobAlreadyExists,
+    /// No blob with this id exists in this namespace (locally nor on the server).
+    #[error("blob not found")]
+    BlobNotFound,
+    /// A blob id or namespace is empty, too long, or has a character outside
+    /// `[A-Za-z0-9_-]`.
+    #[error("invalid blob id or namespace")]
+    InvalidBlobId,
+    /// The server refused the flags (not `PENDING`/`PROCESSING`/`PROCESSED`/`FAILED`).
+    #[error("invalid blob flags")]
+    InvalidFlags,
+    /// A blob transfer failed `attempts` times in a row with retriable errors; the
+    /// blob is marked `FAILED_UPLOAD`/`FAILED_DOWNLOAD`. Over quota is
+    /// [`Error::Server`] with kind `QuotaExceeded` (not retried).
+    #[error("blob transfer failed after {attempts} attempts: {last}")]
+    MaximumRetries {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's error.
+        #[source]
+        last: Box<Error>,
+    },
+    /// A blob transfer failed in a way worth retrying later (network, server
+    /// busy, cut body); returned when retries are disabled (`max_retries = 0`).
+    #[error("retriable blob transfer error: {0}")]
+    RetriableTransfer(#[source] Box<Error>),
 }
 
 /// Which side's history is not what the other recorded.

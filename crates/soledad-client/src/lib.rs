@@ -15,18 +15,30 @@
 //! (kept local, nothing lost), as in u1db; a server whose position moves backwards is
 //! [`Error::Diverged`].
 //!
-//! It does not (yet): blobs, attachments, the incoming box loop.
+//! Blobs ([`BlobManager`], opened [`with_blobs`](SoledadBuilder::with_blobs)) are
+//! encrypted locally in the blob stream format and synchronised through the
+//! server's blobs API; a document can carry one attachment (a blob bound to it by
+//! the document's envelope), downloaded only when asked.
+//!
+//! It does not (yet): the incoming box loop.
 
 #![forbid(unsafe_code)]
 
+mod attachments;
 mod batch;
+mod blobs;
 mod error;
 mod secrets;
 mod soledad;
 mod sync;
 mod transport;
 
+pub use attachments::{ATTACHMENTS_NAMESPACE, AttachmentState};
 pub use batch::DocBatch;
+pub use blobs::{
+    BlobConfig, BlobManager, BlobReader, BlobSyncReport, DEFAULT_NAMESPACE, Flag, MAX_BLOB_ID_LEN,
+    MAX_NAMESPACE_LEN, Order, RemoteListQuery, SyncProgress, SyncStatus, TransferProgress,
+};
 pub use error::{DivergedKind, Error};
 pub use secrecy::SecretString;
 pub use soledad::{Soledad, SoledadBuilder, SyncStatsSnapshot};

@@ -11,6 +11,7 @@ use soledad_crypto::{KdfParams, RecoveryCode, StorageSecret, SyncKeys};
 use soledad_store::{Document, OpenOptions, StoreWorker};
 
 use crate::batch::DocBatch;
+use crate::blobs::{BlobConfig, BlobManager};
 use crate::error::Error;
 use crate::secrets;
 use crate::sync::{SyncContext, SyncReport, SyncStats};
@@ -28,6 +29,7 @@ pub struct SoledadBuilder {
     auth_token: Option<String>,
     kdf: KdfParams,
     recovery_code: Option<RecoveryCode>,
+    blobs: Option<BlobConfig>,
 }
 
 impl SoledadBuilder {
@@ -70,6 +72,19 @@ impl SoledadBuilder {
         self
     }
 
+    /// Opens the local blob store too (`<uuid>_blobs.db` next to the documents),
+    /// for [`Soledad::blobmanager`] and attachments (the seed's `with_blobs`).
+    pub fn with_blobs(mut self, with_blobs: bool) -> Self {
+        self.blobs = with_blobs.then(|| self.blobs.take().unwrap_or_default());
+        self
+    }
+
+    /// Opens the blob store with these transfer settings (implies `with_blobs`).
+    pub fn blob_config(mut self, config: BlobConfig) -> Self {
+        self.blobs = Some(config);
+        self
+    }
+
     /// scrypt parameters for the secrets file, the backup and its id. Every device of
     /// an account must use the same; the default is [`KdfParams::interactive`]. Tests
     /// pass [`KdfParams::insecure_fast_for_tests`].
@@ -106,6 +121,7 @@ struct Inner {
     syncing: AtomicBool,
     stats: Arc<SyncStats>,
     replica_uid: String,
+    blobs: Option<BlobManager>,
 }
 
 /// The sync context, present when a server is configured.
@@ -126,6 +142,7 @@ impl Soledad {
             auth_token: None,
             kdf: KdfParams::interactive(),
             recovery_code: None,
+            blobs: None,
         }
     }
 
@@ -189,6 +206,20 @@ impl Soledad {
         .await
         .map_err(Error::from)??;
         let replica_uid = db.replica_uid().to_owned();
+        let blobs = match options.blobs {
+            Some(config) => {
+                let dir = options
+                    .local_db_path
+                    .parent()
+                    .map(Path::to_owned)
+                    .unwrap_or_default();
+                Some(
+                    BlobManager::open(dir, &options.uuid, &secret, transport.as_ref(), config)
+                        .await?,
+                )
+            }
+            None => None,
+        };
         let actor = StoreWorker::spawn(db, "soledad-store")?;
         let keys = Arc::new(SyncKeys::new(&secret));
         let stats = Arc::new(SyncStats::default());
@@ -212,6 +243,7 @@ impl Soledad {
                 syncing: AtomicBool::new(false),
                 stats,
                 replica_uid,
+                blobs,
             }),
         })
     }
@@ -219,6 +251,11 @@ impl Soledad {
     /// The user's uuid.
     pub fn uuid(&self) -> &str {
         &self.inner.uuid
+    }
+
+    /// The blob manager, when opened [`with_blobs`](SoledadBuilder::with_blobs).
+    pub fn blobmanager(&self) -> Option<&BlobManager> {
+        self.inner.blobs.as_ref()
     }
 
     /// This device's replica uid (stable for the life of the local database).
@@ -561,13 +598,16 @@ impl Soledad {
     /// Closes the local database once the running sync (if any) and the operations
     /// queued before this call are done, and reports a failure to close. Every clone
     /// of this handle is closed with it: their later calls fail with
-    /// [`Error::Closed`].
+    /// [`Error::Closed`]. The blob store, if any, is flushed and closed first.
     ///
     /// # Errors
     /// [`Error::Store`] if the database could not be closed cleanly (its data is
     /// still as last committed), [`Error::Closed`] if it was already closed.
     pub async fn close(self) -> Result<(), Error> {
         let _wait_for_sync = self.inner.sync_lock.lock().await;
+        if let Some(blobs) = &self.inner.blobs {
+            blobs.close().await?;
+        }
         self.inner.actor.close().await?;
         Ok(())
     }

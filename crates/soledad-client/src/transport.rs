@@ -66,6 +66,12 @@ impl Transport {
         })
     }
 
+    /// The connection pool, base URL, user and authorization header, for the blob
+    /// transport (`blobs/transport.rs`), which shares this client.
+    pub(crate) fn parts(&self) -> (&reqwest::Client, &str, &str, &HeaderValue) {
+        (&self.http, &self.base, &self.uuid, &self.authorization)
+    }
+
     fn sync_url(&self, source_replica_uid: &str) -> String {
         format!(
             "{}/user-{}/sync-from/{}",

@@ -1,5 +1,6 @@
 //! One module per command, each a thin layer over `soledad-client`.
 
+pub(crate) mod blob;
 pub(crate) mod demo;
 pub(crate) mod doc;
 pub(crate) mod generate;
@@ -35,6 +36,8 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<Output, CliError> {
         Command::Doc(command) => doc::run(&ctx, command).await,
         Command::Index(command) => index::run(&ctx, command).await,
         Command::Sync => sync::run(&ctx).await,
+        Command::Blob(command) => blob::run(&ctx, command).await,
+        Command::Attachment(command) => blob::run_attachment(&ctx, command).await,
         Command::Status => status::run(&ctx).await,
         Command::Passphrase(command) => secrets::passphrase(&ctx, &command).await,
         Command::RecoveryCode(command) => secrets::recovery_code(&ctx, &command).await,

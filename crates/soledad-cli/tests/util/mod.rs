@@ -30,6 +30,11 @@ pub struct Env {
 impl Env {
     /// Starts a server with one registered user, `UUID`.
     pub fn start() -> Env {
+        Env::start_serving_blobs(false)
+    }
+
+    /// As [`start`](Self::start), with the blobs API served.
+    pub fn start_serving_blobs(blobs: bool) -> Env {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -37,7 +42,7 @@ impl Env {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::loopback(dir.path().join("server"));
-        config.blobs = false;
+        config.blobs = blobs;
         std::fs::create_dir_all(&config.data_path).unwrap();
         let (server, token) = runtime.block_on(async {
             let tokens = Arc::new(SqliteTokenStore::open(&config.token_store_path()).unwrap());
