@@ -13,7 +13,8 @@ use crate::index::{self, ExprCache};
 use crate::open::{KEY_BYTES, OpenOptions};
 use crate::payload::{JsonContent, Payload};
 use crate::read;
-use crate::sync::{self, ChangedDoc, Changes, PutState};
+use crate::size::StoredSize;
+use crate::sync::{self, Change, ChangedDoc, Changes, PutState};
 use crate::write::{self, Ctx};
 
 /// A u1db database over SQLite. `P` is the payload: [`JsonContent`] for the
@@ -452,6 +453,16 @@ impl<P: Payload> Database<P> {
         sync::whats_changed(&tx, since)
     }
 
+    /// Up to `limit` of [`Database::whats_changed`]'s changes after `since`, in
+    /// generation order, without the documents: walk a large history with a
+    /// cursor (the last generation returned) in bounded memory.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`], [`StoreError::Corrupt`].
+    pub fn changes_since(&self, since: u64, limit: usize) -> Result<Vec<Change>> {
+        sync::changes_since(&self.reader(), since, limit)
+    }
+
     /// Up to `limit` documents changed after `since`, with their generation and
     /// transaction id, in generation order (bounded batches for the sync engine).
     ///
@@ -469,6 +480,16 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::Storage`].
     pub fn get_generation_info(&self) -> Result<(u64, String)> {
         read::generation_info(&self.reader())
+    }
+
+    /// What this database stores (see [`StoredSize`]): kept up to date in the
+    /// same transaction as every write, so it is exact after each commit and
+    /// the same after reopening. O(1).
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`], [`StoreError::Corrupt`].
+    pub fn stored_size(&self) -> Result<StoredSize> {
+        crate::size::stored_size(&self.reader())
     }
 
     /// The transaction id of `generation` (`""` for 0).

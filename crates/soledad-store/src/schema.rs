@@ -105,6 +105,7 @@ pub(crate) fn ensure(
         drop(insert);
         uid
     };
+    crate::size::ensure(&tx)?;
     tx.commit()?;
     Ok(replica_uid)
 }
