@@ -14,8 +14,13 @@ use soledad_protocol::{
 
 use crate::error::Error;
 
-/// Largest JSON response read into memory (sync info, shared documents).
-const MAX_JSON_RESPONSE: usize = 1 << 20;
+/// Largest JSON response read into memory (sync info, record acknowledgements).
+pub(crate) const MAX_JSON_RESPONSE_BYTES: u64 = 64 * 1024;
+/// Largest shared document (the wrapped secrets backup, ~1 KB) read into memory.
+pub(crate) const MAX_SHARED_DOC_RESPONSE_BYTES: u64 = 1 << 20;
+/// Largest error body read (the server's `{"error", "message"}`); a longer one
+/// is dropped unread and reported by its status alone.
+pub(crate) const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
 
 /// A client for one user on one server.
 #[derive(Clone)]
@@ -85,7 +90,7 @@ impl Transport {
                 _ => Err(Error::from_server(404, kind, message)),
             };
         }
-        let bytes = ok_body(response).await?;
+        let bytes = ok_body(response, MAX_JSON_RESPONSE_BYTES).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
             Error::Protocol(soledad_protocol::ProtocolError::MalformedJson {
                 what: "sync info",
@@ -110,7 +115,7 @@ impl Transport {
             .send()
             .await
             .map_err(Error::network)?;
-        ok_body(response).await.map(|_| ())
+        ok_body(response, MAX_JSON_RESPONSE_BYTES).await.map(|_| ())
     }
 
     /// `POST /user-{uuid}/sync-from/{source}` with a streamed framed body; returns the
@@ -167,7 +172,7 @@ impl Transport {
                     reason: "missing revision header".to_owned(),
                 },
             ))?;
-        let content = ok_body(response).await?;
+        let content = ok_body(response, MAX_SHARED_DOC_RESPONSE_BYTES).await?;
         Ok(Some(SharedDoc { content, rev }))
     }
 
@@ -192,7 +197,7 @@ impl Transport {
             .send()
             .await
             .map_err(Error::network)?;
-        ok_body(response).await.map(|_| ())
+        ok_body(response, MAX_JSON_RESPONSE_BYTES).await.map(|_| ())
     }
 
     /// `DELETE /shared/doc/{id}?old_rev=…`.
@@ -204,7 +209,7 @@ impl Transport {
             .send()
             .await
             .map_err(Error::network)?;
-        ok_body(response).await.map(|_| ())
+        ok_body(response, MAX_JSON_RESPONSE_BYTES).await.map(|_| ())
     }
 }
 
@@ -220,33 +225,43 @@ pub(crate) struct SharedDoc {
     pub(crate) rev: String,
 }
 
-/// The body of a success response, bounded; an error status becomes an [`Error`].
-async fn ok_body(response: Response) -> Result<Bytes, Error> {
+/// The body of a success response, at most `limit` bytes; an error status
+/// becomes an [`Error`].
+async fn ok_body(response: Response, limit: u64) -> Result<Bytes, Error> {
     let status = response.status();
     if !status.is_success() {
         let (kind, message) = error_body(response).await;
         return Err(Error::from_server(status.as_u16(), kind, message));
     }
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_JSON_RESPONSE as u64)
-    {
-        return Err(Error::Protocol(
-            soledad_protocol::ProtocolError::FrameTooLarge {
-                len: response.content_length().unwrap_or(0),
-                max: MAX_JSON_RESPONSE as u64,
-            },
-        ));
+    read_bounded(response, limit).await
+}
+
+/// Reads a whole body of at most `limit` bytes, chunk by chunk: a body longer
+/// than announced, or announced longer than `limit`, stops the read with
+/// [`Error::ResponseTooLarge`] before more than `limit` bytes are held.
+async fn read_bounded(mut response: Response, limit: u64) -> Result<Bytes, Error> {
+    let too_large = Error::ResponseTooLarge { limit_bytes: limit };
+    if response.content_length().is_some_and(|len| len > limit) {
+        return Err(too_large);
     }
-    let bytes = response.bytes().await.map_err(Error::network)?;
-    Ok(bytes)
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(Error::network)? {
+        let total = u64::try_from(body.len().saturating_add(chunk.len())).unwrap_or(u64::MAX);
+        if total > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// The kind and message of an error response (best effort: a body that is not our
-/// JSON yields no kind).
+/// JSON, or longer than [`MAX_ERROR_BODY_BYTES`], yields no kind).
 async fn error_body(response: Response) -> (Option<ErrorKind>, String) {
     let status = response.status();
-    let bytes = response.bytes().await.unwrap_or_default();
+    let bytes = read_bounded(response, MAX_ERROR_BODY_BYTES)
+        .await
+        .unwrap_or_default();
     match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(body) => (body.kind(), body.message),
         Err(_) => (None, format!("HTTP {status}")),
