@@ -7,6 +7,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::error::Error;
 
@@ -18,6 +19,9 @@ pub const DEFAULT_SERVICES_PORT: u16 = 2525;
 pub const INI_SECTION: &str = "soledad-server";
 /// Default per-user quota: 4 GiB.
 pub const DEFAULT_QUOTA_BYTES: u64 = 4 << 30;
+/// Default time a deleted blob's tombstone is kept (listed with `deleted`,
+/// charged to the quota) before it is purged: 30 days.
+pub const DEFAULT_DELETED_BLOB_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// Default cap on one shared (key backup) document: 1 MiB.
 pub const DEFAULT_SHARED_DOC_MAX_BYTES: u64 = 1 << 20;
 /// Largest accepted `shared_doc_max_bytes`.
@@ -67,6 +71,10 @@ pub struct Config {
     pub quota_bytes: u64,
     /// Largest shared document accepted, in bytes. INI `shared_doc_max_bytes`.
     pub shared_doc_max_bytes: u64,
+    /// How long a deleted blob's tombstone is kept before it is purged (and
+    /// no longer charged). INI `deleted_blob_retention_days` (whole days),
+    /// default [`DEFAULT_DELETED_BLOB_RETENTION`].
+    pub deleted_blob_retention: Duration,
 }
 
 impl Config {
@@ -85,6 +93,7 @@ impl Config {
             batching: true,
             quota_bytes: DEFAULT_QUOTA_BYTES,
             shared_doc_max_bytes: DEFAULT_SHARED_DOC_MAX_BYTES,
+            deleted_blob_retention: DEFAULT_DELETED_BLOB_RETENTION,
         }
     }
 
@@ -159,6 +168,13 @@ impl Config {
             "batching" => self.batching = parse_bool(key, value)?,
             "quota_bytes" => self.quota_bytes = parse(key, value)?,
             "shared_doc_max_bytes" => self.shared_doc_max_bytes = parse(key, value)?,
+            "deleted_blob_retention_days" => {
+                let days: u64 = parse(key, value)?;
+                let secs = days
+                    .checked_mul(24 * 60 * 60)
+                    .ok_or_else(|| Error::config(key, "too many days"))?;
+                self.deleted_blob_retention = Duration::from_secs(secs);
+            }
             legacy if LEGACY_OPTIONS.contains(&legacy) => {
                 tracing::warn!(option = legacy, "ignoring CouchDB-era option");
             }

@@ -41,8 +41,8 @@ pub use auth::{
     append_service_token,
 };
 pub use config::{
-    Config, DEFAULT_QUOTA_BYTES, DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES,
-    DEFAULT_USERS_PORT, INI_SECTION,
+    Config, DEFAULT_DELETED_BLOB_RETENTION, DEFAULT_QUOTA_BYTES, DEFAULT_SERVICES_PORT,
+    DEFAULT_SHARED_DOC_MAX_BYTES, DEFAULT_USERS_PORT, INI_SECTION,
 };
 pub use error::Error;
 pub use server::{RunningServer, SHUTDOWN_GRACE, Server, ServerBuilder};

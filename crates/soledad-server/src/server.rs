@@ -118,6 +118,7 @@ impl ServerBuilder {
                         root: config.blobs_dir(),
                         concurrent_blob_writes: config.concurrent_blob_writes,
                         quota_bytes: config.quota_bytes,
+                        deleted_retention: config.deleted_blob_retention,
                     })?;
                     let ledger = store.ledger();
                     (Some(Arc::new(store)), ledger)

@@ -84,7 +84,10 @@ impl EmbeddedUserDocStores {
     pub fn open_blocking(&self, user: &UserId) -> Result<soledad_store::OpaqueDatabase, Error> {
         std::fs::create_dir_all(&self.dir)
             .map_err(Error::io("creating the user databases directory"))?;
-        Ok(soledad_store::OpenOptions::new().open_unencrypted(self.path_of(user))?)
+        // Durable: a sync is acknowledged only once its batches are on disk.
+        Ok(soledad_store::OpenOptions::new()
+            .durable_commits(true)
+            .open_unencrypted(self.path_of(user))?)
     }
 }
 

@@ -11,18 +11,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use soledad_server::blobs::{
-    BlobBackend, BlobError, BlobId, BlobRead, ByteStream, Flag, FsBlobConfig, FsBlobStore,
-    ListQuery, Namespace, Order, RangeSpec, Usage, UserId,
+    BlobBackend, BlobError, BlobId, BlobRead, ByteStream, ENTRY_OVERHEAD_BYTES, Flag, FsBlobConfig,
+    FsBlobStore, ListQuery, Namespace, Order, RangeSpec, Usage, UserId,
 };
 use tokio::sync::{mpsc, oneshot};
 
 const NO_LIMIT: u64 = u64::MAX;
+/// Quota cost of a tombstone (one file).
+const E: u64 = ENTRY_OVERHEAD_BYTES;
+/// Quota cost of a blob beyond its content: its content and flags files.
+const BLOB: u64 = 2 * ENTRY_OVERHEAD_BYTES;
 
 fn open(root: &Path, quota_bytes: u64, concurrent_blob_writes: usize) -> FsBlobStore {
     FsBlobStore::open(FsBlobConfig {
         root: root.to_path_buf(),
         concurrent_blob_writes,
         quota_bytes,
+        deleted_retention: soledad_server::DEFAULT_DELETED_BLOB_RETENTION,
     })
     .unwrap()
 }
@@ -179,7 +184,7 @@ async fn round_trips_small_and_multi_megabyte_blobs() {
     let got = read_all(read).await;
     assert_eq!(got.len(), expected.len());
     assert!(got == expected, "multi-MB content differs");
-    assert_eq!(used(&store, &u).await, 11 + total as u64);
+    assert_eq!(used(&store, &u).await, 11 + total as u64 + 3 * BLOB);
 }
 
 #[tokio::test]
@@ -250,7 +255,7 @@ async fn duplicate_put_is_already_exists_and_keeps_the_original() {
         store.get_flags(&u, &d, &b).await.unwrap(),
         vec![Flag::Processed]
     );
-    assert_eq!(used(&store, &u).await, 5);
+    assert_eq!(used(&store, &u).await, 5 + BLOB);
 }
 
 #[tokio::test]
@@ -309,7 +314,7 @@ async fn concurrent_duplicate_puts_exactly_one_wins() {
     let w = winners[0];
     let got = get_bytes(&store, &user("alice"), &Namespace::default(), &id("same")).await;
     assert_eq!(got, vec![w; 10_000 + usize::from(w)]);
-    assert_eq!(used(&store, &user("alice")).await, got.len() as u64);
+    assert_eq!(used(&store, &user("alice")).await, got.len() as u64 + BLOB);
 }
 
 #[tokio::test]
@@ -471,10 +476,11 @@ async fn delete_frees_quota_leaves_a_tombstone_and_allows_a_new_put() {
     put_bytes(&store, &u, &d, &id("gone"), b"1234567", &[Flag::Pending])
         .await
         .unwrap();
-    assert_eq!(used(&store, &u).await, 12);
+    assert_eq!(used(&store, &u).await, 12 + 2 * BLOB);
 
     store.delete(&u, &d, &id("gone")).await.unwrap();
-    assert_eq!(used(&store, &u).await, 5);
+    // The tombstone costs an entry.
+    assert_eq!(used(&store, &u).await, 5 + BLOB + E);
     assert!(matches!(
         store.get(&u, &d, &id("gone"), None).await,
         Err(BlobError::NotFound)
@@ -512,7 +518,8 @@ async fn delete_frees_quota_leaves_a_tombstone_and_allows_a_new_put() {
     assert_eq!(get_bytes(&store, &u, &d, &id("gone")).await, b"new");
     assert_eq!(store.list(&u, &live).await.unwrap(), vec!["gone", "keep"]);
     assert!(store.list(&u, &deleted).await.unwrap().is_empty());
-    assert_eq!(used(&store, &u).await, 8);
+    // The revived blob's tombstone is gone.
+    assert_eq!(used(&store, &u).await, 8 + 2 * BLOB);
 }
 
 #[tokio::test]
@@ -634,13 +641,13 @@ async fn namespaces_are_isolated() {
             .is_empty()
     );
     // Quota is per user, across namespaces.
-    assert_eq!(used(&store, &u).await, 7);
+    assert_eq!(used(&store, &u).await, 7 + BLOB + E);
 }
 
 #[tokio::test]
 async fn users_are_isolated() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), 100, 1);
+    let store = open(dir.path(), 100 + BLOB, 1);
     let (alice, bob, d) = (user("alice"), user("bob"), Namespace::default());
     put_bytes(&store, &alice, &d, &id("secret"), &[1; 60], &[])
         .await
@@ -667,15 +674,15 @@ async fn users_are_isolated() {
     assert_eq!(
         store.usage(&alice).await.unwrap(),
         Usage {
-            used_bytes: 60,
-            limit_bytes: 100
+            used_bytes: 60 + BLOB,
+            limit_bytes: 100 + BLOB
         }
     );
     assert_eq!(
         store.usage(&bob).await.unwrap(),
         Usage {
-            used_bytes: 60,
-            limit_bytes: 100
+            used_bytes: 60 + BLOB,
+            limit_bytes: 100 + BLOB
         }
     );
     assert_eq!(
@@ -749,7 +756,7 @@ fn invalid_names_and_traversal_attempts_are_rejected_by_the_parsers() {
 #[tokio::test]
 async fn quota_exceeded_up_front_never_reads_the_body() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), 1000, 1);
+    let store = open(dir.path(), 1000 + 2 * BLOB, 1);
     let (u, d) = (user("alice"), Namespace::default());
     put_bytes(&store, &u, &d, &id("a"), &[0; 600], &[])
         .await
@@ -767,9 +774,9 @@ async fn quota_exceeded_up_front_never_reads_the_body() {
         matches!(
             err,
             Err(BlobError::QuotaExceeded {
-                used_bytes: 600,
-                limit_bytes: 1000
-            })
+                used_bytes,
+                limit_bytes,
+            }) if used_bytes == 600 + BLOB && limit_bytes == 1000 + 2 * BLOB
         ),
         "{err:?}"
     );
@@ -777,7 +784,7 @@ async fn quota_exceeded_up_front_never_reads_the_body() {
         !polled.load(Ordering::SeqCst),
         "body not read when the length is known to exceed"
     );
-    assert_eq!(used(&store, &u).await, 600);
+    assert_eq!(used(&store, &u).await, 600 + BLOB);
     assert_eq!(files_under(dir.path()), before);
     // Exactly up to the limit is fine.
     put_bytes(&store, &u, &d, &id("c"), &[0; 400], &[])
@@ -786,8 +793,8 @@ async fn quota_exceeded_up_front_never_reads_the_body() {
     assert_eq!(
         store.usage(&u).await.unwrap(),
         Usage {
-            used_bytes: 1000,
-            limit_bytes: 1000
+            used_bytes: 1000 + 2 * BLOB,
+            limit_bytes: 1000 + 2 * BLOB
         }
     );
 }
@@ -795,7 +802,8 @@ async fn quota_exceeded_up_front_never_reads_the_body() {
 #[tokio::test]
 async fn quota_exceeded_mid_stream_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), 100_000, 1);
+    const LIMIT: u64 = 100_000 + 2 * BLOB;
+    let store = open(dir.path(), LIMIT, 1);
     let (u, d) = (user("alice"), Namespace::default());
     put_bytes(&store, &u, &d, &id("a"), &[0; 10_000], &[])
         .await
@@ -815,13 +823,13 @@ async fn quota_exceeded_mid_stream_stores_nothing() {
         matches!(
             err,
             Err(BlobError::QuotaExceeded {
-                limit_bytes: 100_000,
+                limit_bytes: LIMIT,
                 ..
             })
         ),
         "{err:?}"
     );
-    assert_eq!(used(&store, &u).await, 10_000);
+    assert_eq!(used(&store, &u).await, 10_000 + BLOB);
     assert_eq!(
         files_under(dir.path()),
         before,
@@ -835,7 +843,7 @@ async fn quota_exceeded_mid_stream_stores_nothing() {
     put_bytes(&store, &u, &d, &id("huge"), &[1; 90_000], &[])
         .await
         .unwrap();
-    assert_eq!(used(&store, &u).await, 100_000);
+    assert_eq!(used(&store, &u).await, 100_000 + 2 * BLOB);
 }
 
 #[tokio::test]
@@ -886,7 +894,7 @@ async fn a_body_that_errors_half_way_leaves_nothing() {
 #[tokio::test]
 async fn a_put_dropped_half_way_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), 1_000_000, 1);
+    let store = open(dir.path(), 1_000_000 + BLOB, 1);
     let (u, d, b) = (user("alice"), Namespace::default(), id("dropped"));
     let (tx, slow_body) = channel_body();
     {
@@ -921,15 +929,17 @@ async fn a_put_dropped_half_way_leaves_nothing() {
     put_bytes(&store, &u, &d, &b, &[1; 1_000_000], &[])
         .await
         .unwrap();
-    assert_eq!(used(&store, &u).await, 1_000_000);
+    assert_eq!(used(&store, &u).await, 1_000_000 + BLOB);
 }
 
 #[tokio::test]
 async fn reopening_keeps_blobs_flags_tombstones_and_usage_and_cleans_temp_files() {
     let dir = tempfile::tempdir().unwrap();
+    // Room for three blobs at once; the 9001-byte put at the end misses by one.
+    const LIMIT: u64 = 10_000 + 3 * BLOB;
     let (u, mx, d) = (user("alice"), Namespace::incoming(), Namespace::default());
     {
-        let store = open(dir.path(), 10_000, 2);
+        let store = open(dir.path(), LIMIT, 2);
         put_bytes(&store, &u, &mx, &id("m1"), &[1; 1000], &[Flag::Pending])
             .await
             .unwrap();
@@ -947,22 +957,22 @@ async fn reopening_keeps_blobs_flags_tombstones_and_usage_and_cleans_temp_files(
         put_bytes(&store, &user("bob"), &d, &id("b1"), &[4; 500], &[])
             .await
             .unwrap();
-        assert_eq!(used(&store, &u).await, 3000);
+        assert_eq!(used(&store, &u).await, 3000 + 2 * BLOB + E);
     }
     // A crash mid-upload left a temporary file behind.
     let stale = dir.path().join(".tmp").join("0123456789abcdef.part");
     std::fs::write(&stale, vec![9u8; 4096]).unwrap();
 
-    let store = open(dir.path(), 10_000, 2);
+    let store = open(dir.path(), LIMIT, 2);
     assert!(!stale.exists(), "stale temp file removed at open");
     assert_eq!(
         store.usage(&u).await.unwrap(),
         Usage {
-            used_bytes: 3000,
-            limit_bytes: 10_000
+            used_bytes: 3000 + 2 * BLOB + E,
+            limit_bytes: LIMIT
         }
     );
-    assert_eq!(used(&store, &user("bob")).await, 500);
+    assert_eq!(used(&store, &user("bob")).await, 500 + BLOB);
     assert_eq!(get_bytes(&store, &u, &mx, &id("m1")).await, vec![1; 1000]);
     assert_eq!(get_bytes(&store, &u, &d, &id("d1")).await, vec![2; 2000]);
     assert_eq!(
@@ -976,15 +986,12 @@ async fn reopening_keeps_blobs_flags_tombstones_and_usage_and_cleans_temp_files(
     assert_eq!(store.list(&u, &deleted).await.unwrap(), vec!["d2"]);
     // Usage keeps being tracked from the measured value.
     store.delete(&u, &d, &id("d1")).await.unwrap();
-    assert_eq!(used(&store, &u).await, 1000);
+    assert_eq!(used(&store, &u).await, 1000 + BLOB + 2 * E);
     let err = put_bytes(&store, &u, &d, &id("big"), &[0; 9001], &[]).await;
     assert!(
         matches!(
             err,
-            Err(BlobError::QuotaExceeded {
-                used_bytes: 1000,
-                ..
-            })
+            Err(BlobError::QuotaExceeded { used_bytes, .. }) if used_bytes == 1000 + BLOB + 2 * E
         ),
         "{err:?}"
     );
