@@ -466,3 +466,125 @@ async fn respond(
         .chain(docs)
         .chain(stream::once(async move { Ok(end) })))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use soledad_store::{OpaqueDatabase, StoreWorker};
+
+    use super::*;
+
+    /// A store holding `count` documents written by source `src` (generations 1..=count).
+    fn store_with(count: usize) -> UserStore {
+        let mut db = OpaqueDatabase::open_opaque_in_memory().unwrap();
+        for i in 0..count {
+            let mut doc = Document::new(
+                format!("d{i:04}"),
+                Some("src:1".to_owned()),
+                Some(vec![7; 10]),
+            );
+            db.put_doc_if_newer(&mut doc, false, None, 0, "").unwrap();
+        }
+        Arc::new(StoreWorker::spawn(db, "test-store").unwrap())
+    }
+
+    /// The response's chunks, decoded: (frames per chunk, all frames).
+    async fn collect(store: UserStore, since: u64, seen: Seen) -> (Vec<usize>, Vec<Frame>) {
+        let stream = respond(store, since, seen).await.unwrap();
+        let chunks: Vec<Bytes> = stream.map(|c| c.unwrap()).collect().await;
+        let mut per_chunk = Vec::new();
+        let mut frames = Vec::new();
+        for chunk in chunks {
+            let mut decoder = FrameDecoder::new();
+            decoder.push(&chunk);
+            let mut n = 0;
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                frames.push(frame);
+                n += 1;
+            }
+            assert_eq!(decoder.buffered(), 0, "chunks hold whole frames");
+            per_chunk.push(n);
+        }
+        (per_chunk, frames)
+    }
+
+    fn doc_ids(frames: &[Frame]) -> Vec<String> {
+        frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Doc(d) => Some(d.id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_response_is_read_a_bounded_chunk_at_a_time() {
+        let count = 2 * RESPONSE_BATCH_DOCS + 10;
+        let (per_chunk, frames) = collect(store_with(count), 0, Seen::default()).await;
+        // Header, chunks of at most a batch, end.
+        assert_eq!(per_chunk.first(), Some(&1));
+        assert_eq!(per_chunk.last(), Some(&1));
+        let middle = &per_chunk[1..per_chunk.len() - 1];
+        assert_eq!(middle.len(), 3);
+        assert!(
+            middle.iter().all(|n| *n <= RESPONSE_BATCH_DOCS),
+            "{middle:?}"
+        );
+        let Some(Frame::ResponseHeader(header)) = frames.first() else {
+            panic!("no header");
+        };
+        assert_eq!(header.document_count, count as u64);
+        assert_eq!(header.target_generation, count as u64);
+        let ids = doc_ids(&frames);
+        let expected: Vec<String> = (0..count).map(|i| format!("d{i:04}")).collect();
+        assert_eq!(ids, expected, "every change once, in generation order");
+        assert!(matches!(frames.last(), Some(Frame::End(end)) if end.generation == count as u64));
+    }
+
+    #[tokio::test]
+    async fn what_the_source_just_wrote_or_already_had_is_not_sent_back() {
+        let mut seen = Seen::default();
+        // Two batches of this exchange wrote generations 3..=5 and 6..=8.
+        seen.wrote(2, 5);
+        seen.wrote(5, 8);
+        assert_eq!(seen.ranges, vec![(2, 8)], "adjacent batches merge");
+        seen.converged("d0009".to_owned(), 10);
+        let (_, frames) = collect(store_with(12), 1, seen).await;
+        let ids = doc_ids(&frames);
+        assert_eq!(ids, ["d0001", "d0008", "d0010", "d0011"]);
+        let Some(Frame::ResponseHeader(header)) = frames.first() else {
+            panic!("no header");
+        };
+        assert_eq!(header.document_count, 4);
+    }
+
+    #[tokio::test]
+    async fn changes_after_the_response_started_wait_for_the_next_sync() {
+        let store = store_with(3);
+        let stream = respond(store.clone(), 0, Seen::default()).await.unwrap();
+        // A concurrent writer changes a document after the header is made.
+        store
+            .run(|db| {
+                let mut doc =
+                    Document::new("d0000".to_owned(), Some("src:2".to_owned()), Some(vec![1]));
+                db.put_doc_if_newer(&mut doc, false, None, 0, "")
+                    .map(|_| ())
+            })
+            .await
+            .unwrap();
+        let chunks: Vec<Bytes> = stream.map(|c| c.unwrap()).collect().await;
+        let mut decoder = FrameDecoder::new();
+        for chunk in chunks {
+            decoder.push(&chunk);
+        }
+        let mut frames = Vec::new();
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            frames.push(frame);
+        }
+        // d0000 moved to generation 4, past the position sent (3): next sync.
+        assert_eq!(doc_ids(&frames), ["d0001", "d0002"]);
+        assert!(matches!(frames.last(), Some(Frame::End(end)) if end.generation == 3));
+    }
+}
