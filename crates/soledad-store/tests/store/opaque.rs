@@ -1,7 +1,7 @@
 //! The server's opaque store: payload bytes, no content comparison, conflicts
 //! never stored when `save_conflict` is false.
 
-use soledad_store::{Document, OpaqueDatabase, OpenOptions, PutState, StoreError};
+use soledad_store::{Document, OpaqueDatabase, OpenOptions, PutState, StoreError, StoredSize};
 
 fn server() -> OpaqueDatabase {
     OpenOptions::new()
@@ -147,4 +147,56 @@ fn opaque_batch_applies_a_sync_upload_atomically() {
         db.get_replica_gen_and_trans_id("c").unwrap(),
         (5, "T-5".to_owned())
     );
+}
+
+#[test]
+fn stored_size_follows_what_is_stored_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    let mut db: OpaqueDatabase = OpenOptions::new()
+        .replica_uid("server")
+        .durable_commits(true)
+        .open_unencrypted(&path)
+        .unwrap();
+    assert_eq!(db.stored_size().unwrap(), StoredSize::default());
+
+    let mut big = env("doc", "c:1", Some(&[1; 10_000]));
+    db.put_doc_if_newer(&mut big, false, Some("c"), 1, "T-1")
+        .unwrap();
+    let one = db.stored_size().unwrap();
+    assert_eq!(one.entries, 1);
+    assert!(one.bytes >= 10_000, "{one:?}");
+
+    // A newer, smaller revision replaces the old one: the old bytes are gone.
+    let mut small = env("doc", "c:2", Some(&[2; 100]));
+    db.put_doc_if_newer(&mut small, false, Some("c"), 2, "T-2")
+        .unwrap();
+    let replaced = db.stored_size().unwrap();
+    assert_eq!(replaced.entries, 1);
+    assert!(replaced.bytes < 1_000, "{replaced:?}");
+
+    // An older revision is not stored and changes nothing but the sync log.
+    let mut stale = env("doc", "c:1", Some(&[3; 50_000]));
+    let (state, _) = db
+        .put_doc_if_newer(&mut stale, false, Some("c"), 3, "T-3")
+        .unwrap();
+    assert_eq!(state, PutState::Superseded);
+    assert!(db.stored_size().unwrap().bytes < 1_000);
+
+    // Measured in a batch, before and after.
+    let (before, after) = db
+        .batch(|batch| {
+            let before = batch.stored_size()?;
+            let mut other = env("other", "c:1", Some(&[4; 500]));
+            batch.put_doc_if_newer(&mut other, false, Some("c"), 4, "T-4")?;
+            Ok::<_, StoreError>((before, batch.stored_size()?))
+        })
+        .unwrap();
+    assert_eq!(after.entries, before.entries + 1);
+    assert!(after.bytes >= before.bytes + 500);
+
+    let size = db.stored_size().unwrap();
+    db.close().unwrap();
+    let reopened: OpaqueDatabase = OpenOptions::new().open_unencrypted(&path).unwrap();
+    assert_eq!(reopened.stored_size().unwrap(), size);
 }
