@@ -307,3 +307,77 @@ fn finish_tls(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, Erro
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A loopback HTTP/1.1 server answering one request with `status` and a
+    /// chunked body of `body_len` bytes (length not announced).
+    async fn serve_once(status: u16, body_len: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                 transfer-encoding: chunked\r\n\r\n"
+            );
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b' '; 16 * 1024];
+            let mut sent = 0;
+            while sent < body_len {
+                let n = chunk.len().min(body_len - sent);
+                let framed = format!("{n:x}\r\n");
+                if socket.write_all(framed.as_bytes()).await.is_err()
+                    || socket.write_all(&chunk[..n]).await.is_err()
+                    || socket.write_all(b"\r\n").await.is_err()
+                {
+                    return;
+                }
+                sent += n;
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        });
+        format!("http://{addr}/")
+    }
+
+    async fn get(url: &str) -> Response {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new().get(url).send().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_longer_than_its_limit_is_refused_without_reading_it_all() {
+        let url = serve_once(200, 8 << 20).await;
+        let result = ok_body(get(&url).await, MAX_JSON_RESPONSE_BYTES).await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::ResponseTooLarge { limit_bytes }) if limit_bytes == MAX_JSON_RESPONSE_BYTES
+            ),
+            "{result:?}"
+        );
+        let url = serve_once(200, 1000).await;
+        let body = ok_body(get(&url).await, MAX_JSON_RESPONSE_BYTES)
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_huge_error_body_is_reported_by_its_status() {
+        let url = serve_once(500, 8 << 20).await;
+        let (kind, message) = error_body(get(&url).await).await;
+        assert_eq!(kind, None);
+        assert_eq!(message, "HTTP 500 Internal Server Error");
+    }
+}
