@@ -71,9 +71,11 @@ pub struct Config {
     pub quota_bytes: u64,
     /// Largest shared document accepted, in bytes. INI `shared_doc_max_bytes`.
     pub shared_doc_max_bytes: u64,
-    /// How long a deleted blob's tombstone is kept before it is purged (and
-    /// no longer charged). INI `deleted_blob_retention_days` (whole days),
-    /// default [`DEFAULT_DELETED_BLOB_RETENTION`].
+    /// How long a deleted blob's tombstone is kept (listed with `deleted`,
+    /// charged one entry of quota) before it is purged: when the user's usage
+    /// is first measured after a start, and whenever the namespace is listed.
+    /// INI `deleted_blob_retention_days` (whole days, 0 purges at the next
+    /// listing), default [`DEFAULT_DELETED_BLOB_RETENTION`].
     pub deleted_blob_retention: Duration,
 }
 
@@ -292,6 +294,28 @@ mod tests {
         match result {
             Err(Error::Config { option, .. }) => option,
             other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deleted_blob_retention_is_read_in_days() {
+        let mut config = Config::new("/data");
+        assert_eq!(
+            config.deleted_blob_retention,
+            DEFAULT_DELETED_BLOB_RETENTION
+        );
+        config
+            .apply_ini("[soledad-server]\ndeleted_blob_retention_days = 7\n")
+            .unwrap();
+        assert_eq!(
+            config.deleted_blob_retention,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        for bad in ["-1", "soon", "999999999999999999"] {
+            let err = config.apply_ini(&format!(
+                "[soledad-server]\ndeleted_blob_retention_days = {bad}\n"
+            ));
+            assert_eq!(bad_option(err), "deleted_blob_retention_days", "{bad}");
         }
     }
 
