@@ -198,6 +198,12 @@ impl<P: Payload> Database<P> {
         }
     }
 
+    /// The connection, for tests that check SQL-level invariants.
+    #[cfg(test)]
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     fn reader(&self) -> Conn<'_> {
         Conn::new(&self.conn)
     }
