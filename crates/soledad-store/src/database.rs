@@ -257,6 +257,17 @@ impl<P: Payload> Database<P> {
         self.conn.close().map_err(|(_, e)| StoreError::from(e))
     }
 
+    /// Switches durable commits (see [`OpenOptions::durable_commits`]) for the
+    /// next transactions of this handle.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`].
+    pub fn set_durable_commits(&mut self, durable: bool) -> Result<()> {
+        self.conn
+            .execute_batch(crate::open::synchronous_pragma(durable))?;
+        Ok(())
+    }
+
     /// This replica's uid (stable across reopening).
     pub fn replica_uid(&self) -> &str {
         &self.ctx.replica_uid

@@ -72,7 +72,10 @@ impl OpenOptions {
     /// (`PRAGMA synchronous = FULL`: with WAL, an fsync of the log per commit).
     /// The default (`false`, `synchronous = NORMAL`) never corrupts the file but
     /// may lose the last commits on power loss; a server that acknowledges
-    /// writes to its clients wants `true`.
+    /// writes to its clients wants `true`, or switches it on for the last
+    /// transaction before an acknowledgement with
+    /// [`Database::set_durable_commits`] (WAL commits reach the disk in order,
+    /// so that transaction's fsync makes every earlier one durable too).
     pub fn durable_commits(mut self, durable: bool) -> Self {
         self.durable_commits = durable;
         self
@@ -173,15 +176,20 @@ fn configure(
     // Fail fast: the first read decrypts page 1.
     let _: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
     let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    conn.execute_batch(if durable_commits {
-        "PRAGMA synchronous = FULL;"
-    } else {
-        "PRAGMA synchronous = NORMAL;"
-    })?;
+    conn.execute_batch(synchronous_pragma(durable_commits))?;
     // Statement journals and temporary tables hold plaintext pages: never on disk.
     conn.execute_batch("PRAGMA temp_store = MEMORY;")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(())
+}
+
+/// The statement choosing durable (`FULL`) or ordered (`NORMAL`) commits.
+pub(crate) fn synchronous_pragma(durable_commits: bool) -> &'static str {
+    if durable_commits {
+        "PRAGMA synchronous = FULL;"
+    } else {
+        "PRAGMA synchronous = NORMAL;"
+    }
 }
 
 /// `PRAGMA key = "x'<64 hex>'"`; the statement text is wiped afterwards.

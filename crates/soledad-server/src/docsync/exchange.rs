@@ -27,7 +27,7 @@ use soledad_protocol::{
 use soledad_store::vectorclock::is_valid_replica_uid;
 use soledad_store::{Change, Document, PutState, StoreError};
 
-use super::stores::{UserStore, UserStores, charged_batch};
+use super::stores::{Commit, UserStore, UserStores, charged_batch};
 use crate::blobs::{QuotaLedger, UserId};
 use crate::error::Error;
 
@@ -106,9 +106,16 @@ pub(crate) async fn record_sync_info(
     if source == replica_uid {
         return Err(StoreError::InvalidReplicaUid.into());
     }
-    charged_batch(&store, ledger.as_ref(), user, move |batch| {
-        batch.set_replica_gen_and_trans_id(&source, record.generation, &record.transaction_id)
-    })
+    // Acknowledged with 200: durable.
+    charged_batch(
+        &store,
+        ledger.as_ref(),
+        user,
+        Commit::Durable,
+        move |batch| {
+            batch.set_replica_gen_and_trans_id(&source, record.generation, &record.transaction_id)
+        },
+    )
     .await
 }
 
@@ -148,6 +155,7 @@ where
         pending: Vec::new(),
         pending_bytes: 0,
         seen: Seen::default(),
+        unsynced: false,
     };
 
     while !matches!(expect, Expect::Done) {
@@ -265,6 +273,8 @@ struct Applier {
     pending: Vec<DocFrame>,
     pending_bytes: usize,
     seen: Seen,
+    /// A batch was committed in order but is not known to be on disk yet.
+    unsynced: bool,
 }
 
 /// What one applied batch did.
@@ -285,35 +295,43 @@ impl Applier {
         let docs = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         let source = self.source.clone();
-        let applied = charged_batch(store, self.ledger.as_ref(), &self.user, move |batch| {
-            let before = batch.get_generation_info()?.0;
-            let mut converged = Vec::new();
-            let mut last = None;
-            for frame in docs {
-                let mut doc =
-                    Document::new(frame.id, Some(frame.rev), Some(frame.payload.to_vec()));
-                let (state, _) = batch.put_doc_if_newer(
-                    &mut doc,
-                    false,
-                    Some(&source),
-                    frame.generation,
-                    &frame.trans_id,
-                )?;
-                last = Some((frame.generation, frame.trans_id));
-                if state == PutState::Converged {
-                    converged.push(doc.doc_id);
+        // Ordered: `record_end` makes every batch durable before the response.
+        let applied = charged_batch(
+            store,
+            self.ledger.as_ref(),
+            &self.user,
+            Commit::Ordered,
+            move |batch| {
+                let before = batch.get_generation_info()?.0;
+                let mut converged = Vec::new();
+                let mut last = None;
+                for frame in docs {
+                    let mut doc =
+                        Document::new(frame.id, Some(frame.rev), Some(frame.payload.to_vec()));
+                    let (state, _) = batch.put_doc_if_newer(
+                        &mut doc,
+                        false,
+                        Some(&source),
+                        frame.generation,
+                        &frame.trans_id,
+                    )?;
+                    last = Some((frame.generation, frame.trans_id));
+                    if state == PutState::Converged {
+                        converged.push(doc.doc_id);
+                    }
                 }
-            }
-            if let Some((generation, trans_id)) = last {
-                batch.set_replica_gen_and_trans_id(&source, generation, &trans_id)?;
-            }
-            let after = batch.get_generation_info()?.0;
-            Ok(Applied {
-                generations: (before, after),
-                converged,
-            })
-        })
+                if let Some((generation, trans_id)) = last {
+                    batch.set_replica_gen_and_trans_id(&source, generation, &trans_id)?;
+                }
+                let after = batch.get_generation_info()?.0;
+                Ok(Applied {
+                    generations: (before, after),
+                    converged,
+                })
+            },
+        )
         .await?;
+        self.unsynced = true;
         let (before, after) = applied.generations;
         // Opaque payloads are never merged: every revision this batch wrote is
         // one the source sent (Inserted), so the whole range is the source's.
@@ -324,16 +342,33 @@ impl Applier {
         Ok(())
     }
 
-    /// Records that the source's documents up to `end` are all here.
+    /// Records that the source's documents up to `end` are all here. The
+    /// last write before the success response: durable, and with it every
+    /// batch of this exchange.
     async fn record_end(&self, store: &UserStore, end: ExchangeEnd) -> Result<(), Error> {
         let source = self.source.clone();
-        charged_batch(store, self.ledger.as_ref(), &self.user, move |batch| {
-            let (known, _) = batch.get_replica_gen_and_trans_id(&source)?;
-            if end.generation > known {
-                batch.set_replica_gen_and_trans_id(&source, end.generation, &end.transaction_id)?;
-            }
-            Ok(())
-        })
+        let unsynced = self.unsynced;
+        charged_batch(
+            store,
+            self.ledger.as_ref(),
+            &self.user,
+            Commit::Durable,
+            move |batch| {
+                let (known, known_trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
+                if end.generation > known {
+                    batch.set_replica_gen_and_trans_id(
+                        &source,
+                        end.generation,
+                        &end.transaction_id,
+                    )?;
+                } else if unsynced {
+                    // A commit that writes nothing does not sync: rewrite the
+                    // position so this durable commit covers the ordered batches.
+                    batch.set_replica_gen_and_trans_id(&source, known, &known_trans_id)?;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 }

@@ -90,6 +90,16 @@ impl UserStores {
     }
 }
 
+/// How a [`charged_batch`] commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// In order, not yet on disk (`synchronous = NORMAL`): a later durable
+    /// commit, or a clean close, makes it durable.
+    Ordered,
+    /// On disk before returning (`synchronous = FULL`).
+    Durable,
+}
+
 /// What a document store's content costs against the quota: the bytes it
 /// stores (ids, revisions, payloads, log rows, see [`StoredSize`]) plus
 /// [`DOC_ENTRY_OVERHEAD_BYTES`] per document. The same formula charges writes
@@ -104,10 +114,15 @@ pub(crate) fn charge_of(size: StoredSize) -> u64 {
 /// read inside the transaction. A batch that would pass the quota is rolled
 /// back whole ([`crate::blobs::BlobError::QuotaExceeded`]); one that stored less
 /// (a revision replaced by a smaller one) is credited.
+///
+/// With [`Commit::Durable`] the commit is on disk before this returns, and
+/// with it every earlier commit of the store (WAL commits reach the disk in
+/// order): use it for the last write before answering a request with success.
 pub(crate) async fn charged_batch<T, F>(
     store: &UserStore,
     ledger: Option<&Arc<QuotaLedger>>,
     user: &UserId,
+    commit: Commit,
     write: F,
 ) -> Result<T, Error>
 where
@@ -119,9 +134,13 @@ where
         Some(ledger) => Some(ledger.reserve(user, 0).await?),
         None => None,
     };
+    let durable = commit == Commit::Durable;
     let (value, reservation, credit) = store
         .call(move |db| {
-            db.batch(|batch| {
+            if durable {
+                db.set_durable_commits(true)?;
+            }
+            let result = db.batch(|batch| {
                 let before = charge_of(batch.stored_size()?);
                 let value = write(batch)?;
                 let after = charge_of(batch.stored_size()?);
@@ -132,7 +151,12 @@ where
                     reservation.grow(after - before)?;
                 }
                 Ok::<_, Error>((value, reservation, before.saturating_sub(after)))
-            })
+            });
+            if durable && let Err(err) = db.set_durable_commits(false) {
+                // Still correct (every commit durable), only slower.
+                tracing::warn!(error = %err, "user store stays in durable-commit mode");
+            }
+            result
         })
         .await
         .map_err(|_| Error::StorageUnavailable)??;
