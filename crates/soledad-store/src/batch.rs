@@ -175,21 +175,23 @@ impl<'a, P: Payload> Batch<'a, P> {
         read::generation_info(&self.conn)
     }
 
-    /// As [`crate::Database::stored_size`], seeing this batch's writes: read it
-    /// before and after the writes to learn what they stored.
-    ///
-    /// # Errors
-    /// As [`crate::Database::stored_size`].
-    pub fn stored_size(&self) -> Result<crate::StoredSize> {
-        crate::size::stored_size(&self.conn)
-    }
-
     /// As [`crate::Database::get_replica_gen_and_trans_id`].
     ///
     /// # Errors
     /// As [`crate::Database::get_replica_gen_and_trans_id`].
     pub fn get_replica_gen_and_trans_id(&self, other_replica_uid: &str) -> Result<(u64, String)> {
         sync::replica_gen_and_trans_id(&self.conn, other_replica_uid)
+    }
+}
+
+impl Batch<'_, Vec<u8>> {
+    /// As [`crate::Database::stored_size`] (opaque stores), seeing this batch's writes: read it
+    /// before and after the writes to learn what they stored.
+    ///
+    /// # Errors
+    /// As [`crate::Database::stored_size`].
+    pub fn stored_size(&self) -> Result<crate::StoredSize> {
+        crate::size::stored_size(&self.conn)
     }
 }
 

@@ -162,6 +162,17 @@ impl Database<JsonContent> {
 }
 
 impl Database<Vec<u8>> {
+    /// What this store holds (see [`StoredSize`]): kept up to date in the
+    /// same transaction as every write, so it is exact after each commit and
+    /// the same after reopening. O(1). Only opaque (server) stores keep the
+    /// count; the client's JSON databases pay nothing for it.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`], [`StoreError::Corrupt`].
+    pub fn stored_size(&self) -> Result<StoredSize> {
+        crate::size::stored_size(&self.reader())
+    }
+
     /// Opens (or creates) the server's plaintext store of opaque payloads.
     ///
     /// # Errors
@@ -497,16 +508,6 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::Storage`].
     pub fn get_generation_info(&self) -> Result<(u64, String)> {
         read::generation_info(&self.reader())
-    }
-
-    /// What this database stores (see [`StoredSize`]): kept up to date in the
-    /// same transaction as every write, so it is exact after each commit and
-    /// the same after reopening. O(1).
-    ///
-    /// # Errors
-    /// [`StoreError::Storage`], [`StoreError::Corrupt`].
-    pub fn stored_size(&self) -> Result<StoredSize> {
-        crate::size::stored_size(&self.reader())
     }
 
     /// The transaction id of `generation` (`""` for 0).
