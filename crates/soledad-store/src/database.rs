@@ -27,6 +27,10 @@ use crate::write::{self, Ctx};
 pub struct Database<P: Payload = JsonContent> {
     conn: Connection,
     ctx: Ctx,
+    /// Whether commits are durable (`synchronous = FULL`).
+    pub(crate) durable_commits: bool,
+    /// Every change up to this generation is known to be on disk.
+    durable_generation: u64,
     _payload: std::marker::PhantomData<fn() -> P>,
 }
 
@@ -205,7 +209,22 @@ impl<P: Payload> Database<P> {
                 tx_generation: None,
                 random: crate::ids::RandomPool::default(),
             },
+            durable_commits: false,
+            durable_generation: 0,
             _payload: std::marker::PhantomData,
+        }
+    }
+
+    /// After a commit: a durable commit that wrote something synced the log,
+    /// so everything up to the current generation is on disk.
+    fn note_commit(&mut self, changes_before: u64) {
+        if !self.durable_commits || self.conn.total_changes() == changes_before {
+            return;
+        }
+        let position = read::generation_info(&self.reader());
+        // On a failed read the mark stays lower: later checks only sync again.
+        if let Ok((generation, _)) = position {
+            self.durable_generation = generation;
         }
     }
 
@@ -220,12 +239,14 @@ impl<P: Payload> Database<P> {
     }
 
     fn write<T>(&mut self, op: impl FnOnce(&Conn<'_>, &mut Ctx) -> Result<T>) -> Result<T> {
+        let changes_before = self.conn.total_changes();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.ctx.reset_transaction_cache();
         let value = op(&Conn::new(&tx), &mut self.ctx)?;
         tx.commit()?;
+        self.note_commit(changes_before);
         Ok(value)
     }
 
@@ -243,6 +264,7 @@ impl<P: Payload> Database<P> {
         &mut self,
         f: impl FnOnce(&mut Batch<'_, P>) -> Result<T, E>,
     ) -> Result<T, E> {
+        let changes_before = self.conn.total_changes();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -257,6 +279,7 @@ impl<P: Payload> Database<P> {
             return Err(StoreError::BatchAborted.into());
         }
         tx.commit().map_err(StoreError::from)?;
+        self.note_commit(changes_before);
         Ok(value)
     }
 
@@ -276,7 +299,17 @@ impl<P: Payload> Database<P> {
     pub fn set_durable_commits(&mut self, durable: bool) -> Result<()> {
         self.conn
             .execute_batch(crate::open::synchronous_pragma(durable))?;
+        self.durable_commits = durable;
         Ok(())
+    }
+
+    /// Every change up to this generation is known to be on disk: the
+    /// generation at this handle's last durable commit that wrote something
+    /// (with WAL, it synced every earlier commit too). 0 until then, whatever
+    /// the file held when opened. Compare it with
+    /// [`Database::get_generation_info`] before acknowledging a position.
+    pub fn durable_generation(&self) -> u64 {
+        self.durable_generation
     }
 
     /// This replica's uid (stable across reopening).

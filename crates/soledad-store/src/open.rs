@@ -140,11 +140,9 @@ impl OpenOptions {
             self.replica_uid.as_deref(),
         )
         .map_err(map_not_a_database)?;
-        Ok(Database::from_parts(
-            conn,
-            replica_uid,
-            self.document_size_limit,
-        ))
+        let mut db = Database::from_parts(conn, replica_uid, self.document_size_limit);
+        db.durable_commits = self.durable_commits;
+        Ok(db)
     }
 }
 

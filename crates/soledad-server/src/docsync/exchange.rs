@@ -219,11 +219,11 @@ where
     let (Some(store), Some(header)) = (store, header) else {
         return Err(Error::BrokenSyncStream);
     };
-    respond(store, header.last_known_generation, applier.seen).await
+    respond(store, &applier, header.last_known_generation).await
 }
 
 /// What the source has of this store's changes after this exchange's upload.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Seen {
     /// Generation ranges `(after, upto]` written by this exchange's batches.
     ranges: Vec<(u64, u64)>,
@@ -340,6 +340,23 @@ impl Applier {
             self.seen.converged(doc_id, after);
         }
         Ok(())
+    }
+
+    /// Makes every commit of the store durable: a durable commit that
+    /// rewrites the source's recorded position (a commit must write to sync).
+    async fn sync_to_disk(&self, store: &UserStore) -> Result<(), Error> {
+        let source = self.source.clone();
+        charged_batch(
+            store,
+            self.ledger.as_ref(),
+            &self.user,
+            Commit::Durable,
+            move |batch| {
+                let (known, known_trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
+                batch.set_replica_gen_and_trans_id(&source, known, &known_trans_id)
+            },
+        )
+        .await
     }
 
     /// Records that the source's documents up to `end` are all here. The
@@ -461,12 +478,22 @@ async fn next_chunk(
 /// by the next sync instead (so `document_count` is an upper bound then).
 async fn respond(
     store: UserStore,
+    applier: &Applier,
     since: u64,
-    seen: Seen,
-) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send, Error> {
-    let (replica_uid, (upto, transaction_id)) = store
-        .run(move |db| Ok((db.replica_uid().to_owned(), db.get_generation_info()?)))
+) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + use<>, Error> {
+    let (replica_uid, (upto, transaction_id), durable) = store
+        .run(move |db| {
+            let position = db.get_generation_info()?;
+            let durable = db.durable_generation() >= position.0;
+            Ok((db.replica_uid().to_owned(), position, durable))
+        })
         .await?;
+    if !durable {
+        // Another device's batches, committed in order but not acknowledged
+        // yet: make them durable before a success response names them.
+        applier.sync_to_disk(&store).await?;
+    }
+    let seen = applier.seen.clone();
     let document_count = count_to_send(&store, since, upto, &seen).await?;
     let header = Frame::ResponseHeader(ExchangeResponseHeader {
         target_replica_uid: replica_uid,
@@ -524,9 +551,22 @@ mod tests {
         Arc::new(StoreWorker::spawn(db, "test-store").unwrap())
     }
 
+    /// An exchange's applier with what its source has seen.
+    fn applier(seen: Seen) -> Applier {
+        Applier {
+            source: "source".to_owned(),
+            user: UserId::parse("user").unwrap(),
+            ledger: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            seen,
+            unsynced: false,
+        }
+    }
+
     /// The response's chunks, decoded: (frames per chunk, all frames).
     async fn collect(store: UserStore, since: u64, seen: Seen) -> (Vec<usize>, Vec<Frame>) {
-        let stream = respond(store, since, seen).await.unwrap();
+        let stream = respond(store, &applier(seen), since).await.unwrap();
         let chunks: Vec<Bytes> = stream.map(|c| c.unwrap()).collect().await;
         let mut per_chunk = Vec::new();
         let mut frames = Vec::new();
@@ -598,7 +638,9 @@ mod tests {
     #[tokio::test]
     async fn changes_after_the_response_started_wait_for_the_next_sync() {
         let store = store_with(3);
-        let stream = respond(store.clone(), 0, Seen::default()).await.unwrap();
+        let stream = respond(store.clone(), &applier(Seen::default()), 0)
+            .await
+            .unwrap();
         // A concurrent writer changes a document after the header is made.
         store
             .run(|db| {

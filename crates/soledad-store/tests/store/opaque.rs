@@ -200,3 +200,36 @@ fn stored_size_follows_what_is_stored_and_survives_reopening() {
     let reopened: OpaqueDatabase = OpenOptions::new().open_unencrypted(&path).unwrap();
     assert_eq!(reopened.stored_size().unwrap(), size);
 }
+
+#[test]
+fn durable_generation_follows_durable_commits_that_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db: OpaqueDatabase = OpenOptions::new()
+        .open_unencrypted(dir.path().join("server.db"))
+        .unwrap();
+    db.create_doc_with_content(vec![1], Some("a")).unwrap();
+    assert_eq!(
+        db.durable_generation(),
+        0,
+        "ordered commits are not durable"
+    );
+    db.set_durable_commits(true).unwrap();
+    // A durable transaction that writes nothing syncs nothing.
+    db.batch(|batch| batch.get_generation_info()).unwrap();
+    assert_eq!(db.durable_generation(), 0);
+    db.set_replica_gen_and_trans_id("other", 1, "T-1").unwrap();
+    assert_eq!(
+        db.durable_generation(),
+        1,
+        "a durable write syncs everything before"
+    );
+    db.set_durable_commits(false).unwrap();
+    db.create_doc_with_content(vec![2], Some("b")).unwrap();
+    assert_eq!(db.durable_generation(), 1);
+
+    let durable: OpaqueDatabase = OpenOptions::new()
+        .durable_commits(true)
+        .open_unencrypted(dir.path().join("durable.db"))
+        .unwrap();
+    assert_eq!(durable.durable_generation(), 0);
+}
