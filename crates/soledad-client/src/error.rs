@@ -55,6 +55,13 @@ pub enum Error {
     /// The server's response is not well-formed.
     #[error("malformed response from the server: {0}")]
     Protocol(#[from] ProtocolError),
+    /// A response body was longer than this client reads for its kind (a
+    /// misbehaving or hostile server); nothing past the limit was read.
+    #[error("response from the server exceeds {limit_bytes} bytes")]
+    ResponseTooLarge {
+        /// The limit for this kind of response.
+        limit_bytes: u64,
+    },
     /// No backup of the storage secret exists on the server for these credentials
     /// while the account already has data there: most likely a wrong passphrase
     /// (or use a recovery code). No new secret was made.

@@ -14,8 +14,13 @@ use soledad_protocol::{
 
 use crate::error::Error;
 
-/// Largest JSON response read into memory (sync info, shared documents).
-const MAX_JSON_RESPONSE: usize = 1 << 20;
+/// Largest JSON response read into memory (sync info, record acknowledgements).
+pub(crate) const MAX_JSON_RESPONSE_BYTES: u64 = 64 * 1024;
+/// Largest shared document (the wrapped secrets backup, ~1 KB) read into memory.
+pub(crate) const MAX_SHARED_DOC_RESPONSE_BYTES: u64 = 1 << 20;
+/// Largest error body read (the server's `{"error", "message"}`); a longer one
+/// is dropped unread and reported by its status alone.
+pub(crate) const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
 
 /// A client for one user on one server.
 #[derive(Clone)]
@@ -98,7 +103,7 @@ impl Transport {
                 _ => Err(Error::from_server(404, kind, message)),
             };
         }
-        let bytes = ok_body(response).await?;
+        let bytes = ok_body(response, MAX_JSON_RESPONSE_BYTES).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
             Error::Protocol(soledad_protocol::ProtocolError::MalformedJson {
                 what: "sync info",
@@ -123,7 +128,7 @@ impl Transport {
             .send()
             .await
             .map_err(Error::network)?;
-        ok_body(response).await.map(|_| ())
+        ok_body(response, MAX_JSON_RESPONSE_BYTES).await.map(|_| ())
     }
 
     /// `POST /user-{uuid}/sync-from/{source}` with a streamed framed body; returns the
@@ -180,7 +185,7 @@ impl Transport {
                     reason: "missing revision header".to_owned(),
                 },
             ))?;
-        let content = ok_body(response).await?;
+        let content = ok_body(response, MAX_SHARED_DOC_RESPONSE_BYTES).await?;
         Ok(Some(SharedDoc { content, rev }))
     }
 
@@ -205,7 +210,7 @@ impl Transport {
             .send()
             .await
             .map_err(Error::network)?;
-        ok_body(response).await.map(|_| ())
+        ok_body(response, MAX_JSON_RESPONSE_BYTES).await.map(|_| ())
     }
 
     /// `DELETE /shared/doc/{id}?old_rev=…`.
@@ -217,7 +222,7 @@ impl Transport {
             .send()
             .await
             .map_err(Error::network)?;
-        ok_body(response).await.map(|_| ())
+        ok_body(response, MAX_JSON_RESPONSE_BYTES).await.map(|_| ())
     }
 }
 
@@ -233,33 +238,43 @@ pub(crate) struct SharedDoc {
     pub(crate) rev: String,
 }
 
-/// The body of a success response, bounded; an error status becomes an [`Error`].
-async fn ok_body(response: Response) -> Result<Bytes, Error> {
+/// The body of a success response, at most `limit` bytes; an error status
+/// becomes an [`Error`].
+async fn ok_body(response: Response, limit: u64) -> Result<Bytes, Error> {
     let status = response.status();
     if !status.is_success() {
         let (kind, message) = error_body(response).await;
         return Err(Error::from_server(status.as_u16(), kind, message));
     }
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_JSON_RESPONSE as u64)
-    {
-        return Err(Error::Protocol(
-            soledad_protocol::ProtocolError::FrameTooLarge {
-                len: response.content_length().unwrap_or(0),
-                max: MAX_JSON_RESPONSE as u64,
-            },
-        ));
+    read_bounded(response, limit).await
+}
+
+/// Reads a whole body of at most `limit` bytes, chunk by chunk: a body longer
+/// than announced, or announced longer than `limit`, stops the read with
+/// [`Error::ResponseTooLarge`] before more than `limit` bytes are held.
+async fn read_bounded(mut response: Response, limit: u64) -> Result<Bytes, Error> {
+    let too_large = Error::ResponseTooLarge { limit_bytes: limit };
+    if response.content_length().is_some_and(|len| len > limit) {
+        return Err(too_large);
     }
-    let bytes = response.bytes().await.map_err(Error::network)?;
-    Ok(bytes)
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(Error::network)? {
+        let total = u64::try_from(body.len().saturating_add(chunk.len())).unwrap_or(u64::MAX);
+        if total > limit {
+            return Err(too_large);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// The kind and message of an error response (best effort: a body that is not our
-/// JSON yields no kind).
+/// JSON, or longer than [`MAX_ERROR_BODY_BYTES`], yields no kind).
 async fn error_body(response: Response) -> (Option<ErrorKind>, String) {
     let status = response.status();
-    let bytes = response.bytes().await.unwrap_or_default();
+    let bytes = read_bounded(response, MAX_ERROR_BODY_BYTES)
+        .await
+        .unwrap_or_default();
     match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(body) => (body.kind(), body.message),
         Err(_) => (None, format!("HTTP {status}")),
@@ -304,4 +319,78 @@ fn finish_tls(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, Erro
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A loopback HTTP/1.1 server answering one request with `status` and a
+    /// chunked body of `body_len` bytes (length not announced).
+    async fn serve_once(status: u16, body_len: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n\
+                 transfer-encoding: chunked\r\n\r\n"
+            );
+            if socket.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let chunk = vec![b' '; 16 * 1024];
+            let mut sent = 0;
+            while sent < body_len {
+                let n = chunk.len().min(body_len - sent);
+                let framed = format!("{n:x}\r\n");
+                if socket.write_all(framed.as_bytes()).await.is_err()
+                    || socket.write_all(&chunk[..n]).await.is_err()
+                    || socket.write_all(b"\r\n").await.is_err()
+                {
+                    return;
+                }
+                sent += n;
+            }
+            let _ = socket.write_all(b"0\r\n\r\n").await;
+        });
+        format!("http://{addr}/")
+    }
+
+    async fn get(url: &str) -> Response {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new().get(url).send().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_longer_than_its_limit_is_refused_without_reading_it_all() {
+        let url = serve_once(200, 8 << 20).await;
+        let result = ok_body(get(&url).await, MAX_JSON_RESPONSE_BYTES).await;
+        assert!(
+            matches!(
+                result,
+                Err(Error::ResponseTooLarge { limit_bytes }) if limit_bytes == MAX_JSON_RESPONSE_BYTES
+            ),
+            "{result:?}"
+        );
+        let url = serve_once(200, 1000).await;
+        let body = ok_body(get(&url).await, MAX_JSON_RESPONSE_BYTES)
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_huge_error_body_is_reported_by_its_status() {
+        let url = serve_once(500, 8 << 20).await;
+        let (kind, message) = error_body(get(&url).await).await;
+        assert_eq!(kind, None);
+        assert_eq!(message, "HTTP 500 Internal Server Error");
+    }
 }

@@ -201,7 +201,8 @@ fn json_from<T: serde::de::DeserializeOwned>(
 
 /// Incremental, sans-I/O frame decoder: push bytes as they arrive, pull whole frames.
 ///
-/// Memory is bounded by one frame ([`MAX_FRAME_LEN`]) plus what was pushed.
+/// Memory grows only with the bytes pushed (never with a length a header
+/// announces) and is bounded by one frame ([`MAX_FRAME_LEN`]) plus one push.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     buffer: BytesMut,
@@ -247,13 +248,17 @@ impl FrameDecoder {
                 max: u64::from(MAX_FRAME_LEN),
             });
         }
-        let total = HEADER_LEN + len as usize;
-        if self.buffer.len() < total {
-            self.buffer.reserve(total - self.buffer.len());
+        let body_len = usize::try_from(len).map_err(|_| ProtocolError::FrameTooLarge {
+            len: u64::from(len),
+            max: u64::from(MAX_FRAME_LEN),
+        })?;
+        // Never reserve the announced length: a header alone must not make us
+        // allocate up to MAX_FRAME_LEN. The buffer grows as bytes arrive.
+        if self.buffer.len() < HEADER_LEN.saturating_add(body_len) {
             return Ok(None);
         }
         self.buffer.advance(HEADER_LEN);
-        let body = self.buffer.split_to(len as usize).freeze();
+        let body = self.buffer.split_to(body_len).freeze();
         Frame::decode(kind, body).map(Some)
     }
 
@@ -267,5 +272,46 @@ impl FrameDecoder {
         } else {
             Err(ProtocolError::UnexpectedEof)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_large_announced_length_allocates_nothing_until_bytes_arrive() {
+        let mut decoder = FrameDecoder::new();
+        let mut header = vec![FrameKind::Doc as u8];
+        header.extend_from_slice(&MAX_FRAME_LEN.to_be_bytes());
+        decoder.push(&header);
+        assert_eq!(decoder.next_frame().unwrap(), None);
+        assert!(decoder.buffer.capacity() < 64 * 1024);
+        decoder.push(&[0; 1000]);
+        assert_eq!(decoder.next_frame().unwrap(), None);
+        assert!(decoder.buffer.capacity() < 64 * 1024);
+        assert_eq!(decoder.finish(), Err(ProtocolError::UnexpectedEof));
+    }
+
+    #[test]
+    fn a_frame_split_in_small_pushes_decodes_once_complete() {
+        let frame = Frame::End(ExchangeEnd {
+            generation: 7,
+            transaction_id: "T-1".to_owned(),
+        });
+        let bytes = frame.to_bytes();
+        let mut decoder = FrameDecoder::new();
+        for (i, byte) in bytes.iter().enumerate() {
+            decoder.push(&[*byte]);
+            let decoded = decoder.next_frame().unwrap();
+            if i + 1 < bytes.len() {
+                assert_eq!(decoded, None);
+            } else {
+                assert_eq!(decoded, Some(frame.clone()));
+            }
+        }
+        assert_eq!(decoder.buffered(), 0);
     }
 }

@@ -19,6 +19,9 @@ pub const DEFAULT_SERVICES_PORT: u16 = 2525;
 pub const INI_SECTION: &str = "soledad-server";
 /// Default per-user quota: 4 GiB.
 pub const DEFAULT_QUOTA_BYTES: u64 = 4 << 30;
+/// Default time a deleted blob's tombstone is kept (listed with `deleted`,
+/// charged to the quota) before it is purged: 30 days.
+pub const DEFAULT_DELETED_BLOB_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// Default cap on one shared (key backup) document: 1 MiB.
 pub const DEFAULT_SHARED_DOC_MAX_BYTES: u64 = 1 << 20;
 /// Largest accepted `shared_doc_max_bytes`.
@@ -89,6 +92,12 @@ pub struct Config {
     pub quota_bytes: u64,
     /// Largest shared document accepted, in bytes. INI `shared_doc_max_bytes`.
     pub shared_doc_max_bytes: u64,
+    /// How long a deleted blob's tombstone is kept (listed with `deleted`,
+    /// charged one entry of quota) before it is purged: when the user's usage
+    /// is first measured after a start, and whenever the namespace is listed.
+    /// INI `deleted_blob_retention_days` (whole days, 0 purges at the next
+    /// listing), default [`DEFAULT_DELETED_BLOB_RETENTION`].
+    pub deleted_blob_retention: Duration,
     /// Of `concurrent_blob_writes`, at most this many for one user, so one
     /// user's stalled uploads cannot starve everyone else's (and incoming
     /// deliveries). INI `per_user_blob_writes`; 0 (default) means a quarter
@@ -169,6 +178,7 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_sync_exchanges_per_user: DEFAULT_MAX_SYNC_EXCHANGES_PER_USER,
             shared_misses_per_minute: DEFAULT_SHARED_MISSES_PER_MINUTE,
+            deleted_blob_retention: DEFAULT_DELETED_BLOB_RETENTION,
         }
     }
 
@@ -265,6 +275,13 @@ impl Config {
                 self.max_sync_exchanges_per_user = parse(key, value)?;
             }
             "shared_misses_per_minute" => self.shared_misses_per_minute = parse(key, value)?,
+            "deleted_blob_retention_days" => {
+                let days: u64 = parse(key, value)?;
+                let secs = days
+                    .checked_mul(24 * 60 * 60)
+                    .ok_or_else(|| Error::config(key, "too many days"))?;
+                self.deleted_blob_retention = Duration::from_secs(secs);
+            }
             legacy if LEGACY_OPTIONS.contains(&legacy) => {
                 tracing::warn!(option = legacy, "ignoring CouchDB-era option");
             }
@@ -447,6 +464,28 @@ mod tests {
         match result {
             Err(Error::Config { option, .. }) => option,
             other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn deleted_blob_retention_is_read_in_days() {
+        let mut config = Config::new("/data");
+        assert_eq!(
+            config.deleted_blob_retention,
+            DEFAULT_DELETED_BLOB_RETENTION
+        );
+        config
+            .apply_ini("[soledad-server]\ndeleted_blob_retention_days = 7\n")
+            .unwrap();
+        assert_eq!(
+            config.deleted_blob_retention,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        for bad in ["-1", "soon", "999999999999999999"] {
+            let err = config.apply_ini(&format!(
+                "[soledad-server]\ndeleted_blob_retention_days = {bad}\n"
+            ));
+            assert_eq!(bad_option(err), "deleted_blob_retention_days", "{bad}");
         }
     }
 

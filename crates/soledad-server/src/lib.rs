@@ -63,8 +63,8 @@ pub use auth::{
     append_service_token,
 };
 pub use config::{
-    Config, ConfigLayers, DEFAULT_QUOTA_BYTES, DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES,
-    DEFAULT_USERS_PORT, INI_SECTION,
+    Config, ConfigLayers, DEFAULT_DELETED_BLOB_RETENTION, DEFAULT_QUOTA_BYTES,
+    DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES, DEFAULT_USERS_PORT, INI_SECTION,
 };
 pub use error::Error;
 pub use server::{RunningServer, SHUTDOWN_GRACE, Server, ServerBuilder};

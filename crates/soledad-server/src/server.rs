@@ -124,6 +124,7 @@ impl ServerBuilder {
                         concurrent_blob_writes: config.concurrent_blob_writes,
                         per_user_blob_writes: config.effective_per_user_blob_writes(),
                         quota_bytes: config.quota_bytes,
+                        deleted_retention: config.deleted_blob_retention,
                     })?;
                     let ledger = store.ledger();
                     (Some(Arc::new(store)), ledger)

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use rusqlite::OptionalExtension as _;
 
-use crate::blobs::{UsageSource, UserId};
+use crate::blobs::{ENTRY_OVERHEAD_BYTES, UsageSource, UserId};
 use crate::error::Error;
 use crate::sqlite::{SqliteActor, open_connection};
 
@@ -243,8 +243,8 @@ impl UsageSource for SharedUsage {
             )?;
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
             let total: i64 = conn.query_row(
-                "SELECT COALESCE(SUM(LENGTH(content)), 0) FROM shared_docs WHERE owner = ?1",
-                [user.as_str()],
+                "SELECT COALESCE(SUM(LENGTH(content)), 0) + COUNT(*) * ?2 FROM shared_docs WHERE owner = ?1",
+                rusqlite::params![user.as_str(), i64::try_from(ENTRY_OVERHEAD_BYTES).unwrap_or(i64::MAX)],
                 |row| row.get(0),
             )?;
             Ok(u64::try_from(total).unwrap_or(0))

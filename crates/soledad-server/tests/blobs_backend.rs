@@ -16,13 +16,17 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
 use soledad_server::blobs::{
-    BlobBackend, BlobError, BlobId, BlobRead, ByteStream, Flag, FsBlobConfig, FsBlobStore,
-    ListQuery, Namespace, Usage, UserId,
+    BlobBackend, BlobError, BlobId, BlobRead, ByteStream, ENTRY_OVERHEAD_BYTES, Flag, FsBlobConfig,
+    FsBlobStore, ListQuery, Namespace, Usage, UserId,
 };
 use soledad_server::conformance::blobs;
 use tokio::sync::{mpsc, oneshot};
 
 const NO_LIMIT: u64 = u64::MAX;
+/// Quota cost of a tombstone (one file).
+const E: u64 = ENTRY_OVERHEAD_BYTES;
+/// Quota cost of a blob beyond its content: its content and flags files.
+const BLOB: u64 = 2 * ENTRY_OVERHEAD_BYTES;
 
 fn open(root: &Path, quota_bytes: u64, concurrent_blob_writes: usize) -> FsBlobStore {
     FsBlobStore::open(FsBlobConfig {
@@ -30,6 +34,7 @@ fn open(root: &Path, quota_bytes: u64, concurrent_blob_writes: usize) -> FsBlobS
         concurrent_blob_writes,
         per_user_blob_writes: concurrent_blob_writes,
         quota_bytes,
+        deleted_retention: soledad_server::DEFAULT_DELETED_BLOB_RETENTION,
     })
     .unwrap()
 }
@@ -217,9 +222,11 @@ fn invalid_names_and_traversal_attempts_are_rejected_by_the_parsers() {
 #[tokio::test]
 async fn reopening_keeps_blobs_flags_tombstones_and_usage_and_cleans_temp_files() {
     let dir = tempfile::tempdir().unwrap();
+    // Room for three blobs at once; the 9001-byte put at the end misses by one.
+    const LIMIT: u64 = 10_000 + 3 * BLOB;
     let (u, mx, d) = (user("alice"), Namespace::incoming(), Namespace::default());
     {
-        let store = open(dir.path(), 10_000, 2);
+        let store = open(dir.path(), LIMIT, 2);
         put_bytes(&store, &u, &mx, &id("m1"), &[1; 1000], &[Flag::Pending])
             .await
             .unwrap();
@@ -237,22 +244,22 @@ async fn reopening_keeps_blobs_flags_tombstones_and_usage_and_cleans_temp_files(
         put_bytes(&store, &user("bob"), &d, &id("b1"), &[4; 500], &[])
             .await
             .unwrap();
-        assert_eq!(used(&store, &u).await, 3000);
+        assert_eq!(used(&store, &u).await, 3000 + 2 * BLOB + E);
     }
     // A crash mid-upload left a temporary file behind.
     let stale = dir.path().join(".tmp").join("0123456789abcdef.part");
     std::fs::write(&stale, vec![9u8; 4096]).unwrap();
 
-    let store = open(dir.path(), 10_000, 2);
+    let store = open(dir.path(), LIMIT, 2);
     assert!(!stale.exists(), "stale temp file removed at open");
     assert_eq!(
         store.usage(&u).await.unwrap(),
         Usage {
-            used_bytes: 3000,
-            limit_bytes: 10_000
+            used_bytes: 3000 + 2 * BLOB + E,
+            limit_bytes: LIMIT
         }
     );
-    assert_eq!(used(&store, &user("bob")).await, 500);
+    assert_eq!(used(&store, &user("bob")).await, 500 + BLOB);
     assert_eq!(get_bytes(&store, &u, &mx, &id("m1")).await, vec![1; 1000]);
     assert_eq!(get_bytes(&store, &u, &d, &id("d1")).await, vec![2; 2000]);
     assert_eq!(
@@ -266,15 +273,12 @@ async fn reopening_keeps_blobs_flags_tombstones_and_usage_and_cleans_temp_files(
     assert_eq!(store.list(&u, &deleted).await.unwrap(), vec!["d2"]);
     // Usage keeps being tracked from the measured value.
     store.delete(&u, &d, &id("d1")).await.unwrap();
-    assert_eq!(used(&store, &u).await, 1000);
+    assert_eq!(used(&store, &u).await, 1000 + BLOB + 2 * E);
     let err = put_bytes(&store, &u, &d, &id("big"), &[0; 9001], &[]).await;
     assert!(
         matches!(
             err,
-            Err(BlobError::QuotaExceeded {
-                used_bytes: 1000,
-                ..
-            })
+            Err(BlobError::QuotaExceeded { used_bytes, .. }) if used_bytes == 1000 + BLOB + 2 * E
         ),
         "{err:?}"
     );
@@ -386,6 +390,7 @@ async fn stalled_uploads_of_one_user_leave_permits_to_others() {
         concurrent_blob_writes: 3,
         per_user_blob_writes: 1,
         quota_bytes: NO_LIMIT,
+        deleted_retention: soledad_server::DEFAULT_DELETED_BLOB_RETENTION,
     })
     .unwrap();
     let mut stalled = Vec::new();

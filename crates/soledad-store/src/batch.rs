@@ -184,6 +184,17 @@ impl<'a, P: Payload> Batch<'a, P> {
     }
 }
 
+impl Batch<'_, Vec<u8>> {
+    /// As [`crate::Database::stored_size`] (opaque stores), seeing this batch's writes: read it
+    /// before and after the writes to learn what they stored.
+    ///
+    /// # Errors
+    /// As [`crate::Database::stored_size`].
+    pub fn stored_size(&self) -> Result<crate::StoredSize> {
+        crate::size::stored_size(&self.conn)
+    }
+}
+
 impl Batch<'_, JsonContent> {
     /// As [`crate::Database::create_doc`].
     ///

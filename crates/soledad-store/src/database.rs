@@ -13,7 +13,8 @@ use crate::index::{self, ExprCache};
 use crate::open::{KEY_BYTES, OpenOptions};
 use crate::payload::{JsonContent, Payload};
 use crate::read;
-use crate::sync::{self, ChangedDoc, Changes, PutState};
+use crate::size::StoredSize;
+use crate::sync::{self, Change, ChangedDoc, Changes, PutState};
 use crate::write::{self, Ctx};
 
 /// A u1db database over SQLite. `P` is the payload: [`JsonContent`] for the
@@ -26,6 +27,10 @@ use crate::write::{self, Ctx};
 pub struct Database<P: Payload = JsonContent> {
     conn: Connection,
     ctx: Ctx,
+    /// Whether commits are durable (`synchronous = FULL`).
+    pub(crate) durable_commits: bool,
+    /// Every change up to this generation is known to be on disk.
+    durable_generation: u64,
     _payload: std::marker::PhantomData<fn() -> P>,
 }
 
@@ -161,6 +166,17 @@ impl Database<JsonContent> {
 }
 
 impl Database<Vec<u8>> {
+    /// What this store holds (see [`StoredSize`]): kept up to date in the
+    /// same transaction as every write, so it is exact after each commit and
+    /// the same after reopening. O(1). Only opaque (server) stores keep the
+    /// count; the client's JSON databases pay nothing for it.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`], [`StoreError::Corrupt`].
+    pub fn stored_size(&self) -> Result<StoredSize> {
+        crate::size::stored_size(&self.reader())
+    }
+
     /// Opens (or creates) the server's plaintext store of opaque payloads.
     ///
     /// # Errors
@@ -193,8 +209,29 @@ impl<P: Payload> Database<P> {
                 tx_generation: None,
                 random: crate::ids::RandomPool::default(),
             },
+            durable_commits: false,
+            durable_generation: 0,
             _payload: std::marker::PhantomData,
         }
+    }
+
+    /// After a commit: a durable commit that wrote something synced the log,
+    /// so everything up to the current generation is on disk.
+    fn note_commit(&mut self, changes_before: u64) {
+        if !self.durable_commits || self.conn.total_changes() == changes_before {
+            return;
+        }
+        let position = read::generation_info(&self.reader());
+        // On a failed read the mark stays lower: later checks only sync again.
+        if let Ok((generation, _)) = position {
+            self.durable_generation = generation;
+        }
+    }
+
+    /// The connection, for tests that check SQL-level invariants.
+    #[cfg(test)]
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     fn reader(&self) -> Conn<'_> {
@@ -202,12 +239,14 @@ impl<P: Payload> Database<P> {
     }
 
     fn write<T>(&mut self, op: impl FnOnce(&Conn<'_>, &mut Ctx) -> Result<T>) -> Result<T> {
+        let changes_before = self.conn.total_changes();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.ctx.reset_transaction_cache();
         let value = op(&Conn::new(&tx), &mut self.ctx)?;
         tx.commit()?;
+        self.note_commit(changes_before);
         Ok(value)
     }
 
@@ -225,6 +264,7 @@ impl<P: Payload> Database<P> {
         &mut self,
         f: impl FnOnce(&mut Batch<'_, P>) -> Result<T, E>,
     ) -> Result<T, E> {
+        let changes_before = self.conn.total_changes();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -239,6 +279,7 @@ impl<P: Payload> Database<P> {
             return Err(StoreError::BatchAborted.into());
         }
         tx.commit().map_err(StoreError::from)?;
+        self.note_commit(changes_before);
         Ok(value)
     }
 
@@ -248,6 +289,27 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::Storage`].
     pub fn close(self) -> Result<()> {
         self.conn.close().map_err(|(_, e)| StoreError::from(e))
+    }
+
+    /// Switches durable commits (see [`OpenOptions::durable_commits`]) for the
+    /// next transactions of this handle.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`].
+    pub fn set_durable_commits(&mut self, durable: bool) -> Result<()> {
+        self.conn
+            .execute_batch(crate::open::synchronous_pragma(durable))?;
+        self.durable_commits = durable;
+        Ok(())
+    }
+
+    /// Every change up to this generation is known to be on disk: the
+    /// generation at this handle's last durable commit that wrote something
+    /// (with WAL, it synced every earlier commit too). 0 until then, whatever
+    /// the file held when opened. Compare it with
+    /// [`Database::get_generation_info`] before acknowledging a position.
+    pub fn durable_generation(&self) -> u64 {
+        self.durable_generation
     }
 
     /// This replica's uid (stable across reopening).
@@ -450,6 +512,16 @@ impl<P: Payload> Database<P> {
         let tx = self.conn.unchecked_transaction()?;
         let tx = Conn::new(&tx);
         sync::whats_changed(&tx, since)
+    }
+
+    /// Up to `limit` of [`Database::whats_changed`]'s changes after `since`, in
+    /// generation order, without the documents: walk a large history with a
+    /// cursor (the last generation returned) in bounded memory.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`], [`StoreError::Corrupt`].
+    pub fn changes_since(&self, since: u64, limit: usize) -> Result<Vec<Change>> {
+        sync::changes_since(&self.reader(), since, limit)
     }
 
     /// Up to `limit` documents changed after `since`, with their generation and

@@ -30,6 +30,7 @@ pub struct OpenOptions {
     replica_uid: Option<String>,
     document_size_limit: Option<usize>,
     page_size: u32,
+    durable_commits: bool,
 }
 
 impl Default for OpenOptions {
@@ -50,6 +51,7 @@ impl OpenOptions {
             replica_uid: None,
             document_size_limit: None,
             page_size: PAGE_SIZE_BYTES,
+            durable_commits: false,
         }
     }
 
@@ -63,6 +65,19 @@ impl OpenOptions {
     /// Largest document (JSON text or payload bytes) that local writes accept.
     pub fn document_size_limit(mut self, bytes: Option<usize>) -> Self {
         self.document_size_limit = bytes;
+        self
+    }
+
+    /// Whether every commit is on stable storage before it returns
+    /// (`PRAGMA synchronous = FULL`: with WAL, an fsync of the log per commit).
+    /// The default (`false`, `synchronous = NORMAL`) never corrupts the file but
+    /// may lose the last commits on power loss; a server that acknowledges
+    /// writes to its clients wants `true`, or switches it on for the last
+    /// transaction before an acknowledgement with
+    /// [`Database::set_durable_commits`] (WAL commits reach the disk in order,
+    /// so that transaction's fsync makes every earlier one durable too).
+    pub fn durable_commits(mut self, durable: bool) -> Self {
+        self.durable_commits = durable;
         self
     }
 
@@ -118,18 +133,16 @@ impl OpenOptions {
             Target::File(path) => Connection::open_with_flags(path, flags)?,
             Target::Memory => Connection::open_in_memory()?,
         };
-        configure(&conn, key, self.page_size).map_err(map_not_a_database)?;
+        configure(&conn, key, self.page_size, self.durable_commits).map_err(map_not_a_database)?;
         let replica_uid = schema::ensure(
             &mut conn,
             <P as crate::payload::sealed::Sealed>::KIND,
             self.replica_uid.as_deref(),
         )
         .map_err(map_not_a_database)?;
-        Ok(Database::from_parts(
-            conn,
-            replica_uid,
-            self.document_size_limit,
-        ))
+        let mut db = Database::from_parts(conn, replica_uid, self.document_size_limit);
+        db.durable_commits = self.durable_commits;
+        Ok(db)
     }
 }
 
@@ -146,7 +159,12 @@ fn map_not_a_database(err: StoreError) -> StoreError {
     }
 }
 
-fn configure(conn: &Connection, key: Option<&[u8; KEY_BYTES]>, page_size: u32) -> Result<()> {
+fn configure(
+    conn: &Connection,
+    key: Option<&[u8; KEY_BYTES]>,
+    page_size: u32,
+    durable_commits: bool,
+) -> Result<()> {
     if let Some(key) = key {
         set_key(conn, key)?;
         conn.execute_batch(&format!("PRAGMA cipher_page_size = {page_size};"))?;
@@ -156,11 +174,20 @@ fn configure(conn: &Connection, key: Option<&[u8; KEY_BYTES]>, page_size: u32) -
     // Fail fast: the first read decrypts page 1.
     let _: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
     let _: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+    conn.execute_batch(synchronous_pragma(durable_commits))?;
     // Statement journals and temporary tables hold plaintext pages: never on disk.
     conn.execute_batch("PRAGMA temp_store = MEMORY;")?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(())
+}
+
+/// The statement choosing durable (`FULL`) or ordered (`NORMAL`) commits.
+pub(crate) fn synchronous_pragma(durable_commits: bool) -> &'static str {
+    if durable_commits {
+        "PRAGMA synchronous = FULL;"
+    } else {
+        "PRAGMA synchronous = NORMAL;"
+    }
 }
 
 /// `PRAGMA key = "x'<64 hex>'"`; the statement text is wiped afterwards.

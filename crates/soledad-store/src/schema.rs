@@ -105,6 +105,9 @@ pub(crate) fn ensure(
         drop(insert);
         uid
     };
+    if kind == <Vec<u8> as crate::payload::sealed::Sealed>::KIND {
+        crate::size::ensure(&tx)?;
+    }
     tx.commit()?;
     Ok(replica_uid)
 }

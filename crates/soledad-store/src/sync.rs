@@ -86,6 +86,26 @@ pub(crate) fn whats_changed(conn: &Conn<'_>, since: u64) -> Result<Changes> {
     })
 }
 
+pub(crate) fn changes_since(conn: &Conn<'_>, since: u64, limit: usize) -> Result<Vec<Change>> {
+    let since = i64::try_from(since).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare(
+        "SELECT t.doc_id, t.generation, t.transaction_id FROM transaction_log t \
+         JOIN document d ON d.doc_id = t.doc_id AND d.generation = t.generation \
+         WHERE t.generation > ?1 ORDER BY t.generation LIMIT ?2",
+    )?;
+    let mut rows = stmt.query([since, limit])?;
+    let mut changes = Vec::new();
+    while let Some(row) = rows.next()? {
+        changes.push(Change {
+            doc_id: row.get(0)?,
+            generation: to_generation(row.get(1)?)?,
+            transaction_id: row.get(2)?,
+        });
+    }
+    Ok(changes)
+}
+
 pub(crate) fn docs_changed_since<P: Payload>(
     conn: &Conn<'_>,
     since: u64,

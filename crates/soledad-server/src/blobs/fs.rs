@@ -9,6 +9,7 @@
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -22,11 +23,11 @@ use super::error::BlobError;
 use super::flags::Flag;
 use super::ids::{BlobId, Namespace, UserId};
 use super::layout::{TEMP_DIR, blob_paths};
-use super::listing::{FsUsage, list};
+use super::listing::{FsUsage, content_charge, list, purge_tombstones};
 use super::permits::WritePermits;
 use super::put::put;
 use super::query::ListQuery;
-use super::quota::{QuotaLedger, Usage};
+use super::quota::{ENTRY_OVERHEAD_BYTES, QuotaLedger, Usage};
 use super::range::RangeSpec;
 use super::sidecar::{encode_flags, read_flags, sync_dir, write_atomic};
 use super::temp::clean_dir;
@@ -47,6 +48,10 @@ pub struct FsBlobConfig {
     pub per_user_blob_writes: usize,
     /// Quota of each user, in bytes (`u64::MAX` for no limit).
     pub quota_bytes: u64,
+    /// How long a deleted blob's tombstone is kept. Expired tombstones are
+    /// purged (and credited) when the user's usage is first measured after a
+    /// start and whenever their namespace is listed.
+    pub deleted_retention: Duration,
 }
 
 /// State shared by the store and its blocking tasks.
@@ -58,6 +63,7 @@ pub(crate) struct StoreInner {
     pub(crate) ledger: Arc<QuotaLedger>,
     pub(crate) claims: Arc<Claims>,
     pub(crate) clock: UploadClock,
+    pub(crate) deleted_retention: Duration,
 }
 
 /// Blobs on the local filesystem: the embedded default [`BlobBackend`].
@@ -102,7 +108,12 @@ impl FsBlobStore {
             tracing::info!(stale, "removed temporary blob files of a previous run");
         }
         let ledger = Arc::new(QuotaLedger::new(config.quota_bytes));
-        ledger.register_source(Arc::new(FsUsage::new(config.root.clone())));
+        let claims = Arc::new(Claims::new());
+        ledger.register_source(Arc::new(FsUsage::new(
+            config.root.clone(),
+            Arc::clone(&claims),
+            config.deleted_retention,
+        )));
         Ok(Self {
             inner: Arc::new(StoreInner {
                 root: config.root,
@@ -112,8 +123,9 @@ impl FsBlobStore {
                     config.per_user_blob_writes,
                 ),
                 ledger,
-                claims: Arc::new(Claims::new()),
+                claims,
                 clock: UploadClock::new(),
+                deleted_retention: config.deleted_retention,
             }),
         })
     }
@@ -179,6 +191,8 @@ impl FsBlobStore {
             if !meta.is_file() {
                 return Err(BlobError::NotFound);
             }
+            // A tombstone left beside live content (crash) is replaced, not added.
+            let new_tombstone = !content_exists(&paths.tombstone)?;
             // Tombstone first: a crash after it leaves a live blob (content
             // wins over tombstone), never a blob gone without trace.
             let deleted_at = inner.clock.next();
@@ -195,13 +209,21 @@ impl FsBlobStore {
                 true,
             )?;
             std::fs::remove_file(&paths.content).map_err(map_not_found)?;
-            match std::fs::remove_file(&paths.flags) {
-                Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            let flags_removed = match std::fs::remove_file(&paths.flags) {
+                Ok(()) => true,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => false,
                 Err(err) => return Err(err.into()),
-            }
+            };
             sync_dir(&paths.dir)?;
-            inner.ledger.release(&user, meta.len());
+            // Content and flags files go, a tombstone comes: never a net charge.
+            let mut freed = content_charge(meta.len());
+            if flags_removed {
+                freed = freed.saturating_add(ENTRY_OVERHEAD_BYTES);
+            }
+            if new_tombstone {
+                freed = freed.saturating_sub(ENTRY_OVERHEAD_BYTES);
+            }
+            inner.ledger.release(&user, freed);
             Ok(())
         })
         .await
@@ -232,12 +254,19 @@ impl FsBlobStore {
         id: &BlobId,
         flags: Vec<Flag>,
     ) -> Result<(), BlobError> {
+        // Measure first, so a charge below is not counted twice.
+        self.inner.ledger.ensure_loaded(user).await?;
         let inner = Arc::clone(&self.inner);
         let paths = blob_paths(&inner.root, user, ns, id);
+        let user = user.clone();
         run_blocking(move || {
             let _lock = inner.claims.lock(&paths.key);
             if !content_exists(&paths.content)? {
                 return Err(BlobError::NotFound);
+            }
+            // Uploads always write a flags file; only a damaged store lacks one.
+            if !content_exists(&paths.flags)? {
+                inner.ledger.charge(&user, ENTRY_OVERHEAD_BYTES)?;
             }
             write_atomic(
                 &inner.temp_dir,
@@ -252,10 +281,23 @@ impl FsBlobStore {
     }
 
     async fn list_impl(&self, user: &UserId, query: &ListQuery) -> Result<Vec<String>, BlobError> {
-        let root = self.inner.root.clone();
+        // Measure first, so the purge's credit is not counted twice.
+        self.inner.ledger.ensure_loaded(user).await?;
+        let inner = Arc::clone(&self.inner);
         let user = user.clone();
         let query = query.clone();
-        run_blocking(move || list(&root, &user, &query)).await
+        run_blocking(move || {
+            let freed = purge_tombstones(
+                &inner.root,
+                &inner.claims,
+                &user,
+                &query.namespace,
+                inner.deleted_retention,
+            )?;
+            inner.ledger.release(&user, freed);
+            list(&inner.root, &user, &query)
+        })
+        .await
     }
 }
 

@@ -5,13 +5,15 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use super::claims::Claims;
 use super::error::BlobError;
 use super::ids::{BlobId, Namespace, UserId};
-use super::layout::{FLAGS_SUFFIX, TOMBSTONE_SUFFIX, user_dir};
+use super::layout::{FLAGS_SUFFIX, TOMBSTONE_SUFFIX, blob_paths, namespace_dir, user_dir};
 use super::query::{ListQuery, Order};
-use super::quota::UsageSource;
+use super::quota::{ENTRY_OVERHEAD_BYTES, UsageSource};
 use super::sidecar::read_flags;
 
 /// A content file or tombstone found in a namespace.
@@ -27,6 +29,8 @@ struct Entry {
 struct Found {
     live: Vec<Entry>,
     tombstones: Vec<Entry>,
+    /// Flags sidecar files (with or without content).
+    flags_files: u64,
 }
 
 /// Subdirectories of `dir`; none if `dir` does not exist.
@@ -71,6 +75,12 @@ fn scan_leaf(leaf: &Path, found: &mut Found) -> io::Result<()> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(FLAGS_SUFFIX) {
+            match entry.file_type() {
+                Ok(kind) if kind.is_file() => found.flags_files += 1,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err),
+            }
             continue;
         }
         let (stem, tombstone) = match name.strip_suffix(TOMBSTONE_SUFFIX) {
@@ -154,33 +164,99 @@ pub(crate) fn list(
         .collect())
 }
 
-/// Measures the bytes of blob content a user stores, across namespaces.
+/// What an entry costs against the quota (see [`ENTRY_OVERHEAD_BYTES`]).
+pub(crate) fn content_charge(len: u64) -> u64 {
+    len.saturating_add(ENTRY_OVERHEAD_BYTES)
+}
+
+/// The namespaces a user has stored something in.
+fn namespaces(root: &Path, user: &UserId) -> io::Result<Vec<Namespace>> {
+    let mut found = Vec::new();
+    for ns_dir in subdirs(&user_dir(root, user))? {
+        if let Some(ns) = ns_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| Namespace::parse(n).ok())
+        {
+            found.push(ns);
+        }
+    }
+    Ok(found)
+}
+
+/// Removes the tombstones of `ns` older than `retention`, each under its
+/// blob's lock; returns the quota they were charged.
+pub(crate) fn purge_tombstones(
+    root: &Path,
+    claims: &Claims,
+    user: &UserId,
+    ns: &Namespace,
+    retention: Duration,
+) -> io::Result<u64> {
+    let Some(cutoff) = SystemTime::now().checked_sub(retention) else {
+        return Ok(0);
+    };
+    let mut freed = 0u64;
+    for entry in walk(&namespace_dir(root, user, ns))?.tombstones {
+        if entry.modified > cutoff {
+            continue;
+        }
+        let paths = blob_paths(root, user, ns, &entry.id);
+        let _lock = claims.lock(&paths.key);
+        // A delete may have written a fresh tombstone since the walk.
+        let still_expired = match fs::symlink_metadata(&paths.tombstone) {
+            Ok(meta) => meta.is_file() && meta.modified()? <= cutoff,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => false,
+            Err(err) => return Err(err),
+        };
+        if !still_expired {
+            continue;
+        }
+        match fs::remove_file(&paths.tombstone) {
+            Ok(()) => freed = freed.saturating_add(ENTRY_OVERHEAD_BYTES),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(freed)
+}
+
+/// Measures what a user's blobs cost against the quota, across namespaces,
+/// exactly as writes charge it: each content file its length plus
+/// [`ENTRY_OVERHEAD_BYTES`], each flags file and tombstone
+/// [`ENTRY_OVERHEAD_BYTES`]. Expired tombstones are purged first.
 #[derive(Debug)]
 pub(crate) struct FsUsage {
     root: PathBuf,
+    claims: Arc<Claims>,
+    retention: Duration,
 }
 
 impl FsUsage {
-    /// Measures under `root`.
-    pub(crate) fn new(root: PathBuf) -> Self {
-        Self { root }
+    /// Measures under `root`, purging tombstones older than `retention`.
+    pub(crate) fn new(root: PathBuf, claims: Arc<Claims>, retention: Duration) -> Self {
+        Self {
+            root,
+            claims,
+            retention,
+        }
     }
 }
 
 impl UsageSource for FsUsage {
     fn measure(&self, user: &UserId) -> io::Result<u64> {
         let mut total = 0u64;
-        for ns_dir in subdirs(&user_dir(&self.root, user))? {
-            let is_namespace = ns_dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| Namespace::parse(n).is_ok());
-            if !is_namespace {
-                continue;
+        for ns in namespaces(&self.root, user)? {
+            // Not charged yet: nothing to credit.
+            purge_tombstones(&self.root, &self.claims, user, &ns, self.retention)?;
+            let found = walk(&namespace_dir(&self.root, user, &ns))?;
+            for entry in &found.live {
+                total = total.saturating_add(content_charge(entry.len));
             }
-            for entry in walk(&ns_dir)?.live {
-                total = total.saturating_add(entry.len);
-            }
+            let files = u64::try_from(found.tombstones.len())
+                .unwrap_or(u64::MAX)
+                .saturating_add(found.flags_files);
+            total = total.saturating_add(files.saturating_mul(ENTRY_OVERHEAD_BYTES));
         }
         Ok(total)
     }

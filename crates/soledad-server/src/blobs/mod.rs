@@ -36,5 +36,7 @@ pub use fs::{FsBlobConfig, FsBlobStore};
 pub use ids::{BlobId, MAX_BLOB_ID_LEN, MAX_NAMESPACE_LEN, MAX_USER_ID_LEN, Namespace, UserId};
 pub use permits::default_per_user_writes;
 pub use query::{ListQuery, Order};
-pub use quota::{QuotaLedger, Reservation, Usage, UsageSource};
+pub use quota::{
+    DOC_ENTRY_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, QuotaLedger, Reservation, Usage, UsageSource,
+};
 pub use range::RangeSpec;

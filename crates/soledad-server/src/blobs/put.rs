@@ -12,7 +12,8 @@
 //! 4. under the id's lock: write the flags sidecar (atomically), hard-link the
 //!    temp file to its final name (fails if the name exists: never clobbers),
 //!    remove a tombstone of an earlier delete, fsync the directories;
-//! 5. commit the reservation.
+//! 5. commit the reservation: content length plus the per-entry overhead of
+//!    each new file ([`ENTRY_OVERHEAD_BYTES`]), crediting a removed tombstone.
 //!
 //! Any error or a dropped future before step 4 drops the guards: the temp file
 //! is removed, the reservation, permit and claim released. Step 4 runs on the
@@ -33,11 +34,16 @@ use super::flags::Flag;
 use super::fs::StoreInner;
 use super::ids::{BlobId, Namespace, UserId};
 use super::layout::{BlobPaths, blob_paths};
+use super::quota::ENTRY_OVERHEAD_BYTES;
 use super::sidecar::{encode_flags, sync_dir, write_atomic};
 use super::temp::{TempGuard, temp_path};
 
 /// Size of the write buffer of an upload.
 const WRITE_BUFFER: usize = 256 * 1024;
+
+/// What a new blob's files cost beyond its content: the content file's and the
+/// flags file's per-entry overhead.
+const NEW_BLOB_OVERHEAD: u64 = 2 * ENTRY_OVERHEAD_BYTES;
 
 fn exists(path: &Path) -> Result<bool, BlobError> {
     match std::fs::symlink_metadata(path) {
@@ -83,7 +89,12 @@ pub(crate) async fn put(
     }
     let mut reservation = inner
         .ledger
-        .reserve(user, content_length.unwrap_or(0))
+        .reserve(
+            user,
+            content_length
+                .unwrap_or(0)
+                .saturating_add(NEW_BLOB_OVERHEAD),
+        )
         .await?;
     // No permit while the client has sent nothing (a stalled client is cut
     // by the server's body timeout, holding only its own reservation).
@@ -114,8 +125,9 @@ pub(crate) async fn put(
         if content_length.is_some_and(|expected| written > expected) {
             return Err(BlobError::BodyInterrupted);
         }
-        if written > reservation.bytes() {
-            reservation.grow(written - reservation.bytes())?;
+        let needed = written.saturating_add(NEW_BLOB_OVERHEAD);
+        if needed > reservation.bytes() {
+            reservation.grow(needed - reservation.bytes())?;
         }
         file.write_all(&chunk).await?;
     }
@@ -127,6 +139,7 @@ pub(crate) async fn put(
     let flags = encode_flags(initial_flags);
     let uploaded_at = inner.clock.next();
     let inner = Arc::clone(inner);
+    let user = user.clone();
 
     run_blocking(move || {
         // Owned here so a dropped caller cannot release them mid-publish.
@@ -141,6 +154,8 @@ pub(crate) async fn put(
             return Err(BlobError::AlreadyExists);
         }
         create_dirs(&inner.root, &paths)?;
+        // A flags file left by a crashed upload is replaced, not added.
+        let flags_existed = exists(&paths.flags)?;
         // Flags before content: a crash in between leaves a flags file with no
         // blob (ignored, and replaced by the next upload of this id), never a
         // blob without the flags it was uploaded with.
@@ -153,14 +168,23 @@ pub(crate) async fn put(
             }
             Err(err) => return Err(err.into()),
         }
-        match std::fs::remove_file(&paths.tombstone) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        let tombstone_removed = match std::fs::remove_file(&paths.tombstone) {
+            Ok(()) => true,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => false,
             Err(err) => return Err(err.into()),
-        }
+        };
         sync_dir(&paths.dir)?;
-        reservation.shrink_to(written);
+        // Exactly what the files cost (see `FsUsage`): content + its entry,
+        // the flags entry if new; a removed tombstone is credited.
+        let mut charge = written.saturating_add(ENTRY_OVERHEAD_BYTES);
+        if !flags_existed {
+            charge = charge.saturating_add(ENTRY_OVERHEAD_BYTES);
+        }
+        reservation.shrink_to(charge);
         reservation.commit();
+        if tombstone_removed {
+            inner.ledger.release(&user, ENTRY_OVERHEAD_BYTES);
+        }
         drop(temp);
         Ok(written)
     })

@@ -6,6 +6,11 @@
 //! (for blobs: one walk of the user's directory), so counts are right after a
 //! restart; afterwards it is pure arithmetic, never a disk walk per call.
 //!
+//! Every write path charges by the same measure its source uses after a
+//! restart (blobs: content plus [`ENTRY_OVERHEAD_BYTES`] per file; documents:
+//! the store's own count plus [`DOC_ENTRY_OVERHEAD_BYTES`] per document), so
+//! usage after a restart equals usage before it.
+//!
 //! A write reserves its bytes before (or while) writing, fails with
 //! [`BlobError::QuotaExceeded`] when the reservation would pass the limit, and
 //! [`Reservation::commit`]s once its data is durable. Dropping a reservation
@@ -19,6 +24,18 @@ use tokio::sync::OnceCell;
 use super::blocking::run_blocking;
 use super::error::BlobError;
 use super::ids::UserId;
+
+/// Quota charged per file a blob store keeps, on top of its content: a blob's
+/// content file, its flags sidecar, a deleted blob's tombstone each cost at
+/// least this (one filesystem block and an inode), so empty entries are not
+/// free. A live blob with flags costs `len + 2 × ENTRY_OVERHEAD_BYTES`.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 4096;
+
+/// Quota charged per stored document entry (a current revision or tombstone
+/// row of a user's document store, or a conflict row), on top of its bytes
+/// (id, revision, payload): the row, its index entry and page slack. Rows of
+/// the transaction and sync logs are charged by their bytes only.
+pub const DOC_ENTRY_OVERHEAD_BYTES: u64 = 256;
 
 /// A user's usage against their quota.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,6 +190,34 @@ impl QuotaLedger {
             used_bytes,
             limit_bytes: self.limit_bytes,
         })
+    }
+
+    /// Charges `bytes` that a small write is storing for `user` right now (a
+    /// sidecar file made under the blob's lock), refusing past the limit. Call
+    /// [`ensure_loaded`](Self::ensure_loaded) first; a user not loaded yet is
+    /// not charged (their first measure will see the file).
+    ///
+    /// # Errors
+    /// [`BlobError::QuotaExceeded`] if stored plus reserved plus `bytes` would
+    /// pass the limit; nothing is charged then.
+    pub fn charge(&self, user: &UserId, bytes: u64) -> Result<(), BlobError> {
+        let account = self.account(user);
+        if !account.loaded.initialized() {
+            return Ok(());
+        }
+        let mut counts = account.counts();
+        let charged = counts.used.saturating_add(counts.reserved);
+        if charged
+            .checked_add(bytes)
+            .is_none_or(|wanted| wanted > self.limit_bytes)
+        {
+            return Err(BlobError::QuotaExceeded {
+                used_bytes: charged,
+                limit_bytes: self.limit_bytes,
+            });
+        }
+        counts.used = counts.used.saturating_add(bytes);
+        Ok(())
     }
 
     /// Gives back `bytes` of `user`'s stored data that was just removed.

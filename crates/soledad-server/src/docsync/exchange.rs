@@ -1,11 +1,25 @@
 //! The three sync routes' work, without HTTP: where the target is, recording a
 //! source's position, and the streamed exchange.
+//!
+//! Memory is bounded by a batch on both legs: the upload is applied
+//! [`APPLY_BATCH_DOCS`] documents (or [`APPLY_BATCH_BYTES`]) at a time, and the
+//! response is read from the store with a generation cursor, one batch of at
+//! most [`RESPONSE_BATCH_DOCS`] documents (or [`RESPONSE_BATCH_BYTES`]) per
+//! store call, never as a list of every changed id.
+//!
+//! What the source just sent is not sent back. Instead of remembering every id
+//! uploaded, the exchange keeps the generation ranges its own batches wrote
+//! (each batch is one transaction, so every change in such a range is a revision
+//! this source sent): normally one range, whatever the upload's size. Documents
+//! the server already had at the source's revision ("converged") are remembered
+//! by id up to [`MAX_CONVERGED_SEEN`]; past it they are sent back, which the
+//! source ignores as converged (more bytes, same result).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, stream};
+use futures_util::{Stream, StreamExt, TryStreamExt, stream};
 use soledad_protocol::{
     DocFrame, ExchangeEnd, ExchangeRequestHeader, ExchangeResponseHeader, Frame, FrameDecoder,
     RecordSyncInfo, SyncInfo,
@@ -13,7 +27,7 @@ use soledad_protocol::{
 use soledad_store::vectorclock::is_valid_replica_uid;
 use soledad_store::{Change, Document, PutState, StoreError};
 
-use super::stores::{UserStore, UserStores};
+use super::stores::{Commit, UserStore, UserStores, charged_batch};
 use crate::blobs::{QuotaLedger, UserId};
 use crate::error::Error;
 
@@ -23,6 +37,15 @@ const APPLY_BATCH_DOCS: usize = 256;
 const APPLY_BATCH_BYTES: usize = 8 << 20;
 /// Documents read per response chunk.
 const RESPONSE_BATCH_DOCS: usize = 256;
+/// Payload bytes after which a response chunk ends early (bounds memory).
+const RESPONSE_BATCH_BYTES: usize = 8 << 20;
+/// Changed ids read per store call while counting the response's documents.
+const COUNT_BATCH_IDS: usize = 4096;
+/// Converged documents remembered per exchange (see the module doc).
+const MAX_CONVERGED_SEEN: usize = 65_536;
+/// Generation ranges remembered per exchange; another device syncing at the
+/// same time splits them. Past this, documents are sent back (harmless).
+const MAX_SEEN_RANGES: usize = 4096;
 
 fn check_source(source_replica_uid: &str) -> Result<(), Error> {
     if is_valid_replica_uid(source_replica_uid) {
@@ -71,6 +94,7 @@ pub(crate) async fn sync_info(
 /// `PUT /user-{uuid}/sync-from/{source}`.
 pub(crate) async fn record_sync_info(
     stores: &UserStores,
+    ledger: Option<Arc<QuotaLedger>>,
     user: &UserId,
     source_replica_uid: &str,
     record: RecordSyncInfo,
@@ -78,14 +102,21 @@ pub(crate) async fn record_sync_info(
     check_source(source_replica_uid)?;
     let store = existing_store(stores, user, false).await?;
     let source = source_replica_uid.to_owned();
-    Ok(store
-        .run(move |db| {
-            if source == db.replica_uid() {
-                return Err(StoreError::InvalidReplicaUid);
-            }
-            db.set_replica_gen_and_trans_id(&source, record.generation, &record.transaction_id)
-        })
-        .await?)
+    let replica_uid = store.run(|db| Ok(db.replica_uid().to_owned())).await?;
+    if source == replica_uid {
+        return Err(StoreError::InvalidReplicaUid.into());
+    }
+    // Acknowledged with 200: durable.
+    charged_batch(
+        &store,
+        ledger.as_ref(),
+        user,
+        Commit::Durable,
+        move |batch| {
+            batch.set_replica_gen_and_trans_id(&source, record.generation, &record.transaction_id)
+        },
+    )
+    .await
 }
 
 /// What the request stream has delivered so far.
@@ -123,7 +154,8 @@ where
         ledger,
         pending: Vec::new(),
         pending_bytes: 0,
-        seen: HashMap::new(),
+        seen: Seen::default(),
+        unsynced: false,
     };
 
     while !matches!(expect, Expect::Done) {
@@ -187,130 +219,234 @@ where
     let (Some(store), Some(header)) = (store, header) else {
         return Err(Error::BrokenSyncStream);
     };
-    respond(store, header.last_known_generation, applier.seen).await
+    respond(store, &applier, header.last_known_generation).await
+}
+
+/// What the source has of this store's changes after this exchange's upload.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    /// Generation ranges `(after, upto]` written by this exchange's batches.
+    ranges: Vec<(u64, u64)>,
+    /// Converged documents: id → our generation once the batch was applied.
+    converged: HashMap<String, u64>,
+}
+
+impl Seen {
+    fn wrote(&mut self, after: u64, upto: u64) {
+        if upto <= after {
+            return;
+        }
+        if let Some(last) = self.ranges.last_mut()
+            && last.1 == after
+        {
+            last.1 = upto;
+        } else if self.ranges.len() < MAX_SEEN_RANGES {
+            self.ranges.push((after, upto));
+        }
+    }
+
+    fn converged(&mut self, doc_id: String, at: u64) {
+        if self.converged.len() < MAX_CONVERGED_SEEN || self.converged.contains_key(&doc_id) {
+            self.converged.insert(doc_id, at);
+        }
+    }
+
+    /// Whether the source already has `change` (so it is not sent back).
+    fn has(&self, change: &Change) -> bool {
+        let generation = change.generation;
+        self.ranges
+            .iter()
+            .any(|(after, upto)| *after < generation && generation <= *upto)
+            || self
+                .converged
+                .get(&change.doc_id)
+                .is_some_and(|at| generation <= *at)
+    }
 }
 
 /// Applies documents of one source in batches and remembers what the source
-/// already has (u1db's "seen ids").
+/// already has (u1db's "seen ids", see [`Seen`]).
 struct Applier {
     source: String,
     user: UserId,
     ledger: Option<Arc<QuotaLedger>>,
     pending: Vec<DocFrame>,
     pending_bytes: usize,
-    /// Id → our generation at which the source's version is current here.
-    seen: HashMap<String, u64>,
+    seen: Seen,
+    /// A batch was committed in order but is not known to be on disk yet.
+    unsynced: bool,
+}
+
+/// What one applied batch did.
+struct Applied {
+    /// Our generation before and after the batch.
+    generations: (u64, u64),
+    /// Documents that were already here at the source's revision.
+    converged: Vec<String>,
 }
 
 impl Applier {
+    /// Applies the pending documents in one transaction, charging the quota
+    /// what they really stored (see [`charged_batch`]).
     async fn flush(&mut self, store: &UserStore) -> Result<(), Error> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let docs = std::mem::take(&mut self.pending);
-        let bytes = std::mem::take(&mut self.pending_bytes);
-        // Charge the quota before writing: nothing is stored past it.
-        let reservation = match &self.ledger {
-            Some(ledger) => Some(ledger.reserve(&self.user, bytes as u64).await?),
-            None => None,
-        };
+        self.pending_bytes = 0;
         let source = self.source.clone();
-        let applied = store
-            .run(move |db| {
-                db.batch(|batch| {
-                    let mut applied = Vec::with_capacity(docs.len());
-                    let mut last = None;
-                    for frame in docs {
-                        let mut doc =
-                            Document::new(frame.id, Some(frame.rev), Some(frame.payload.to_vec()));
-                        let (state, at_gen) = batch.put_doc_if_newer(
-                            &mut doc,
-                            false,
-                            Some(&source),
-                            frame.generation,
-                            &frame.trans_id,
-                        )?;
-                        last = Some((frame.generation, frame.trans_id));
-                        applied.push((doc.doc_id, state, at_gen));
+        // Ordered: `record_end` makes every batch durable before the response.
+        let applied = charged_batch(
+            store,
+            self.ledger.as_ref(),
+            &self.user,
+            Commit::Ordered,
+            move |batch| {
+                let before = batch.get_generation_info()?.0;
+                let mut converged = Vec::new();
+                let mut last = None;
+                for frame in docs {
+                    let mut doc =
+                        Document::new(frame.id, Some(frame.rev), Some(frame.payload.to_vec()));
+                    let (state, _) = batch.put_doc_if_newer(
+                        &mut doc,
+                        false,
+                        Some(&source),
+                        frame.generation,
+                        &frame.trans_id,
+                    )?;
+                    last = Some((frame.generation, frame.trans_id));
+                    if state == PutState::Converged {
+                        converged.push(doc.doc_id);
                     }
-                    if let Some((generation, trans_id)) = last {
-                        batch.set_replica_gen_and_trans_id(&source, generation, &trans_id)?;
-                    }
-                    Ok::<_, StoreError>(applied)
+                }
+                if let Some((generation, trans_id)) = last {
+                    batch.set_replica_gen_and_trans_id(&source, generation, &trans_id)?;
+                }
+                let after = batch.get_generation_info()?.0;
+                Ok(Applied {
+                    generations: (before, after),
+                    converged,
                 })
-            })
-            .await?;
-        if let Some(reservation) = reservation {
-            reservation.commit();
-        }
-        for (doc_id, state, at_gen) in applied {
-            if matches!(state, PutState::Inserted | PutState::Converged) {
-                self.seen.insert(doc_id, at_gen);
-            }
+            },
+        )
+        .await?;
+        self.unsynced = true;
+        let (before, after) = applied.generations;
+        // Opaque payloads are never merged: every revision this batch wrote is
+        // one the source sent (Inserted), so the whole range is the source's.
+        self.seen.wrote(before, after);
+        for doc_id in applied.converged {
+            self.seen.converged(doc_id, after);
         }
         Ok(())
     }
 
-    /// Records that the source's documents up to `end` are all here.
+    /// Makes every commit of the store durable: a durable commit that
+    /// rewrites the source's recorded position (a commit must write to sync).
+    async fn sync_to_disk(&self, store: &UserStore) -> Result<(), Error> {
+        let source = self.source.clone();
+        charged_batch(
+            store,
+            self.ledger.as_ref(),
+            &self.user,
+            Commit::Durable,
+            move |batch| {
+                let (known, known_trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
+                batch.set_replica_gen_and_trans_id(&source, known, &known_trans_id)
+            },
+        )
+        .await
+    }
+
+    /// Records that the source's documents up to `end` are all here. The
+    /// last write before the success response: durable, and with it every
+    /// batch of this exchange.
     async fn record_end(&self, store: &UserStore, end: ExchangeEnd) -> Result<(), Error> {
         let source = self.source.clone();
-        Ok(store
-            .run(move |db| {
-                let (known, _) = db.get_replica_gen_and_trans_id(&source)?;
+        let unsynced = self.unsynced;
+        charged_batch(
+            store,
+            self.ledger.as_ref(),
+            &self.user,
+            Commit::Durable,
+            move |batch| {
+                let (known, known_trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
                 if end.generation > known {
-                    db.set_replica_gen_and_trans_id(&source, end.generation, &end.transaction_id)?;
+                    batch.set_replica_gen_and_trans_id(
+                        &source,
+                        end.generation,
+                        &end.transaction_id,
+                    )?;
+                } else if unsynced {
+                    // A commit that writes nothing does not sync: rewrite the
+                    // position so this durable commit covers the ordered batches.
+                    batch.set_replica_gen_and_trans_id(&source, known, &known_trans_id)?;
                 }
                 Ok(())
-            })
-            .await?)
+            },
+        )
+        .await
     }
 }
 
-/// The response: every document changed after `since` that the source did not
-/// just send, read and framed a batch at a time.
-async fn respond(
-    store: UserStore,
+/// How many changes after `since`, up to `upto`, the source does not have.
+/// Walks ids only, [`COUNT_BATCH_IDS`] per store call.
+async fn count_to_send(
+    store: &UserStore,
     since: u64,
-    seen: HashMap<String, u64>,
-) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send, Error> {
-    let (replica_uid, changes) = store
-        .run(move |db| Ok((db.replica_uid().to_owned(), db.whats_changed(since)?)))
-        .await?;
-    let to_send: Vec<Change> = changes
-        .changes
-        .into_iter()
-        .filter(|c| seen.get(&c.doc_id).is_none_or(|at| *at < c.generation))
-        .collect();
-    let header = Frame::ResponseHeader(ExchangeResponseHeader {
-        target_replica_uid: replica_uid,
-        target_generation: changes.generation,
-        target_transaction_id: changes.transaction_id.clone(),
-        document_count: to_send.len() as u64,
-    })
-    .to_bytes();
-    let end = Frame::End(ExchangeEnd {
-        generation: changes.generation,
-        transaction_id: changes.transaction_id,
-    })
-    .to_bytes();
+    upto: u64,
+    seen: &Seen,
+) -> Result<u64, Error> {
+    let mut cursor = since;
+    let mut count = 0u64;
+    while cursor < upto {
+        let changes = store
+            .run(move |db| db.changes_since(cursor, COUNT_BATCH_IDS))
+            .await?;
+        let full = changes.len() >= COUNT_BATCH_IDS;
+        for change in &changes {
+            if change.generation > upto {
+                return Ok(count);
+            }
+            cursor = change.generation;
+            if !seen.has(change) {
+                count = count.saturating_add(1);
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(count)
+}
 
-    let chunks: Vec<Vec<Change>> = to_send
-        .chunks(RESPONSE_BATCH_DOCS)
-        .map(<[Change]>::to_vec)
-        .collect();
-    let docs = stream::iter(chunks).then(move |chunk| {
-        let store = store.clone();
-        async move {
-            let ids: Vec<String> = chunk.iter().map(|c| c.doc_id.clone()).collect();
-            let docs = store
-                .run(move |db| db.get_docs(&ids, false, true))
-                .await
-                .map_err(std::io::Error::other)?;
-            let mut by_id: HashMap<String, Document<Vec<u8>>> =
-                docs.into_iter().map(|d| (d.doc_id.clone(), d)).collect();
+/// One response chunk: the documents after `cursor` (up to `upto`) the source
+/// does not have, framed, and the cursor to continue from (`None` when done).
+/// Stops after [`RESPONSE_BATCH_DOCS`] changes or [`RESPONSE_BATCH_BYTES`] of
+/// payload, whichever comes first.
+async fn next_chunk(
+    store: &UserStore,
+    cursor: u64,
+    upto: u64,
+    seen: Arc<Seen>,
+) -> Result<(Bytes, Option<u64>), Error> {
+    Ok(store
+        .run(move |db| {
+            let changes = db.changes_since(cursor, RESPONSE_BATCH_DOCS)?;
+            let full = changes.len() >= RESPONSE_BATCH_DOCS;
             let mut out = Vec::new();
-            for change in chunk {
-                let Some(doc) = by_id.remove(&change.doc_id) else {
+            let mut cursor = cursor;
+            for change in changes {
+                if change.generation > upto {
+                    return Ok((Bytes::from(out), None));
+                }
+                cursor = change.generation;
+                if seen.has(&change) {
+                    continue;
+                }
+                // Same worker call as the query above: nothing changed meanwhile.
+                let Some((doc, _)) = db.get_doc_with_generation(&change.doc_id)? else {
                     continue;
                 };
                 let (Some(rev), Some(payload)) = (doc.rev, doc.content) else {
@@ -324,11 +460,208 @@ async fn respond(
                     payload: payload.into(),
                 })
                 .encode(&mut out);
+                if out.len() >= RESPONSE_BATCH_BYTES {
+                    return Ok((Bytes::from(out), Some(cursor)));
+                }
             }
-            Ok::<_, std::io::Error>(Bytes::from(out))
+            let next = (full && cursor < upto).then_some(cursor);
+            Ok((Bytes::from(out), next))
+        })
+        .await?)
+}
+
+/// The response: every document changed after `since` that the source did not
+/// just send, read from the store and framed a chunk at a time.
+///
+/// The position sent is the store's generation when the response starts; a
+/// document changed again while the response streams moves past it and is sent
+/// by the next sync instead (so `document_count` is an upper bound then).
+async fn respond(
+    store: UserStore,
+    applier: &Applier,
+    since: u64,
+) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + use<>, Error> {
+    let (replica_uid, (upto, transaction_id), durable) = store
+        .run(move |db| {
+            let position = db.get_generation_info()?;
+            let durable = db.durable_generation() >= position.0;
+            Ok((db.replica_uid().to_owned(), position, durable))
+        })
+        .await?;
+    if !durable {
+        // Another device's batches, committed in order but not acknowledged
+        // yet: make them durable before a success response names them.
+        applier.sync_to_disk(&store).await?;
+    }
+    let seen = applier.seen.clone();
+    let document_count = count_to_send(&store, since, upto, &seen).await?;
+    let header = Frame::ResponseHeader(ExchangeResponseHeader {
+        target_replica_uid: replica_uid,
+        target_generation: upto,
+        target_transaction_id: transaction_id.clone(),
+        document_count,
+    })
+    .to_bytes();
+    let end = Frame::End(ExchangeEnd {
+        generation: upto,
+        transaction_id,
+    })
+    .to_bytes();
+
+    let seen = Arc::new(seen);
+    let start = (since < upto).then_some(since);
+    let docs = stream::try_unfold(start, move |cursor| {
+        let store = store.clone();
+        let seen = Arc::clone(&seen);
+        async move {
+            let Some(cursor) = cursor else {
+                return Ok(None);
+            };
+            let (chunk, next) = next_chunk(&store, cursor, upto, seen)
+                .await
+                .map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>(Some((chunk, next)))
         }
-    });
+    })
+    .try_filter(|chunk| std::future::ready(!chunk.is_empty()));
     Ok(stream::once(async move { Ok(header) })
         .chain(docs)
         .chain(stream::once(async move { Ok(end) })))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use soledad_store::{OpaqueDatabase, StoreWorker};
+
+    use super::*;
+
+    /// A store holding `count` documents written by source `src` (generations 1..=count).
+    fn store_with(count: usize) -> UserStore {
+        let mut db = OpaqueDatabase::open_opaque_in_memory().unwrap();
+        for i in 0..count {
+            let mut doc = Document::new(
+                format!("d{i:04}"),
+                Some("src:1".to_owned()),
+                Some(vec![7; 10]),
+            );
+            db.put_doc_if_newer(&mut doc, false, None, 0, "").unwrap();
+        }
+        Arc::new(StoreWorker::spawn(db, "test-store").unwrap())
+    }
+
+    /// An exchange's applier with what its source has seen.
+    fn applier(seen: Seen) -> Applier {
+        Applier {
+            source: "source".to_owned(),
+            user: UserId::parse("user").unwrap(),
+            ledger: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            seen,
+            unsynced: false,
+        }
+    }
+
+    /// The response's chunks, decoded: (frames per chunk, all frames).
+    async fn collect(store: UserStore, since: u64, seen: Seen) -> (Vec<usize>, Vec<Frame>) {
+        let stream = respond(store, &applier(seen), since).await.unwrap();
+        let chunks: Vec<Bytes> = stream.map(|c| c.unwrap()).collect().await;
+        let mut per_chunk = Vec::new();
+        let mut frames = Vec::new();
+        for chunk in chunks {
+            let mut decoder = FrameDecoder::new();
+            decoder.push(&chunk);
+            let mut n = 0;
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                frames.push(frame);
+                n += 1;
+            }
+            assert_eq!(decoder.buffered(), 0, "chunks hold whole frames");
+            per_chunk.push(n);
+        }
+        (per_chunk, frames)
+    }
+
+    fn doc_ids(frames: &[Frame]) -> Vec<String> {
+        frames
+            .iter()
+            .filter_map(|f| match f {
+                Frame::Doc(d) => Some(d.id.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_response_is_read_a_bounded_chunk_at_a_time() {
+        let count = 2 * RESPONSE_BATCH_DOCS + 10;
+        let (per_chunk, frames) = collect(store_with(count), 0, Seen::default()).await;
+        // Header, chunks of at most a batch, end.
+        assert_eq!(per_chunk.first(), Some(&1));
+        assert_eq!(per_chunk.last(), Some(&1));
+        let middle = &per_chunk[1..per_chunk.len() - 1];
+        assert_eq!(middle.len(), 3);
+        assert!(
+            middle.iter().all(|n| *n <= RESPONSE_BATCH_DOCS),
+            "{middle:?}"
+        );
+        let Some(Frame::ResponseHeader(header)) = frames.first() else {
+            panic!("no header");
+        };
+        assert_eq!(header.document_count, count as u64);
+        assert_eq!(header.target_generation, count as u64);
+        let ids = doc_ids(&frames);
+        let expected: Vec<String> = (0..count).map(|i| format!("d{i:04}")).collect();
+        assert_eq!(ids, expected, "every change once, in generation order");
+        assert!(matches!(frames.last(), Some(Frame::End(end)) if end.generation == count as u64));
+    }
+
+    #[tokio::test]
+    async fn what_the_source_just_wrote_or_already_had_is_not_sent_back() {
+        let mut seen = Seen::default();
+        // Two batches of this exchange wrote generations 3..=5 and 6..=8.
+        seen.wrote(2, 5);
+        seen.wrote(5, 8);
+        assert_eq!(seen.ranges, vec![(2, 8)], "adjacent batches merge");
+        seen.converged("d0009".to_owned(), 10);
+        let (_, frames) = collect(store_with(12), 1, seen).await;
+        let ids = doc_ids(&frames);
+        assert_eq!(ids, ["d0001", "d0008", "d0010", "d0011"]);
+        let Some(Frame::ResponseHeader(header)) = frames.first() else {
+            panic!("no header");
+        };
+        assert_eq!(header.document_count, 4);
+    }
+
+    #[tokio::test]
+    async fn changes_after_the_response_started_wait_for_the_next_sync() {
+        let store = store_with(3);
+        let stream = respond(store.clone(), &applier(Seen::default()), 0)
+            .await
+            .unwrap();
+        // A concurrent writer changes a document after the header is made.
+        store
+            .run(|db| {
+                let mut doc =
+                    Document::new("d0000".to_owned(), Some("src:2".to_owned()), Some(vec![1]));
+                db.put_doc_if_newer(&mut doc, false, None, 0, "")
+                    .map(|_| ())
+            })
+            .await
+            .unwrap();
+        let chunks: Vec<Bytes> = stream.map(|c| c.unwrap()).collect().await;
+        let mut decoder = FrameDecoder::new();
+        for chunk in chunks {
+            decoder.push(&chunk);
+        }
+        let mut frames = Vec::new();
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            frames.push(frame);
+        }
+        // d0000 moved to generation 4, past the position sent (3): next sync.
+        assert_eq!(doc_ids(&frames), ["d0001", "d0002"]);
+        assert!(matches!(frames.last(), Some(Frame::End(end)) if end.generation == 3));
+    }
 }

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use soledad_store::{OpaqueDatabase, StoreWorker};
+use soledad_store::{Batch, OpaqueDatabase, StoreError, StoreWorker, StoredSize};
 
-use crate::blobs::{UsageSource, UserId};
+use crate::blobs::{DOC_ENTRY_OVERHEAD_BYTES, QuotaLedger, UsageSource, UserId};
 use crate::error::Error;
 use crate::userdb::EmbeddedUserDocStores;
 
@@ -90,22 +90,98 @@ impl UserStores {
     }
 }
 
-/// Charges the document stores' size to the user's quota after a restart.
+/// How a [`charged_batch`] commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// In order, not yet on disk (`synchronous = NORMAL`): a later durable
+    /// commit, or a clean close, makes it durable.
+    Ordered,
+    /// On disk before returning (`synchronous = FULL`).
+    Durable,
+}
+
+/// What a document store's content costs against the quota: the bytes it
+/// stores (ids, revisions, payloads, log rows, see [`StoredSize`]) plus
+/// [`DOC_ENTRY_OVERHEAD_BYTES`] per document. The same formula charges writes
+/// and measures after a restart, from the same count kept inside the store.
+pub(crate) fn charge_of(size: StoredSize) -> u64 {
+    size.bytes
+        .saturating_add(size.entries.saturating_mul(DOC_ENTRY_OVERHEAD_BYTES))
+}
+
+/// Runs `write` as one batch (transaction) of `user`'s store and charges the
+/// quota what it really stored: the store's size after the writes minus before,
+/// read inside the transaction. A batch that would pass the quota is rolled
+/// back whole ([`crate::blobs::BlobError::QuotaExceeded`]); one that stored less
+/// (a revision replaced by a smaller one) is credited.
+///
+/// With [`Commit::Durable`] the commit is on disk before this returns, and
+/// with it every earlier commit of the store (WAL commits reach the disk in
+/// order): use it for the last write before answering a request with success.
+pub(crate) async fn charged_batch<T, F>(
+    store: &UserStore,
+    ledger: Option<&Arc<QuotaLedger>>,
+    user: &UserId,
+    commit: Commit,
+    write: F,
+) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Batch<'_, Vec<u8>>) -> Result<T, StoreError> + Send + 'static,
+{
+    // Measures the user first (after a restart), so this batch is not counted twice.
+    let reservation = match ledger {
+        Some(ledger) => Some(ledger.reserve(user, 0).await?),
+        None => None,
+    };
+    let durable = commit == Commit::Durable;
+    let (value, reservation, credit) = store
+        .call(move |db| {
+            if durable {
+                db.set_durable_commits(true)?;
+            }
+            let result = db.batch(|batch| {
+                let before = charge_of(batch.stored_size()?);
+                let value = write(batch)?;
+                let after = charge_of(batch.stored_size()?);
+                let mut reservation = reservation;
+                if let Some(reservation) = reservation.as_mut()
+                    && after > before
+                {
+                    reservation.grow(after - before)?;
+                }
+                Ok::<_, Error>((value, reservation, before.saturating_sub(after)))
+            });
+            if durable && let Err(err) = db.set_durable_commits(false) {
+                // Still correct (every commit durable), only slower.
+                tracing::warn!(error = %err, "user store stays in durable-commit mode");
+            }
+            result
+        })
+        .await
+        .map_err(|_| Error::StorageUnavailable)??;
+    if let Some(reservation) = reservation {
+        reservation.commit();
+    }
+    if let Some(ledger) = ledger
+        && credit > 0
+    {
+        ledger.release(user, credit);
+    }
+    Ok(value)
+}
+
+/// Charges the document stores' content to the user's quota after a restart,
+/// from the count each store keeps (the same measure as [`charged_batch`]).
 pub(crate) struct DocStoreUsage(pub(crate) EmbeddedUserDocStores);
 
 impl UsageSource for DocStoreUsage {
     fn measure(&self, user: &UserId) -> std::io::Result<u64> {
-        let path = self.0.path_of(user);
-        let mut total = 0;
-        for suffix in ["", "-wal"] {
-            let mut file = path.clone().into_os_string();
-            file.push(suffix);
-            match std::fs::metadata(&file) {
-                Ok(meta) => total += meta.len(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
+        if !self.0.path_of(user).is_file() {
+            return Ok(0);
         }
-        Ok(total)
+        let db = self.0.open_blocking(user).map_err(std::io::Error::other)?;
+        let size = db.stored_size().map_err(std::io::Error::other)?;
+        Ok(charge_of(size))
     }
 }

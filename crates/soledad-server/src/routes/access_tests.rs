@@ -42,6 +42,7 @@ fn state(data: &std::path::Path) -> AppState {
         concurrent_blob_writes: 4,
         per_user_blob_writes: 1,
         quota_bytes: u64::MAX,
+        deleted_retention: crate::config::DEFAULT_DELETED_BLOB_RETENTION,
     })
     .unwrap();
     let ledger = blobs.ledger();

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::extract::{Params, QueryArgs};
 use crate::auth::access::AuthenticatedUser;
-use crate::blobs::UserId;
+use crate::blobs::{ENTRY_OVERHEAD_BYTES, UserId};
 use crate::error::Error;
 use crate::shared::{SharedDoc, SharedDocId, SharedRev};
 
@@ -111,7 +111,10 @@ pub(crate) async fn put_doc(
         .map(str::to_owned);
     let old_rev = arg.old_rev.map(SharedRev::new);
     let creating = old_rev.is_none();
-    let size = u64::try_from(content.len()).map_err(|_| too_big)?;
+    // Each stored entry costs at least one entry of quota (issue 8), like a blob file.
+    let size = u64::try_from(content.len())
+        .map_err(|_| too_big)?
+        .saturating_add(ENTRY_OVERHEAD_BYTES);
     // Charged before the write, released for the version it replaced after.
     let reservation = match &state.ledger {
         Some(ledger) => Some(ledger.reserve(&owner, size).await?),
@@ -123,7 +126,11 @@ pub(crate) async fn put_doc(
         .await?;
     if let (Some(ledger), Some(reservation)) = (&state.ledger, reservation) {
         reservation.commit();
-        ledger.release(&owner, written.replaced_bytes);
+        let replaced_entry = if creating { 0 } else { ENTRY_OVERHEAD_BYTES };
+        ledger.release(
+            &owner,
+            written.replaced_bytes.saturating_add(replaced_entry),
+        );
     }
     let rev = written.rev;
     let status = if creating {
@@ -155,7 +162,7 @@ pub(crate) async fn delete_doc(
     }
     let freed = state.shared.delete(&owner, &id, &rev).await?;
     if let Some(ledger) = &state.ledger {
-        ledger.release(&owner, freed);
+        ledger.release(&owner, freed.saturating_add(ENTRY_OVERHEAD_BYTES));
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -60,7 +60,14 @@ pub(crate) async fn put_sync_info(
         .map_err(|_| Error::InvalidRequest { what: "body" })?;
     let record: RecordSyncInfo =
         serde_json::from_slice(&bytes).map_err(|_| Error::InvalidRequest { what: "body" })?;
-    docsync::record_sync_info(&state.user_stores, &user, &source, record).await?;
+    docsync::record_sync_info(
+        &state.user_stores,
+        state.ledger.clone(),
+        &user,
+        &source,
+        record,
+    )
+    .await?;
     Ok(StatusCode::OK)
 }
 

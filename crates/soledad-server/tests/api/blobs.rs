@@ -2,6 +2,7 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use soledad_server::blobs::ENTRY_OVERHEAD_BYTES;
 
 use crate::util::{Creds, TestServer};
 
@@ -300,12 +301,17 @@ async fn usage_tracks_puts_and_deletes() {
     let big = vec![7u8; 3 * 1024 * 1024];
     assert_eq!(b.put("big", "", big.clone()).await, StatusCode::OK);
     assert_eq!(b.put("small", "", vec![1u8; 100]).await, StatusCode::OK);
-    assert_eq!(b.usage().await.0, big.len() as u64 + 100);
+    // Each blob is a content and a flags file, each costing an entry.
+    assert_eq!(
+        b.usage().await.0,
+        big.len() as u64 + 100 + 4 * ENTRY_OVERHEAD_BYTES
+    );
     let got = b.get("big", "", None).await.bytes().await.unwrap();
     assert_eq!(got.len(), big.len());
     assert!(got.iter().all(|&x| x == 7));
     assert_eq!(b.delete("big", "").await, StatusCode::NO_CONTENT);
-    assert_eq!(b.usage().await.0, 100);
+    // The deleted blob's tombstone costs an entry.
+    assert_eq!(b.usage().await.0, 100 + 3 * ENTRY_OVERHEAD_BYTES);
     // Bob's usage is his own.
     let bob = Blobs { t: &t, who: &t.bob };
     assert_eq!(bob.usage().await.0, 0);

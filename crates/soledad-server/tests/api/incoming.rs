@@ -2,6 +2,7 @@
 
 use reqwest::StatusCode;
 use soledad_crypto::{Preamble, Scheme};
+use soledad_server::blobs::ENTRY_OVERHEAD_BYTES;
 
 use crate::blobs::Blobs;
 use crate::util::{TestServer, auth_header, raw_tcp, service_header};
@@ -56,8 +57,11 @@ async fn delivery_lands_in_mx_pending_with_external_preamble() {
     assert_eq!(preamble.blob_id(), "msg1");
     assert_eq!(preamble.plaintext_size(), payload.len() as u64);
     assert_eq!(&stored[used..], payload);
-    // Usage counts the stored bytes, preamble included.
-    assert_eq!(b.usage().await.0, stored.len() as u64);
+    // Usage counts the stored bytes, preamble included, and the blob's two files.
+    assert_eq!(
+        b.usage().await.0,
+        stored.len() as u64 + 2 * ENTRY_OVERHEAD_BYTES
+    );
 
     // The consumer flags it as in the incoming loop.
     assert_eq!(

@@ -2,6 +2,7 @@
 
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
+use soledad_server::blobs::ENTRY_OVERHEAD_BYTES;
 
 use crate::blobs::Blobs;
 use crate::util::{TestServer, cut_upload, eventually, raw_tls, response_of, tls_stream};
@@ -145,7 +146,9 @@ async fn quota_exceeded_stores_nothing() {
         assert_eq!(response.status(), StatusCode::INSUFFICIENT_STORAGE);
     }
 
-    assert_eq!(b.usage().await, (60_000, 100_000));
+    // A blob costs its bytes plus two entries (content and flags files).
+    let first = 60_000 + 2 * ENTRY_OVERHEAD_BYTES;
+    assert_eq!(b.usage().await, (first, 100_000));
     assert_eq!(b.ids("").await, ["first"]);
     assert_eq!(
         b.get("second", "", None).await.status(),
@@ -156,7 +159,9 @@ async fn quota_exceeded_stores_nothing() {
         StatusCode::NOT_FOUND
     );
     // Still room for a blob that fits.
-    assert_eq!(b.put("fits", "", vec![4u8; 40_000]).await, StatusCode::OK);
+    let room = 100_000 - first - 2 * ENTRY_OVERHEAD_BYTES;
+    let fits = vec![4u8; usize::try_from(room).unwrap()];
+    assert_eq!(b.put("fits", "", fits).await, StatusCode::OK);
     assert_eq!(b.usage().await.0, 100_000);
     t.shutdown().await;
 }
@@ -186,7 +191,7 @@ async fn killed_upload_leaves_no_blob_and_no_usage() {
         b.get("cut", "", None).await.bytes().await.unwrap().as_ref(),
         &[9u8; 1000][..]
     );
-    assert_eq!(b.usage().await.0, 1000);
+    assert_eq!(b.usage().await.0, 1000 + 2 * ENTRY_OVERHEAD_BYTES);
     assert_eq!(b.ids("").await, ["cut"]);
 
     // Same with a chunked body cut in the middle of a chunk.
@@ -203,7 +208,7 @@ async fn killed_upload_leaves_no_blob_and_no_usage() {
         b.put("cut2", "", vec![8u8; 10]).await == StatusCode::OK
     })
     .await;
-    assert_eq!(b.usage().await.0, 1010);
+    assert_eq!(b.usage().await.0, 1010 + 4 * ENTRY_OVERHEAD_BYTES);
     t.shutdown().await;
 }
 
@@ -259,9 +264,13 @@ async fn restart_keeps_completed_blobs_flags_and_tombstones() {
         .unwrap();
     assert_eq!(flags, ["PROCESSED"]);
     assert_eq!(b.ids("?deleted=true").await, ["gone"]);
-    // Blobs, and the shared document (backups count against their owner's
-    // quota, issue 8), measured again after the restart.
-    assert_eq!(b.usage().await.0, 10 + 4 + "wrapped secrets".len() as u64);
+    // Two blobs (content and flags files each), a tombstone, and the shared
+    // document (backups count against their owner's quota, one entry each),
+    // measured again after the restart.
+    assert_eq!(
+        b.usage().await.0,
+        10 + 4 + 5 * ENTRY_OVERHEAD_BYTES + "wrapped secrets".len() as u64 + ENTRY_OVERHEAD_BYTES
+    );
     assert_eq!(
         b.put("keep", "", b"again".to_vec()).await,
         StatusCode::CONFLICT

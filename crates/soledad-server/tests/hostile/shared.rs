@@ -117,7 +117,8 @@ async fn guessing_backup_ids_is_rate_limited_per_user() {
 
 #[tokio::test]
 async fn backups_count_against_the_owners_quota() {
-    let t = Server::start("quota_bytes = 1000\n").await;
+    // A backup costs its bytes plus one entry (4 KiB), like a blob file.
+    let t = Server::start("quota_bytes = 20000\n").await;
     let client = t.client();
     let usage = || async {
         let body: Value = client
@@ -141,11 +142,14 @@ async fn backups_count_against_the_owners_quota() {
         .unwrap();
     assert_eq!(response.status(), 201);
     let rev: Value = response.json().await.unwrap();
-    assert!(usage().await >= base + 800);
+    assert_eq!(
+        usage().await,
+        base + 800 + soledad_server::blobs::ENTRY_OVERHEAD_BYTES
+    );
     let response = client
         .put(t.url("/shared/doc/more"))
         .header("authorization", &t.alice.header)
-        .body(vec![1u8; 300])
+        .body(vec![1u8; 12_000])
         .send()
         .await
         .unwrap();

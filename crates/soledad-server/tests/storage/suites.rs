@@ -63,6 +63,7 @@ impl blobs::Factory for Embedded {
                 concurrent_blob_writes: 8,
                 per_user_blob_writes: 8,
                 quota_bytes,
+                deleted_retention: soledad_server::DEFAULT_DELETED_BLOB_RETENTION,
             })
             .unwrap();
             Arc::new(store) as Arc<dyn BlobBackend>

@@ -1,7 +1,7 @@
 //! The server's opaque store: payload bytes, no content comparison, conflicts
 //! never stored when `save_conflict` is false.
 
-use soledad_store::{Document, OpaqueDatabase, OpenOptions, PutState, StoreError};
+use soledad_store::{Document, OpaqueDatabase, OpenOptions, PutState, StoreError, StoredSize};
 
 fn server() -> OpaqueDatabase {
     OpenOptions::new()
@@ -147,4 +147,89 @@ fn opaque_batch_applies_a_sync_upload_atomically() {
         db.get_replica_gen_and_trans_id("c").unwrap(),
         (5, "T-5".to_owned())
     );
+}
+
+#[test]
+fn stored_size_follows_what_is_stored_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.db");
+    let mut db: OpaqueDatabase = OpenOptions::new()
+        .replica_uid("server")
+        .durable_commits(true)
+        .open_unencrypted(&path)
+        .unwrap();
+    assert_eq!(db.stored_size().unwrap(), StoredSize::default());
+
+    let mut big = env("doc", "c:1", Some(&[1; 10_000]));
+    db.put_doc_if_newer(&mut big, false, Some("c"), 1, "T-1")
+        .unwrap();
+    let one = db.stored_size().unwrap();
+    assert_eq!(one.entries, 1);
+    assert!(one.bytes >= 10_000, "{one:?}");
+
+    // A newer, smaller revision replaces the old one: the old bytes are gone.
+    let mut small = env("doc", "c:2", Some(&[2; 100]));
+    db.put_doc_if_newer(&mut small, false, Some("c"), 2, "T-2")
+        .unwrap();
+    let replaced = db.stored_size().unwrap();
+    assert_eq!(replaced.entries, 1);
+    assert!(replaced.bytes < 1_000, "{replaced:?}");
+
+    // An older revision is not stored and changes nothing but the sync log.
+    let mut stale = env("doc", "c:1", Some(&[3; 50_000]));
+    let (state, _) = db
+        .put_doc_if_newer(&mut stale, false, Some("c"), 3, "T-3")
+        .unwrap();
+    assert_eq!(state, PutState::Superseded);
+    assert!(db.stored_size().unwrap().bytes < 1_000);
+
+    // Measured in a batch, before and after.
+    let (before, after) = db
+        .batch(|batch| {
+            let before = batch.stored_size()?;
+            let mut other = env("other", "c:1", Some(&[4; 500]));
+            batch.put_doc_if_newer(&mut other, false, Some("c"), 4, "T-4")?;
+            Ok::<_, StoreError>((before, batch.stored_size()?))
+        })
+        .unwrap();
+    assert_eq!(after.entries, before.entries + 1);
+    assert!(after.bytes >= before.bytes + 500);
+
+    let size = db.stored_size().unwrap();
+    db.close().unwrap();
+    let reopened: OpaqueDatabase = OpenOptions::new().open_unencrypted(&path).unwrap();
+    assert_eq!(reopened.stored_size().unwrap(), size);
+}
+
+#[test]
+fn durable_generation_follows_durable_commits_that_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db: OpaqueDatabase = OpenOptions::new()
+        .open_unencrypted(dir.path().join("server.db"))
+        .unwrap();
+    db.create_doc_with_content(vec![1], Some("a")).unwrap();
+    assert_eq!(
+        db.durable_generation(),
+        0,
+        "ordered commits are not durable"
+    );
+    db.set_durable_commits(true).unwrap();
+    // A durable transaction that writes nothing syncs nothing.
+    db.batch(|batch| batch.get_generation_info()).unwrap();
+    assert_eq!(db.durable_generation(), 0);
+    db.set_replica_gen_and_trans_id("other", 1, "T-1").unwrap();
+    assert_eq!(
+        db.durable_generation(),
+        1,
+        "a durable write syncs everything before"
+    );
+    db.set_durable_commits(false).unwrap();
+    db.create_doc_with_content(vec![2], Some("b")).unwrap();
+    assert_eq!(db.durable_generation(), 1);
+
+    let durable: OpaqueDatabase = OpenOptions::new()
+        .durable_commits(true)
+        .open_unencrypted(dir.path().join("durable.db"))
+        .unwrap();
+    assert_eq!(durable.durable_generation(), 0);
 }
