@@ -17,10 +17,18 @@ use futures_util::future::BoxFuture;
 use futures_util::{StreamExt as _, stream};
 use tokio::sync::mpsc;
 
+use crate::blobs::ENTRY_OVERHEAD_BYTES;
+
 use crate::blobs::{
     BlobBackend, BlobError, BlobId, BlobRead, ByteStream, Flag, ListQuery, Namespace, Order,
     RangeSpec, Usage, UserId,
 };
+
+/// One stored entry of the quota model ([`ENTRY_OVERHEAD_BYTES`]): a tombstone.
+const E: u64 = ENTRY_OVERHEAD_BYTES;
+/// What a live blob costs beyond its bytes: two entries (its content and its flags),
+/// whatever the backend's layout (issue 8: every stored entry costs quota).
+const BLOB: u64 = 2 * ENTRY_OVERHEAD_BYTES;
 
 /// No quota.
 pub const NO_LIMIT: u64 = u64::MAX;
@@ -172,7 +180,7 @@ pub async fn round_trips_empty_small_and_multi_megabyte_blobs(factory: &dyn Fact
     assert_eq!(read.len, stored);
     let got = read_all(read).await;
     assert!(got == expected, "multi-MB content differs");
-    assert_eq!(used(store, &u).await, 11 + stored);
+    assert_eq!(used(store, &u).await, 11 + stored + 3 * BLOB);
 }
 
 /// Blobs are immutable: a second `put` of an id fails and changes nothing.
@@ -190,7 +198,7 @@ pub async fn duplicate_put_is_already_exists_and_keeps_the_original(factory: &dy
         store.get_flags(&u, &d, &b).await.unwrap(),
         vec![Flag::Processed]
     );
-    assert_eq!(used(store, &u).await, 5);
+    assert_eq!(used(store, &u).await, 5 + BLOB);
 }
 
 /// While an upload of an id is in flight, another upload of it fails.
@@ -242,7 +250,7 @@ pub async fn concurrent_duplicate_puts_exactly_one_wins(factory: &dyn Factory) {
     let (u, d) = (user("alice"), Namespace::default());
     let got = get_bytes(store.as_ref(), &u, &d, &id("same")).await;
     assert_eq!(got, vec![w; 10_000 + usize::from(w)]);
-    assert_eq!(used(store.as_ref(), &u).await, len_of(&got));
+    assert_eq!(used(store.as_ref(), &u).await, len_of(&got) + BLOB);
 }
 
 /// An upload in flight is invisible (get, flags, list, count, usage) until
@@ -277,7 +285,7 @@ pub async fn an_upload_is_invisible_until_complete(factory: &dyn Factory) {
         vec![Flag::Pending]
     );
     assert_eq!(store.list(&u, &listing).await.unwrap(), vec!["mail"]);
-    assert_eq!(used(store, &u).await, 4003);
+    assert_eq!(used(store, &u).await, 4003 + BLOB);
 }
 
 /// Ranges resolve as in RFC 9110 ([`RangeSpec::resolve`]); a range outside
@@ -400,10 +408,14 @@ pub async fn delete_frees_quota_leaves_a_tombstone_and_allows_a_new_put(factory:
     put_bytes(store, &u, &d, &id("gone"), b"1234567", &[Flag::Pending])
         .await
         .unwrap();
-    assert_eq!(used(store, &u).await, 12);
+    assert_eq!(used(store, &u).await, 12 + 2 * BLOB);
 
     store.delete(&u, &d, &id("gone")).await.unwrap();
-    assert_eq!(used(store, &u).await, 5);
+    assert_eq!(
+        used(store, &u).await,
+        5 + BLOB + E,
+        "a tombstone is one entry"
+    );
     not_found(store.get(&u, &d, &id("gone"), None).await);
     not_found(store.get_flags(&u, &d, &id("gone")).await);
     not_found(store.delete(&u, &d, &id("gone")).await);
@@ -427,7 +439,7 @@ pub async fn delete_frees_quota_leaves_a_tombstone_and_allows_a_new_put(factory:
     assert_eq!(get_bytes(store, &u, &d, &id("gone")).await, b"new");
     assert_eq!(store.list(&u, &live).await.unwrap(), vec!["gone", "keep"]);
     assert!(store.list(&u, &deleted()).await.unwrap().is_empty());
-    assert_eq!(used(store, &u).await, 8);
+    assert_eq!(used(store, &u).await, 8 + 2 * BLOB);
 }
 
 /// Listings: by id, or by upload order (deleted blobs: deletion order) in
@@ -521,12 +533,12 @@ pub async fn namespaces_are_isolated(factory: &dyn Factory) {
             .unwrap()
             .is_empty()
     );
-    assert_eq!(used(store, &u).await, 7);
+    assert_eq!(used(store, &u).await, 7 + BLOB + E);
 }
 
 /// Another user's blob is absent; each user has their own ids and quota.
 pub async fn users_are_isolated(factory: &dyn Factory) {
-    let store = factory.fresh(100).await;
+    let store = factory.fresh(100 + BLOB).await;
     let store = store.as_ref();
     let (alice, bob, d) = (user("alice"), user("bob"), Namespace::default());
     put_bytes(store, &alice, &d, &id("secret"), &[1; 60], &[])
@@ -546,8 +558,8 @@ pub async fn users_are_isolated(factory: &dyn Factory) {
         .await
         .unwrap();
     let expected = Usage {
-        used_bytes: 60,
-        limit_bytes: 100,
+        used_bytes: 60 + BLOB,
+        limit_bytes: 100 + BLOB,
     };
     assert_eq!(store.usage(&alice).await.unwrap(), expected);
     assert_eq!(store.usage(&bob).await.unwrap(), expected);
@@ -560,7 +572,7 @@ pub async fn users_are_isolated(factory: &dyn Factory) {
 /// A known length past the quota is refused before the body is read,
 /// reporting the usage and limit; exactly up to the limit is accepted.
 pub async fn quota_exceeded_up_front_never_reads_the_body(factory: &dyn Factory) {
-    let store = factory.fresh(1000).await;
+    let store = factory.fresh(1000 + 2 * BLOB).await;
     let store = store.as_ref();
     let (u, d) = (user("alice"), Namespace::default());
     put_bytes(store, &u, &d, &id("a"), &[0; 600], &[])
@@ -577,21 +589,21 @@ pub async fn quota_exceeded_up_front_never_reads_the_body(factory: &dyn Factory)
         matches!(
             err,
             Err(BlobError::QuotaExceeded {
-                used_bytes: 600,
-                limit_bytes: 1000
-            })
+                used_bytes,
+                limit_bytes,
+            }) if used_bytes == 600 + BLOB && limit_bytes == 1000 + 2 * BLOB
         ),
         "{err:?}"
     );
     assert!(!polled.load(Ordering::SeqCst), "body read although refused");
-    assert_eq!(used(store, &u).await, 600);
+    assert_eq!(used(store, &u).await, 600 + BLOB);
     not_found(store.get(&u, &d, &id("b"), None).await);
     put_bytes(store, &u, &d, &id("c"), &[0; 400], &[])
         .await
         .unwrap();
     let full = Usage {
-        used_bytes: 1000,
-        limit_bytes: 1000,
+        used_bytes: 1000 + 2 * BLOB,
+        limit_bytes: 1000 + 2 * BLOB,
     };
     assert_eq!(store.usage(&u).await.unwrap(), full);
     let one_more = put_bytes(store, &u, &d, &id("e"), &[0; 1], &[]).await;
@@ -604,7 +616,8 @@ pub async fn quota_exceeded_up_front_never_reads_the_body(factory: &dyn Factory)
 /// A body without a length that grows past the quota fails and stores
 /// nothing; the id and the reservation are free again afterwards.
 pub async fn quota_exceeded_mid_stream_stores_nothing(factory: &dyn Factory) {
-    let store = factory.fresh(100_000).await;
+    const LIMIT: u64 = 100_000 + 2 * BLOB;
+    let store = factory.fresh(LIMIT).await;
     let store = store.as_ref();
     let (u, d) = (user("alice"), Namespace::default());
     put_bytes(store, &u, &d, &id("a"), &[0; 10_000], &[])
@@ -618,19 +631,19 @@ pub async fn quota_exceeded_mid_stream_stores_nothing(factory: &dyn Factory) {
         matches!(
             err,
             Err(BlobError::QuotaExceeded {
-                limit_bytes: 100_000,
+                limit_bytes: LIMIT,
                 ..
             })
         ),
         "{err:?}"
     );
-    assert_eq!(used(store, &u).await, 10_000);
+    assert_eq!(used(store, &u).await, 10_000 + BLOB);
     not_found(store.get(&u, &d, &id("huge"), None).await);
     assert_eq!(store.list(&u, &ListQuery::default()).await.unwrap(), ["a"]);
     put_bytes(store, &u, &d, &id("huge"), &[1; 90_000], &[])
         .await
         .unwrap();
-    assert_eq!(used(store, &u).await, 100_000);
+    assert_eq!(used(store, &u).await, 100_000 + 2 * BLOB);
 }
 
 /// A body that yields an error, or is shorter or longer than announced, is
@@ -683,7 +696,7 @@ pub async fn a_failed_body_stores_nothing(factory: &dyn Factory) {
 /// Dropping a `put` future half way stores nothing and releases everything
 /// it held: the id, and the quota it reserved.
 pub async fn a_put_dropped_half_way_leaves_nothing(factory: &dyn Factory) {
-    let store = factory.fresh(1_000_000).await;
+    let store = factory.fresh(1_000_000 + BLOB).await;
     let store = store.as_ref();
     let (u, d, b) = (user("alice"), Namespace::default(), id("dropped"));
     let (tx, slow_body) = channel_body();
@@ -710,5 +723,5 @@ pub async fn a_put_dropped_half_way_leaves_nothing(factory: &dyn Factory) {
     put_bytes(store, &u, &d, &b, &[1; 1_000_000], &[])
         .await
         .unwrap();
-    assert_eq!(used(store, &u).await, 1_000_000);
+    assert_eq!(used(store, &u).await, 1_000_000 + BLOB);
 }

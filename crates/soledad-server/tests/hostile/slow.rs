@@ -67,7 +67,8 @@ async fn stalled_uploads_of_one_user_do_not_starve_others_or_incoming() {
 #[tokio::test]
 async fn a_stalled_body_is_cut_after_the_body_timeout_and_releases_everything() {
     let t =
-        Server::start("concurrent_blob_writes = 1\nbody_timeout_secs = 2\nquota_bytes = 1000\n")
+        // 1000 bytes plus a live blob's two entries of 4 KiB: the whole quota.
+        Server::start("concurrent_blob_writes = 1\nbody_timeout_secs = 2\nquota_bytes = 9192\n")
             .await;
     let mut stream = t.tls(b"http/1.1").await.unwrap();
     // Announces the whole quota, sends a byte, stalls.

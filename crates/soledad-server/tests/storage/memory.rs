@@ -10,9 +10,13 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use soledad_server::blobs::{
-    BlobBackend, BlobError, BlobId, BlobRead, ByteStream, Flag, ListQuery, Namespace, Order,
-    RangeSpec, Usage, UserId,
+    BlobBackend, BlobError, BlobId, BlobRead, ByteStream, ENTRY_OVERHEAD_BYTES, Flag, ListQuery,
+    Namespace, Order, RangeSpec, Usage, UserId,
 };
+
+/// What a live blob costs beyond its bytes in the quota model: its content and its
+/// flags, one entry each.
+const BLOB_ENTRIES: u64 = 2 * ENTRY_OVERHEAD_BYTES;
 use soledad_server::{
     Error, IssuedToken, SharedDoc, SharedDocId, SharedRev, SharedStore, SharedWrite, TokenStore,
     UserRecord,
@@ -281,7 +285,8 @@ impl BlobBackend for MemoryBlobs {
                 if state.blobs.contains_key(&key) || state.in_flight.contains(&key) {
                     return Err(BlobError::AlreadyExists);
                 }
-                let announced = content_length.unwrap_or(0);
+                // The quota model: a live blob costs its bytes plus two entries.
+                let announced = content_length.unwrap_or(0) + BLOB_ENTRIES;
                 self.reserve(&mut state, user, announced)?;
                 state.in_flight.insert(key.clone());
                 Upload {
@@ -298,6 +303,7 @@ impl BlobBackend for MemoryBlobs {
                 if content_length.is_some_and(|announced| len > announced) {
                     return Err(BlobError::BodyInterrupted);
                 }
+                let len = len + BLOB_ENTRIES;
                 if len > upload.reserved {
                     let more = len - upload.reserved;
                     let reserved = {
@@ -314,8 +320,12 @@ impl BlobBackend for MemoryBlobs {
             }
             let mut state = lock(&self.state);
             let seq = state.next_seq();
-            state.tombstones.remove(&key);
-            *state.used.entry(user.clone()).or_default() += len;
+            let had_tombstone = state.tombstones.remove(&key).is_some();
+            let used = state.used.entry(user.clone()).or_default();
+            *used += len + BLOB_ENTRIES;
+            if had_tombstone {
+                *used -= ENTRY_OVERHEAD_BYTES;
+            }
             let blob = Blob {
                 data: Bytes::from(data),
                 flags: dedup(initial_flags),
@@ -372,7 +382,8 @@ impl BlobBackend for MemoryBlobs {
             let seq = state.next_seq();
             state.tombstones.insert(key, seq);
             if let Some(used) = state.used.get_mut(user) {
-                *used -= u64::try_from(blob.data.len()).unwrap();
+                *used -= u64::try_from(blob.data.len()).unwrap() + BLOB_ENTRIES;
+                *used += ENTRY_OVERHEAD_BYTES; // the tombstone
             }
             Ok(())
         })
