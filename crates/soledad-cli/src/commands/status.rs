@@ -1,6 +1,7 @@
 //! `soledad status`: what this device holds and when it last synced.
 
 use serde_json::json;
+use soledad_client::{ATTACHMENTS_NAMESPACE, DEFAULT_NAMESPACE, Soledad, SyncStatus};
 
 use super::sync::LastSync;
 use crate::context::Context;
@@ -9,8 +10,16 @@ use crate::output::{BOLD, Output, WARN};
 
 /// Runs `soledad status`.
 pub(crate) async fn run(ctx: &Context) -> Result<Output, CliError> {
-    let soledad = ctx.open().await?;
+    // Open the blob store only if this home already has one: `status` creates nothing.
+    let uuid = ctx.uuid()?;
+    let has_blobs = ctx.home.join(format!("{uuid}_blobs.db")).exists();
+    let soledad = if has_blobs {
+        ctx.open_with_blobs().await?
+    } else {
+        ctx.open().await?
+    };
     let (generation, docs) = soledad.get_all_docs(true).await?;
+    let blobs = pending_blobs(&soledad).await?;
     let indexes = soledad.list_indexes().await?;
     let live = docs.iter().filter(|d| !d.is_tombstone()).count();
     let deleted = docs.len() - live;
@@ -38,6 +47,10 @@ pub(crate) async fn run(ctx: &Context) -> Result<Output, CliError> {
         ctx.server.as_deref().unwrap_or("(none)"),
         indexes.len(),
     );
+    text.push_str(&format!(
+        "blobs       {} to upload, {} to download, {} failed\n",
+        blobs.to_upload, blobs.to_download, blobs.failed
+    ));
     if !conflicted.is_empty() {
         text.push_str(&format!(
             "conflicts   {WARN}{}{WARN:#}\n",
@@ -62,9 +75,37 @@ pub(crate) async fn run(ctx: &Context) -> Result<Output, CliError> {
         "deleted": deleted,
         "conflicted": conflicted,
         "indexes": indexes.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+        "pending_blobs": {
+            "to_upload": blobs.to_upload,
+            "to_download": blobs.to_download,
+            "failed": blobs.failed,
+        },
         "last_sync": last,
     });
     Ok(Output::new(json, text))
+}
+
+/// Blobs of the default and attachments namespaces not in sync yet.
+#[derive(Default)]
+struct PendingBlobs {
+    to_upload: usize,
+    to_download: usize,
+    failed: usize,
+}
+
+async fn pending_blobs(soledad: &Soledad) -> Result<PendingBlobs, CliError> {
+    let mut pending = PendingBlobs::default();
+    let Some(blobs) = soledad.blobmanager() else {
+        return Ok(pending);
+    };
+    for namespace in [DEFAULT_NAMESPACE, ATTACHMENTS_NAMESPACE] {
+        let count = |status| blobs.local_list_status(status, namespace);
+        pending.to_upload += count(SyncStatus::PendingUpload).await?.len();
+        pending.to_download += count(SyncStatus::PendingDownload).await?.len();
+        pending.failed += count(SyncStatus::FailedUpload).await?.len()
+            + count(SyncStatus::FailedDownload).await?.len();
+    }
+    Ok(pending)
 }
 
 /// "42 s ago", "3 min ago", "5 h ago", "2 days ago".

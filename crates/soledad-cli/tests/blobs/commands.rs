@@ -30,6 +30,12 @@ fn blobs_round_trip_between_two_devices() {
         0,
     );
     assert_eq!(private["status"], "LOCAL_ONLY");
+    // Uploaded and local-only blobs are nothing to do for a sync.
+    let status = json(a(), &["status"], 0);
+    assert_eq!(
+        status["pending_blobs"],
+        serde_json::json!({"to_upload": 0, "to_download": 0, "failed": 0})
+    );
 
     let remote = json(b(), &["blob", "list", "--remote"], 0);
     assert_eq!(remote["blobs"], serde_json::json!(["photo-1"]));
