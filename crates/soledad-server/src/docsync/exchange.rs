@@ -1,11 +1,12 @@
 //! The three sync routes' work, without HTTP: where the target is, recording a
 //! source's position, and the streamed exchange.
 //!
-//! Memory is bounded by a batch on both legs: the upload is applied
-//! [`APPLY_BATCH_DOCS`] documents (or [`APPLY_BATCH_BYTES`]) at a time, and the
-//! response is read from the store with a generation cursor, one batch of at
-//! most [`RESPONSE_BATCH_DOCS`] documents (or [`RESPONSE_BATCH_BYTES`]) per
-//! store call, never as a list of every changed id.
+//! Memory is bounded by a batch on both legs, with the limits of the protocol's
+//! one table ([`BATCH_DOCS`] documents or [`BATCH_BYTES`] of payload): the upload
+//! is applied a batch at a time as [`Receiver<Request>`] closes them, and the
+//! response is read from the store with a generation cursor, one batch per store
+//! call, never as a list of every changed id. A failure while the response
+//! streams is sent as an error frame, which ends the stream.
 //!
 //! What the source just sent is not sent back. Instead of remembering every id
 //! uploaded, the exchange keeps the generation ranges its own batches wrote
@@ -19,10 +20,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, TryStreamExt, stream};
+use futures_util::{Stream, StreamExt, stream};
 use soledad_protocol::{
-    DocFrame, ExchangeEnd, ExchangeRequestHeader, ExchangeResponseHeader, Frame, FrameDecoder,
-    RecordSyncInfo, SyncInfo,
+    BATCH_BYTES, BATCH_DOCS, Batch as ReceivedBatch, BatchLimits, DocFrame, ErrorBody, ExchangeEnd,
+    ExchangeResponseHeader, Frame, Receiver, RecordSyncInfo, Request, Step, SyncInfo,
 };
 use soledad_store::vectorclock::is_valid_replica_uid;
 use soledad_store::{Change, Document, PutState, StoreError};
@@ -31,14 +32,6 @@ use super::stores::{Commit, UserStore, UserStores, charged_batch};
 use crate::blobs::{QuotaLedger, UserId};
 use crate::error::Error;
 
-/// Documents applied per transaction (each also records the source's position).
-const APPLY_BATCH_DOCS: usize = 256;
-/// Payload bytes after which a batch is applied early (bounds memory).
-const APPLY_BATCH_BYTES: usize = 8 << 20;
-/// Documents read per response chunk.
-const RESPONSE_BATCH_DOCS: usize = 256;
-/// Payload bytes after which a response chunk ends early (bounds memory).
-const RESPONSE_BATCH_BYTES: usize = 8 << 20;
 /// Changed ids read per store call while counting the response's documents.
 const COUNT_BATCH_IDS: usize = 4096;
 /// Converged documents remembered per exchange (see the module doc).
@@ -119,18 +112,13 @@ pub(crate) async fn record_sync_info(
     .await
 }
 
-/// What the request stream has delivered so far.
-enum Expect {
-    Header,
-    DocOrEnd,
-    Done,
-}
-
 /// `POST /user-{uuid}/sync-from/{source}`: applies the request's documents in
 /// committed batches, then returns the framed response stream.
 ///
-/// Documents of batches committed before an error stay committed (and the source's
-/// position with them), so a cut sync resumes where it stopped.
+/// A thin driver of [`Receiver<Request>`]: it opens the store at the header,
+/// applies each batch the receiver closes, and records the end. Documents of
+/// batches committed before an error stay committed (and the source's position
+/// with them), so a cut sync resumes where it stopped.
 pub(crate) async fn exchange<S, E>(
     stores: &UserStores,
     ledger: Option<Arc<QuotaLedger>>,
@@ -144,81 +132,74 @@ where
 {
     check_source(source_replica_uid)?;
     let mut body = std::pin::pin!(body);
-    let mut decoder = FrameDecoder::new();
-    let mut expect = Expect::Header;
-    let mut store: Option<UserStore> = None;
-    let mut header: Option<ExchangeRequestHeader> = None;
+    let mut receiver = Receiver::<Request>::with_limits(BatchLimits::DEFAULT);
+
+    // Phase 1: the header, before any document.
+    let header = loop {
+        match receiver.poll() {
+            Ok(Step::NeedInput) => match body.next().await {
+                Some(Ok(chunk)) => receiver.push(&chunk),
+                Some(Err(_)) | None => return Err(Error::BrokenSyncStream),
+            },
+            Ok(Step::Header(header)) => break header,
+            // The receiver hands out nothing else before the header.
+            Ok(_) | Err(_) => return Err(Error::BrokenSyncStream),
+        }
+    };
+    let store = existing_store(stores, user, header.ensure).await?;
+    let source = source_replica_uid.to_owned();
+    let (known_gen, known_tid) = (
+        header.last_known_generation,
+        header.last_known_trans_id.clone(),
+    );
+    store
+        .run(move |db| {
+            if source == db.replica_uid() {
+                return Err(StoreError::InvalidReplicaUid);
+            }
+            db.validate_gen_and_trans_id(known_gen, &known_tid)
+        })
+        .await?;
     let mut applier = Applier {
         source: source_replica_uid.to_owned(),
         user: user.clone(),
         ledger,
-        pending: Vec::new(),
-        pending_bytes: 0,
         seen: Seen::default(),
         unsynced: false,
     };
 
-    while !matches!(expect, Expect::Done) {
-        let frame = match decoder.next_frame().map_err(|_| Error::BrokenSyncStream)? {
-            Some(frame) => frame,
-            None => match body.next().await {
-                Some(Ok(chunk)) => {
-                    decoder.push(&chunk);
-                    continue;
-                }
+    // Phase 2: documents in batches, then the end.
+    loop {
+        let step = match receiver.poll() {
+            Ok(step) => step,
+            Err(broken) => {
+                // Malformed or out of order: keep what is complete, then report.
+                applier.flush(&store, broken.pending).await?;
+                return Err(Error::BrokenSyncStream);
+            }
+        };
+        match step {
+            Step::NeedInput => match body.next().await {
+                Some(Ok(chunk)) => receiver.push(&chunk),
                 Some(Err(_)) | None => {
                     // Cut off: keep what is complete, report the stream as broken.
-                    if let Some(store) = &store {
-                        applier.flush(store).await?;
+                    if let Err(broken) = receiver.finish() {
+                        applier.flush(&store, broken.pending).await?;
                     }
                     return Err(Error::BrokenSyncStream);
                 }
             },
-        };
-        expect = match (expect, frame) {
-            (Expect::Header, Frame::RequestHeader(h)) => {
-                let opened = existing_store(stores, user, h.ensure).await?;
-                let (known_gen, known_tid) =
-                    (h.last_known_generation, h.last_known_trans_id.clone());
-                let source = applier.source.clone();
-                opened
-                    .run(move |db| {
-                        if source == db.replica_uid() {
-                            return Err(StoreError::InvalidReplicaUid);
-                        }
-                        db.validate_gen_and_trans_id(known_gen, &known_tid)
-                    })
-                    .await?;
-                store = Some(opened);
-                header = Some(h);
-                Expect::DocOrEnd
+            Step::Batch(batch) => applier.flush(&store, batch).await?,
+            Step::End { last, end } => {
+                applier.flush(&store, last).await?;
+                applier.record_end(&store, end).await?;
+                break;
             }
-            (Expect::DocOrEnd, Frame::Doc(doc)) => {
-                applier.pending_bytes += doc.payload.len();
-                applier.pending.push(doc);
-                if applier.pending.len() >= APPLY_BATCH_DOCS
-                    || applier.pending_bytes >= APPLY_BATCH_BYTES
-                {
-                    let store = store.as_ref().ok_or(Error::BrokenSyncStream)?;
-                    applier.flush(store).await?;
-                }
-                Expect::DocOrEnd
-            }
-            (Expect::DocOrEnd, Frame::End(end)) => {
-                let store = store.as_ref().ok_or(Error::BrokenSyncStream)?;
-                applier.flush(store).await?;
-                applier.record_end(store, end).await?;
-                Expect::Done
-            }
-            _ => return Err(Error::BrokenSyncStream),
-        };
+            // A second header, or an error frame in a request: refused.
+            Step::Header(_) | Step::PeerError { .. } => return Err(Error::BrokenSyncStream),
+        }
     }
-    if decoder.buffered() > 0 {
-        return Err(Error::BrokenSyncStream);
-    }
-    let (Some(store), Some(header)) = (store, header) else {
-        return Err(Error::BrokenSyncStream);
-    };
+    receiver.finish().map_err(|_| Error::BrokenSyncStream)?;
     respond(store, &applier, header.last_known_generation).await
 }
 
@@ -270,8 +251,6 @@ struct Applier {
     source: String,
     user: UserId,
     ledger: Option<Arc<QuotaLedger>>,
-    pending: Vec<DocFrame>,
-    pending_bytes: usize,
     seen: Seen,
     /// A batch was committed in order but is not known to be on disk yet.
     unsynced: bool,
@@ -286,14 +265,13 @@ struct Applied {
 }
 
 impl Applier {
-    /// Applies the pending documents in one transaction, charging the quota
+    /// Applies a batch of documents in one transaction, charging the quota
     /// what they really stored (see [`charged_batch`]).
-    async fn flush(&mut self, store: &UserStore) -> Result<(), Error> {
-        if self.pending.is_empty() {
+    async fn flush(&mut self, store: &UserStore, batch: ReceivedBatch) -> Result<(), Error> {
+        if batch.is_empty() {
             return Ok(());
         }
-        let docs = std::mem::take(&mut self.pending);
-        self.pending_bytes = 0;
+        let docs = batch.into_docs();
         let source = self.source.clone();
         // Ordered: `record_end` makes every batch durable before the response.
         let applied = charged_batch(
@@ -423,7 +401,7 @@ async fn count_to_send(
 
 /// One response chunk: the documents after `cursor` (up to `upto`) the source
 /// does not have, framed, and the cursor to continue from (`None` when done).
-/// Stops after [`RESPONSE_BATCH_DOCS`] changes or [`RESPONSE_BATCH_BYTES`] of
+/// Stops after [`BATCH_DOCS`] changes or [`BATCH_BYTES`] of
 /// payload, whichever comes first.
 async fn next_chunk(
     store: &UserStore,
@@ -433,8 +411,8 @@ async fn next_chunk(
 ) -> Result<(Bytes, Option<u64>), Error> {
     Ok(store
         .run(move |db| {
-            let changes = db.changes_since(cursor, RESPONSE_BATCH_DOCS)?;
-            let full = changes.len() >= RESPONSE_BATCH_DOCS;
+            let changes = db.changes_since(cursor, BATCH_DOCS)?;
+            let full = changes.len() >= BATCH_DOCS;
             let mut out = Vec::new();
             let mut cursor = cursor;
             for change in changes {
@@ -460,7 +438,7 @@ async fn next_chunk(
                     payload: payload.into(),
                 })
                 .encode(&mut out);
-                if out.len() >= RESPONSE_BATCH_BYTES {
+                if out.len() >= BATCH_BYTES {
                     return Ok((Bytes::from(out), Some(cursor)));
                 }
             }
@@ -509,30 +487,54 @@ async fn respond(
     .to_bytes();
 
     let seen = Arc::new(seen);
-    let start = (since < upto).then_some(since);
-    let docs = stream::try_unfold(start, move |cursor| {
+    let start = if since < upto {
+        Cursor::At(since)
+    } else {
+        Cursor::End
+    };
+    let body = stream::unfold(start, move |cursor| {
         let store = store.clone();
         let seen = Arc::clone(&seen);
+        let end = end.clone();
         async move {
-            let Some(cursor) = cursor else {
-                return Ok(None);
-            };
-            let (chunk, next) = next_chunk(&store, cursor, upto, seen)
-                .await
-                .map_err(std::io::Error::other)?;
-            Ok::<_, std::io::Error>(Some((chunk, next)))
+            match cursor {
+                Cursor::At(cursor) => Some(match next_chunk(&store, cursor, upto, seen).await {
+                    Ok((chunk, Some(next))) => (chunk, Cursor::At(next)),
+                    Ok((chunk, None)) => (chunk, Cursor::End),
+                    Err(error) => (error_frame(&error), Cursor::Done),
+                }),
+                Cursor::End => Some((end, Cursor::Done)),
+                Cursor::Done => None,
+            }
         }
     })
-    .try_filter(|chunk| std::future::ready(!chunk.is_empty()));
-    Ok(stream::once(async move { Ok(header) })
-        .chain(docs)
-        .chain(stream::once(async move { Ok(end) })))
+    .filter(|chunk| std::future::ready(!chunk.is_empty()))
+    .map(Ok::<_, std::io::Error>);
+    Ok(stream::once(async move { Ok(header) }).chain(body))
+}
+
+/// Where the response stream stands.
+enum Cursor {
+    /// Documents after this generation are still to send.
+    At(u64),
+    /// Every document is sent: the end frame is next.
+    End,
+    /// The end or an error frame was sent: nothing follows.
+    Done,
+}
+
+/// The error frame that ends a response the server could not finish: the
+/// error's kind and its public message (never internal details).
+fn error_frame(error: &Error) -> Bytes {
+    tracing::error!(error = %error, "sync response failed mid-stream");
+    Frame::Error(ErrorBody::new(error.kind(), error.public_message())).to_bytes()
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+    use soledad_protocol::{ErrorKind, FrameDecoder, Response};
     use soledad_store::{OpaqueDatabase, StoreWorker};
 
     use super::*;
@@ -557,8 +559,6 @@ mod tests {
             source: "source".to_owned(),
             user: UserId::parse("user").unwrap(),
             ledger: None,
-            pending: Vec::new(),
-            pending_bytes: 0,
             seen,
             unsynced: false,
         }
@@ -596,17 +596,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_response_is_read_a_bounded_chunk_at_a_time() {
-        let count = 2 * RESPONSE_BATCH_DOCS + 10;
+        let count = 2 * BATCH_DOCS + 10;
         let (per_chunk, frames) = collect(store_with(count), 0, Seen::default()).await;
         // Header, chunks of at most a batch, end.
         assert_eq!(per_chunk.first(), Some(&1));
         assert_eq!(per_chunk.last(), Some(&1));
         let middle = &per_chunk[1..per_chunk.len() - 1];
         assert_eq!(middle.len(), 3);
-        assert!(
-            middle.iter().all(|n| *n <= RESPONSE_BATCH_DOCS),
-            "{middle:?}"
-        );
+        assert!(middle.iter().all(|n| *n <= BATCH_DOCS), "{middle:?}");
         let Some(Frame::ResponseHeader(header)) = frames.first() else {
             panic!("no header");
         };
@@ -663,5 +660,51 @@ mod tests {
         // d0000 moved to generation 4, past the position sent (3): next sync.
         assert_eq!(doc_ids(&frames), ["d0001", "d0002"]);
         assert!(matches!(frames.last(), Some(Frame::End(end)) if end.generation == 3));
+    }
+
+    #[tokio::test]
+    async fn a_failure_mid_response_is_sent_as_an_error_frame_after_the_documents_before_it() {
+        let count = 2 * BATCH_DOCS + 10;
+        let store = store_with(count);
+        let mut stream = Box::pin(
+            respond(store.clone(), &applier(Seen::default()), 0)
+                .await
+                .unwrap(),
+        );
+        let mut received = Vec::new();
+        // The header and the first batch of documents arrive...
+        for _ in 0..2 {
+            received.push(stream.next().await.unwrap().unwrap());
+        }
+        // ...then the store fails (here: it is closed under the response).
+        store.close().await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            received.push(chunk.expect("a failure is a frame, not a cut stream"));
+        }
+
+        // What the client's downloader sees, through the same receiver.
+        let mut receiver = Receiver::<Response>::new();
+        for chunk in &received {
+            receiver.push(chunk);
+        }
+        assert!(matches!(receiver.poll(), Ok(Step::Header(_))));
+        let Ok(Step::Batch(batch)) = receiver.poll() else {
+            panic!("the documents before the failure come first");
+        };
+        let expected: Vec<String> = (0..BATCH_DOCS).map(|i| format!("d{i:04}")).collect();
+        let ids: Vec<String> = batch.docs().iter().map(|d| d.id.clone()).collect();
+        assert_eq!(ids, expected);
+        let Ok(Step::PeerError { last, error }) = receiver.poll() else {
+            panic!("the failure arrives as an error frame");
+        };
+        assert!(last.is_empty());
+        assert_eq!(error.kind(), Some(ErrorKind::Unavailable));
+        assert!(
+            !error.message.contains("stopped"),
+            "no internal detail: {}",
+            error.message
+        );
+        // The error frame ends the stream: no end frame, nothing after it.
+        assert!(receiver.finish().is_ok());
     }
 }
