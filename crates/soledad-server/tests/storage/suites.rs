@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::BoxFuture;
 use soledad_server::blobs::{BlobBackend, FsBlobConfig, FsBlobStore};
-use soledad_server::conformance::{blobs, shared, tokens};
-use soledad_server::{SharedStore, SqliteSharedStore, SqliteTokenStore, TokenStore};
+use soledad_server::conformance::{blobs, docstores, shared, tokens};
+use soledad_server::{
+    EmbeddedUserDocStores, SharedStore, SqliteSharedStore, SqliteTokenStore, TokenStore,
+    UserDocStores, UserStores,
+};
 use tempfile::TempDir;
 
 use crate::memory::{MemoryBlobs, MemoryShared, MemoryTokens};
@@ -71,6 +74,15 @@ impl blobs::Factory for Embedded {
     }
 }
 
+impl docstores::Factory for Embedded {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn UserDocStores>> {
+        let dir = self.fresh_dir().join("users");
+        Box::pin(async move {
+            Arc::new(UserStores::new(EmbeddedUserDocStores::new(dir))) as Arc<dyn UserDocStores>
+        })
+    }
+}
+
 /// Fresh in-memory stores.
 pub struct Memory;
 
@@ -102,6 +114,10 @@ mod sqlite_shared {
 
 mod fs_blobs {
     soledad_server::conformance_tests!(blobs, super::Embedded::new());
+}
+
+mod embedded_docstores {
+    soledad_server::conformance_tests!(docstores, super::Embedded::new());
 }
 
 mod memory_tokens {
