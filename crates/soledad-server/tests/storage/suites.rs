@@ -14,7 +14,7 @@ use soledad_server::{
 };
 use tempfile::TempDir;
 
-use crate::memory::{MemoryBlobs, MemoryShared, MemoryTokens};
+use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryShared, MemoryTokens};
 
 /// Fresh embedded stores, each in its own directory of one temporary
 /// directory (removed when the factory is dropped, at the end of the case).
@@ -104,6 +104,12 @@ impl blobs::Factory for Memory {
     }
 }
 
+impl docstores::Factory for Memory {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn UserDocStores>> {
+        Box::pin(async { Arc::new(MemoryDocStores::default()) as Arc<dyn UserDocStores> })
+    }
+}
+
 mod sqlite_tokens {
     soledad_server::conformance_tests!(tokens, super::Embedded::new());
 }
@@ -126,6 +132,10 @@ mod memory_tokens {
 
 mod memory_shared {
     soledad_server::conformance_tests!(shared, super::Memory);
+}
+
+mod memory_docstores {
+    soledad_server::conformance_tests!(docstores, super::Memory);
 }
 
 mod memory_blobs {
