@@ -1,11 +1,11 @@
-//! Per-user document stores (`user-<uuid>`): the seam for the document sync
-//! routes (`/user-{uuid}/sync-from/{source_replica_uid}`, a later issue).
+//! Per-user document stores (`user-<uuid>`): the [`UserDocStores`] seam of the
+//! document sync routes (`/user-{uuid}/sync-from/{source_replica_uid}`).
 //!
-//! The embedded backend keeps one plain SQLite file per user, made by
-//! `soledad-store` with opaque byte payloads (the server never sees plaintext).
-//! `soledad-server create-userdb user-<uuid>` uses it today; the sync routes
-//! will open the same stores through [`EmbeddedUserDocStores::open_blocking`]
-//! (or a distributed implementation of [`UserDocStores`]).
+//! The embedded backend keeps one plain SQLite file per user
+//! ([`EmbeddedUserDocStores`]), made by `soledad-store` with opaque byte
+//! payloads (the server never sees plaintext); [`crate::UserStores`] serves the
+//! sync routes from those files, one worker thread per open store.
+//! `soledad-server create-userdb user-<uuid>` creates the same files.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
