@@ -195,6 +195,54 @@ impl ChangesChunk {
     pub fn new(docs: Vec<DocFrame>, next: Option<u64>) -> Self {
         ChangesChunk { docs, next }
     }
+
+    /// The chunk [`UserDocStores::read_changes`] returns, built from
+    /// `changes` (the store's changes after `after`, in generation order, at
+    /// most `limits.docs` of them): stops past `upto`, leaves out what `skip`
+    /// names and what `current` does not find (a deleted document), closes
+    /// early past `limits.bytes` of payload. `current` gives a document's
+    /// revision and payload.
+    ///
+    /// # Errors
+    /// The first error of `current`.
+    pub fn gather<E>(
+        after: u64,
+        upto: u64,
+        limits: BatchLimits,
+        changes: Vec<Change>,
+        skip: &SkipChange,
+        mut current: impl FnMut(&str) -> Result<Option<(String, Vec<u8>)>, E>,
+    ) -> Result<ChangesChunk, E> {
+        let full = changes.len() >= limits.docs.max(1);
+        let mut docs = Vec::new();
+        let mut bytes = 0usize;
+        let mut cursor = after;
+        for change in changes {
+            if change.generation > upto {
+                return Ok(ChangesChunk::new(docs, None));
+            }
+            cursor = change.generation;
+            if skip(&change) {
+                continue;
+            }
+            let Some((rev, payload)) = current(&change.doc_id)? else {
+                continue;
+            };
+            bytes = bytes.saturating_add(payload.len());
+            docs.push(DocFrame {
+                id: change.doc_id,
+                rev,
+                generation: change.generation,
+                trans_id: change.transaction_id,
+                payload: payload.into(),
+            });
+            if limits.is_full(0, bytes) {
+                return Ok(ChangesChunk::new(docs, Some(cursor)));
+            }
+        }
+        let next = (full && cursor < upto).then_some(cursor);
+        Ok(ChangesChunk::new(docs, next))
+    }
 }
 
 /// The embedded backend: `<dir>/user-<uuid>.db`, plain SQLite via

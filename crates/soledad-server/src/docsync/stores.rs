@@ -324,41 +324,12 @@ impl UserDocStores for UserStores {
             let store = self.existing(user).await?;
             Ok(store
                 .run(move |db| {
-                    let max_docs = limits.docs.max(1);
-                    let changes = db.changes_since(after, max_docs)?;
-                    let full = changes.len() >= max_docs;
-                    let mut docs = Vec::new();
-                    let mut bytes = 0usize;
-                    let mut cursor = after;
-                    for change in changes {
-                        if change.generation > upto {
-                            return Ok(ChangesChunk::new(docs, None));
-                        }
-                        cursor = change.generation;
-                        if skip(&change) {
-                            continue;
-                        }
-                        // Same worker call as the query above: nothing changed meanwhile.
-                        let Some((doc, _)) = db.get_doc_with_generation(&change.doc_id)? else {
-                            continue;
-                        };
-                        let (Some(rev), Some(payload)) = (doc.rev, doc.content) else {
-                            continue;
-                        };
-                        bytes = bytes.saturating_add(payload.len());
-                        docs.push(DocFrame {
-                            id: change.doc_id,
-                            rev,
-                            generation: change.generation,
-                            trans_id: change.transaction_id,
-                            payload: payload.into(),
-                        });
-                        if limits.is_full(0, bytes) {
-                            return Ok(ChangesChunk::new(docs, Some(cursor)));
-                        }
-                    }
-                    let next = (full && cursor < upto).then_some(cursor);
-                    Ok(ChangesChunk::new(docs, next))
+                    let changes = db.changes_since(after, limits.docs.max(1))?;
+                    // Same worker call as the query: nothing changed meanwhile.
+                    ChangesChunk::gather(after, upto, limits, changes, &skip, |id| {
+                        let found = db.get_doc_with_generation(id)?;
+                        Ok(found.and_then(|(doc, _)| doc.rev.zip(doc.content)))
+                    })
                 })
                 .await?)
         })

@@ -773,40 +773,18 @@ impl UserDocStores for MemoryDocStores {
         skip: SkipChange,
     ) -> BoxFuture<'a, Result<ChangesChunk, Error>> {
         let chunk = self.with(user, |store| {
-            let max_docs = limits.docs.max(1);
             let changes: Vec<Change> = store
                 .changes()
                 .into_iter()
                 .filter(|c| c.generation > after)
-                .take(max_docs)
+                .take(limits.docs.max(1))
                 .collect();
-            let full = changes.len() >= max_docs;
-            let (mut docs, mut bytes, mut cursor) = (Vec::new(), 0usize, after);
-            for change in changes {
-                if change.generation > upto {
-                    return Ok(ChangesChunk::new(docs, None));
-                }
-                cursor = change.generation;
-                if skip(&change) {
-                    continue;
-                }
-                let (rev, payload, _) = &store.docs[&change.doc_id];
-                bytes += payload.len();
-                docs.push(DocFrame {
-                    id: change.doc_id,
-                    rev: rev.clone(),
-                    generation: change.generation,
-                    trans_id: change.transaction_id,
-                    payload: payload.clone().into(),
-                });
-                if limits.is_full(0, bytes) {
-                    return Ok(ChangesChunk::new(docs, Some(cursor)));
-                }
-            }
-            Ok(ChangesChunk::new(
-                docs,
-                (full && cursor < upto).then_some(cursor),
-            ))
+            ChangesChunk::gather(after, upto, limits, changes, &skip, |id| {
+                Ok(store
+                    .docs
+                    .get(id)
+                    .map(|(rev, payload, _)| (rev.clone(), payload.clone())))
+            })
         });
         Box::pin(async move { chunk })
     }
