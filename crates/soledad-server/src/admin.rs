@@ -10,7 +10,7 @@ use crate::auth::{
 };
 use crate::config::Config;
 use crate::error::Error;
-use crate::userdb::{EmbeddedUserDocStores, UserDbName, UserDocStores as _};
+use crate::userdb::{EmbeddedUserDocStores, UserDbName};
 
 /// Seconds in a day, for expiries given in days.
 const DAY_SECS: u64 = 86_400;

@@ -163,7 +163,7 @@ impl Error {
     }
 
     /// The message sent to the client: never internal details.
-    fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         if self.status().is_server_error() {
             match self {
                 Error::StorageUnavailable => "the server is shutting down".to_owned(),

@@ -20,8 +20,8 @@
 //! Storage sits behind narrow async traits so a distributed engine can replace
 //! the embedded defaults (DESIGN §9): [`TokenStore`] ([`SqliteTokenStore`]),
 //! [`SharedStore`] ([`SqliteSharedStore`]), [`blobs::BlobBackend`]
-//! ([`blobs::FsBlobStore`]) and [`UserDocStores`] ([`EmbeddedUserDocStores`],
-//! the seam for the sync routes). [`ServerBuilder`] takes any implementation
+//! ([`blobs::FsBlobStore`]) and [`UserDocStores`] ([`UserStores`] over
+//! [`EmbeddedUserDocStores`], the seam for the sync routes). [`ServerBuilder`] takes any implementation
 //! of each. Every trait has a conformance suite (hidden module
 //! `conformance`, cargo feature `conformance`) that any implementation runs
 //! with one macro call, `soledad_server::conformance_tests!(blobs, factory)`.
@@ -66,9 +66,12 @@ pub use config::{
     Config, ConfigLayers, DEFAULT_DELETED_BLOB_RETENTION, DEFAULT_QUOTA_BYTES,
     DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES, DEFAULT_USERS_PORT, INI_SECTION,
 };
+pub use docsync::UserStores;
 pub use error::Error;
 pub use server::{RunningServer, SHUTDOWN_GRACE, Server, ServerBuilder};
 pub use shared::{
     LEGACY_OWNER, SharedDoc, SharedDocId, SharedRev, SharedStore, SharedWrite, SqliteSharedStore,
 };
-pub use userdb::{EmbeddedUserDocStores, UserDbName, UserDocStores};
+pub use userdb::{
+    AppliedBatch, ChangesChunk, EmbeddedUserDocStores, SkipChange, UserDbName, UserDocStores,
+};

@@ -22,7 +22,7 @@ use crate::limits::{MissLimiter, UserSlots};
 use crate::routes::{AppState, services_router, users_router};
 use crate::shared::{SharedStore, SqliteSharedStore};
 use crate::tls;
-use crate::userdb::EmbeddedUserDocStores;
+use crate::userdb::{EmbeddedUserDocStores, UserDocStores};
 
 /// How long a graceful shutdown waits for requests in flight before closing
 /// their connections.
@@ -40,6 +40,7 @@ pub struct ServerBuilder {
     tokens: Option<Arc<dyn TokenStore>>,
     shared: Option<Arc<dyn SharedStore>>,
     blobs: Option<Arc<dyn BlobBackend>>,
+    user_docs: Option<Arc<dyn UserDocStores>>,
 }
 
 impl Server {
@@ -58,6 +59,7 @@ impl Server {
             tokens: None,
             shared: None,
             blobs: None,
+            user_docs: None,
         }
     }
 }
@@ -78,6 +80,14 @@ impl ServerBuilder {
     /// Uses `blobs` instead of the embedded filesystem blob store.
     pub fn blob_backend(mut self, blobs: Arc<dyn BlobBackend>) -> Self {
         self.blobs = Some(blobs);
+        self
+    }
+
+    /// Uses `stores` instead of the embedded per-user document stores (the
+    /// sync routes' storage). Their content is then not measured into the
+    /// quota after a restart unless `stores` registers its own usage source.
+    pub fn user_doc_stores(mut self, stores: Arc<dyn UserDocStores>) -> Self {
+        self.user_docs = Some(stores);
         self
     }
 
@@ -111,7 +121,6 @@ impl ServerBuilder {
                 (Arc::new(store), Some(usage))
             }
         };
-        let user_dbs = EmbeddedUserDocStores::new(config.user_dbs_dir());
         let (blobs, ledger): (Option<Arc<dyn BlobBackend>>, Arc<QuotaLedger>) =
             match (config.blobs, self.blobs) {
                 (false, _) => (None, Arc::new(QuotaLedger::new(config.quota_bytes))),
@@ -130,8 +139,15 @@ impl ServerBuilder {
                     (Some(Arc::new(store)), ledger)
                 }
             };
-        // Document stores count against the same quota as blobs.
-        ledger.register_source(Arc::new(DocStoreUsage(user_dbs.clone())));
+        let user_stores: Arc<dyn UserDocStores> = match self.user_docs {
+            Some(stores) => stores,
+            None => {
+                let user_dbs = EmbeddedUserDocStores::new(config.user_dbs_dir());
+                // Document stores count against the same quota as blobs.
+                ledger.register_source(Arc::new(DocStoreUsage(user_dbs.clone())));
+                Arc::new(UserStores::new(user_dbs))
+            }
+        };
         // So do shared documents (key backups) of the embedded store.
         if let Some(usage) = shared_usage {
             ledger.register_source(usage);
@@ -147,7 +163,7 @@ impl ServerBuilder {
                 batching: config.batching,
                 quota_bytes: config.quota_bytes,
                 shared_doc_max_bytes: config.shared_doc_max_bytes,
-                user_stores: Arc::new(UserStores::new(user_dbs)),
+                user_stores,
                 ledger: Some(ledger),
                 sync_slots: Arc::new(UserSlots::new(config.max_sync_exchanges_per_user)),
                 shared_misses: Arc::new(MissLimiter::new(config.shared_misses_per_minute)),

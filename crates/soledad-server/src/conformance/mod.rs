@@ -36,8 +36,9 @@
 //! ```
 //!
 //! [`conformance_tests!`](crate::conformance_tests) takes the suite
-//! (`tokens`, `shared` or `blobs`) and an expression making its factory
-//! ([`tokens::Factory`], [`shared::Factory`], [`blobs::Factory`]); the
+//! (`tokens`, `shared`, `blobs` or `docstores`) and an expression making its factory
+//! ([`tokens::Factory`], [`shared::Factory`], [`blobs::Factory`],
+//! [`docstores::Factory`]); the
 //! expression is evaluated inside each test's runtime. Every case is also a
 //! public `async fn(&dyn Factory)`, so a test can run one case and then check
 //! what only its backend can see (e.g. no temporary file left on disk).
@@ -47,6 +48,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod blobs;
+pub mod docstores;
 pub mod shared;
 pub mod tokens;
 
@@ -103,6 +105,15 @@ macro_rules! conformance_tests {
             quota_exceeded_mid_stream_stores_nothing,
             a_failed_body_stores_nothing,
             a_put_dropped_half_way_leaves_nothing,
+        ]);
+    };
+    (docstores, $factory:expr) => {
+        $crate::conformance_tests!(@cases docstores, $factory, [
+            create_and_exists,
+            positions_are_recorded_and_read,
+            apply_follows_u1db_target_rules,
+            changes_after_in_order_and_bounded,
+            quota_charged_by_stored_size,
         ]);
     };
     (@cases $suite:ident, $factory:expr, [$($case:ident),* $(,)?]) => {

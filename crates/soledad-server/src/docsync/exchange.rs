@@ -1,11 +1,13 @@
 //! The three sync routes' work, without HTTP: where the target is, recording a
 //! source's position, and the streamed exchange.
 //!
-//! Memory is bounded by a batch on both legs: the upload is applied
-//! [`APPLY_BATCH_DOCS`] documents (or [`APPLY_BATCH_BYTES`]) at a time, and the
-//! response is read from the store with a generation cursor, one batch of at
-//! most [`RESPONSE_BATCH_DOCS`] documents (or [`RESPONSE_BATCH_BYTES`]) per
-//! store call, never as a list of every changed id.
+//! Memory is bounded by a batch on both legs, with the limits of the protocol's
+//! one table ([`soledad_protocol::BATCH_DOCS`] documents or
+//! [`soledad_protocol::BATCH_BYTES`] of payload): the upload
+//! is applied a batch at a time as [`Receiver<Request>`] closes them, and the
+//! response is read from the store with a generation cursor, one batch per store
+//! call, never as a list of every changed id. A failure while the response
+//! streams is sent as an error frame, which ends the stream.
 //!
 //! What the source just sent is not sent back. Instead of remembering every id
 //! uploaded, the exchange keeps the generation ranges its own batches wrote
@@ -19,26 +21,21 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, TryStreamExt, stream};
+use futures_util::{Stream, StreamExt, stream};
 use soledad_protocol::{
-    DocFrame, ExchangeEnd, ExchangeRequestHeader, ExchangeResponseHeader, Frame, FrameDecoder,
-    RecordSyncInfo, SyncInfo,
+    Batch as ReceivedBatch, BatchLimits, DocFrame, ErrorBody, ExchangeEnd, ExchangeResponseHeader,
+    Frame, Receiver, RecordSyncInfo, Request, Step, SyncInfo,
 };
 use soledad_store::vectorclock::is_valid_replica_uid;
-use soledad_store::{Change, Document, PutState, StoreError};
+use soledad_store::{Change, Document, PutState};
 
-use super::stores::{Commit, UserStore, UserStores, charged_batch};
+#[cfg(doc)]
+use super::stores::UserStores;
+use super::stores::{Commit, UserStore, charged_batch};
 use crate::blobs::{QuotaLedger, UserId};
 use crate::error::Error;
+use crate::userdb::{SkipChange, UserDocStores};
 
-/// Documents applied per transaction (each also records the source's position).
-const APPLY_BATCH_DOCS: usize = 256;
-/// Payload bytes after which a batch is applied early (bounds memory).
-const APPLY_BATCH_BYTES: usize = 8 << 20;
-/// Documents read per response chunk.
-const RESPONSE_BATCH_DOCS: usize = 256;
-/// Payload bytes after which a response chunk ends early (bounds memory).
-const RESPONSE_BATCH_BYTES: usize = 8 << 20;
 /// Changed ids read per store call while counting the response's documents.
 const COUNT_BATCH_IDS: usize = 4096;
 /// Converged documents remembered per exchange (see the module doc).
@@ -55,84 +52,39 @@ fn check_source(source_replica_uid: &str) -> Result<(), Error> {
     }
 }
 
-async fn existing_store(
-    stores: &UserStores,
-    user: &UserId,
-    ensure: bool,
-) -> Result<UserStore, Error> {
-    stores
-        .get(user, ensure)
-        .await?
-        .ok_or(Error::DatabaseDoesNotExist)
-}
-
 /// `GET /user-{uuid}/sync-from/{source}`.
 pub(crate) async fn sync_info(
-    stores: &UserStores,
+    stores: &dyn UserDocStores,
     user: &UserId,
     source_replica_uid: &str,
 ) -> Result<SyncInfo, Error> {
     check_source(source_replica_uid)?;
-    let store = existing_store(stores, user, false).await?;
-    let source = source_replica_uid.to_owned();
-    Ok(store
-        .run(move |db| {
-            let (target_gen, target_tid) = db.get_generation_info()?;
-            let (source_gen, source_tid) = db.get_replica_gen_and_trans_id(&source)?;
-            Ok(SyncInfo {
-                target_replica_uid: db.replica_uid().to_owned(),
-                target_replica_generation: target_gen,
-                target_replica_transaction_id: target_tid,
-                source_replica_uid: source,
-                source_replica_generation: source_gen,
-                source_transaction_id: source_tid,
-            })
-        })
-        .await?)
+    stores.sync_info(user, source_replica_uid).await
 }
 
 /// `PUT /user-{uuid}/sync-from/{source}`.
 pub(crate) async fn record_sync_info(
-    stores: &UserStores,
+    stores: &dyn UserDocStores,
     ledger: Option<Arc<QuotaLedger>>,
     user: &UserId,
     source_replica_uid: &str,
     record: RecordSyncInfo,
 ) -> Result<(), Error> {
     check_source(source_replica_uid)?;
-    let store = existing_store(stores, user, false).await?;
-    let source = source_replica_uid.to_owned();
-    let replica_uid = store.run(|db| Ok(db.replica_uid().to_owned())).await?;
-    if source == replica_uid {
-        return Err(StoreError::InvalidReplicaUid.into());
-    }
-    // Acknowledged with 200: durable.
-    charged_batch(
-        &store,
-        ledger.as_ref(),
-        user,
-        Commit::Durable,
-        move |batch| {
-            batch.set_replica_gen_and_trans_id(&source, record.generation, &record.transaction_id)
-        },
-    )
-    .await
-}
-
-/// What the request stream has delivered so far.
-enum Expect {
-    Header,
-    DocOrEnd,
-    Done,
+    stores
+        .record_position(user, source_replica_uid, record, ledger)
+        .await
 }
 
 /// `POST /user-{uuid}/sync-from/{source}`: applies the request's documents in
 /// committed batches, then returns the framed response stream.
 ///
-/// Documents of batches committed before an error stay committed (and the source's
-/// position with them), so a cut sync resumes where it stopped.
+/// A thin driver of [`Receiver<Request>`]: it opens the store at the header,
+/// applies each batch the receiver closes, and records the end. Documents of
+/// batches committed before an error stay committed (and the source's position
+/// with them), so a cut sync resumes where it stopped.
 pub(crate) async fn exchange<S, E>(
-    stores: &UserStores,
+    stores: Arc<dyn UserDocStores>,
     ledger: Option<Arc<QuotaLedger>>,
     user: &UserId,
     source_replica_uid: &str,
@@ -144,82 +96,71 @@ where
 {
     check_source(source_replica_uid)?;
     let mut body = std::pin::pin!(body);
-    let mut decoder = FrameDecoder::new();
-    let mut expect = Expect::Header;
-    let mut store: Option<UserStore> = None;
-    let mut header: Option<ExchangeRequestHeader> = None;
+    let mut receiver = Receiver::<Request>::with_limits(BatchLimits::DEFAULT);
+
+    // Phase 1: the header, before any document.
+    let header = loop {
+        match receiver.poll() {
+            Ok(Step::NeedInput) => match body.next().await {
+                Some(Ok(chunk)) => receiver.push(&chunk),
+                Some(Err(_)) | None => return Err(Error::BrokenSyncStream),
+            },
+            Ok(Step::Header(header)) => break header,
+            // The receiver hands out nothing else before the header.
+            Ok(_) | Err(_) => return Err(Error::BrokenSyncStream),
+        }
+    };
+    stores
+        .begin_exchange(
+            user,
+            source_replica_uid,
+            header.ensure,
+            (
+                header.last_known_generation,
+                header.last_known_trans_id.clone(),
+            ),
+        )
+        .await?;
     let mut applier = Applier {
         source: source_replica_uid.to_owned(),
         user: user.clone(),
         ledger,
-        pending: Vec::new(),
-        pending_bytes: 0,
         seen: Seen::default(),
-        unsynced: false,
     };
 
-    while !matches!(expect, Expect::Done) {
-        let frame = match decoder.next_frame().map_err(|_| Error::BrokenSyncStream)? {
-            Some(frame) => frame,
-            None => match body.next().await {
-                Some(Ok(chunk)) => {
-                    decoder.push(&chunk);
-                    continue;
-                }
+    // Phase 2: documents in batches, then the end.
+    loop {
+        let step = match receiver.poll() {
+            Ok(step) => step,
+            Err(broken) => {
+                // Malformed or out of order: keep what is complete, then report.
+                applier.flush(&*stores, broken.pending).await?;
+                return Err(Error::BrokenSyncStream);
+            }
+        };
+        match step {
+            Step::NeedInput => match body.next().await {
+                Some(Ok(chunk)) => receiver.push(&chunk),
                 Some(Err(_)) | None => {
                     // Cut off: keep what is complete, report the stream as broken.
-                    if let Some(store) = &store {
-                        applier.flush(store).await?;
+                    if let Err(broken) = receiver.finish() {
+                        applier.flush(&*stores, broken.pending).await?;
                     }
                     return Err(Error::BrokenSyncStream);
                 }
             },
-        };
-        expect = match (expect, frame) {
-            (Expect::Header, Frame::RequestHeader(h)) => {
-                let opened = existing_store(stores, user, h.ensure).await?;
-                let (known_gen, known_tid) =
-                    (h.last_known_generation, h.last_known_trans_id.clone());
-                let source = applier.source.clone();
-                opened
-                    .run(move |db| {
-                        if source == db.replica_uid() {
-                            return Err(StoreError::InvalidReplicaUid);
-                        }
-                        db.validate_gen_and_trans_id(known_gen, &known_tid)
-                    })
-                    .await?;
-                store = Some(opened);
-                header = Some(h);
-                Expect::DocOrEnd
+            Step::Batch(batch) => applier.flush(&*stores, batch).await?,
+            Step::End { last, end } => {
+                applier.flush(&*stores, last).await?;
+                applier.record_end(&*stores, end).await?;
+                break;
             }
-            (Expect::DocOrEnd, Frame::Doc(doc)) => {
-                applier.pending_bytes += doc.payload.len();
-                applier.pending.push(doc);
-                if applier.pending.len() >= APPLY_BATCH_DOCS
-                    || applier.pending_bytes >= APPLY_BATCH_BYTES
-                {
-                    let store = store.as_ref().ok_or(Error::BrokenSyncStream)?;
-                    applier.flush(store).await?;
-                }
-                Expect::DocOrEnd
-            }
-            (Expect::DocOrEnd, Frame::End(end)) => {
-                let store = store.as_ref().ok_or(Error::BrokenSyncStream)?;
-                applier.flush(store).await?;
-                applier.record_end(store, end).await?;
-                Expect::Done
-            }
-            _ => return Err(Error::BrokenSyncStream),
-        };
+            // A second header, or an error frame in a request: refused.
+            Step::Header(_) | Step::PeerError { .. } => return Err(Error::BrokenSyncStream),
+        }
     }
-    if decoder.buffered() > 0 {
-        return Err(Error::BrokenSyncStream);
-    }
-    let (Some(store), Some(header)) = (store, header) else {
-        return Err(Error::BrokenSyncStream);
-    };
-    respond(store, &applier, header.last_known_generation).await
+    receiver.finish().map_err(|_| Error::BrokenSyncStream)?;
+    respond(stores, &applier, header.last_known_generation).await
 }
 
 /// What the source has of this store's changes after this exchange's upload.
@@ -270,30 +211,70 @@ struct Applier {
     source: String,
     user: UserId,
     ledger: Option<Arc<QuotaLedger>>,
-    pending: Vec<DocFrame>,
-    pending_bytes: usize,
     seen: Seen,
-    /// A batch was committed in order but is not known to be on disk yet.
-    unsynced: bool,
-}
-
-/// What one applied batch did.
-struct Applied {
-    /// Our generation before and after the batch.
-    generations: (u64, u64),
-    /// Documents that were already here at the source's revision.
-    converged: Vec<String>,
 }
 
 impl Applier {
-    /// Applies the pending documents in one transaction, charging the quota
-    /// what they really stored (see [`charged_batch`]).
-    async fn flush(&mut self, store: &UserStore) -> Result<(), Error> {
-        if self.pending.is_empty() {
+    /// Applies a batch of documents in one transaction of the store
+    /// ([`UserDocStores::apply_from_source`]).
+    async fn flush(
+        &mut self,
+        stores: &dyn UserDocStores,
+        batch: ReceivedBatch,
+    ) -> Result<(), Error> {
+        if batch.is_empty() {
             return Ok(());
         }
-        let docs = std::mem::take(&mut self.pending);
-        self.pending_bytes = 0;
+        let applied = stores
+            .apply_from_source(
+                &self.user,
+                &self.source,
+                batch.into_docs(),
+                self.ledger.clone(),
+            )
+            .await?;
+        let (before, after) = applied.generations;
+        // Opaque payloads are never merged: every revision this batch wrote is
+        // one the source sent (Inserted), so the whole range is the source's.
+        self.seen.wrote(before, after);
+        for doc_id in applied.converged {
+            self.seen.converged(doc_id, after);
+        }
+        Ok(())
+    }
+
+    /// Records that the source's documents up to `end` are all here. The
+    /// last write before the success response: durable, and with it every
+    /// batch of this exchange.
+    async fn record_end(&self, stores: &dyn UserDocStores, end: ExchangeEnd) -> Result<(), Error> {
+        stores
+            .record_end(&self.user, &self.source, end, self.ledger.clone())
+            .await
+    }
+}
+
+/// What one applied batch did.
+pub(super) struct Applied {
+    /// Our generation before and after the batch.
+    pub(super) generations: (u64, u64),
+    /// Documents that were already here at the source's revision.
+    pub(super) converged: Vec<String>,
+}
+
+/// The embedded store's batch of one source's documents, with u1db's target
+/// rules (the body of [`UserDocStores::apply_from_source`] for [`UserStores`]).
+pub(super) struct EmbeddedApply<'a> {
+    pub(super) source: String,
+    pub(super) user: UserId,
+    pub(super) store: &'a UserStore,
+    pub(super) ledger: Option<Arc<QuotaLedger>>,
+}
+
+impl EmbeddedApply<'_> {
+    /// Applies `docs` in one transaction, charging the quota what they really
+    /// stored (see [`charged_batch`]).
+    pub(super) async fn apply(&self, docs: Vec<DocFrame>) -> Result<Applied, Error> {
+        let store = self.store;
         let source = self.source.clone();
         // Ordered: `record_end` makes every batch durable before the response.
         let applied = charged_batch(
@@ -331,69 +312,15 @@ impl Applier {
             },
         )
         .await?;
-        self.unsynced = true;
-        let (before, after) = applied.generations;
-        // Opaque payloads are never merged: every revision this batch wrote is
-        // one the source sent (Inserted), so the whole range is the source's.
-        self.seen.wrote(before, after);
-        for doc_id in applied.converged {
-            self.seen.converged(doc_id, after);
-        }
-        Ok(())
-    }
-
-    /// Makes every commit of the store durable: a durable commit that
-    /// rewrites the source's recorded position (a commit must write to sync).
-    async fn sync_to_disk(&self, store: &UserStore) -> Result<(), Error> {
-        let source = self.source.clone();
-        charged_batch(
-            store,
-            self.ledger.as_ref(),
-            &self.user,
-            Commit::Durable,
-            move |batch| {
-                let (known, known_trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
-                batch.set_replica_gen_and_trans_id(&source, known, &known_trans_id)
-            },
-        )
-        .await
-    }
-
-    /// Records that the source's documents up to `end` are all here. The
-    /// last write before the success response: durable, and with it every
-    /// batch of this exchange.
-    async fn record_end(&self, store: &UserStore, end: ExchangeEnd) -> Result<(), Error> {
-        let source = self.source.clone();
-        let unsynced = self.unsynced;
-        charged_batch(
-            store,
-            self.ledger.as_ref(),
-            &self.user,
-            Commit::Durable,
-            move |batch| {
-                let (known, known_trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
-                if end.generation > known {
-                    batch.set_replica_gen_and_trans_id(
-                        &source,
-                        end.generation,
-                        &end.transaction_id,
-                    )?;
-                } else if unsynced {
-                    // A commit that writes nothing does not sync: rewrite the
-                    // position so this durable commit covers the ordered batches.
-                    batch.set_replica_gen_and_trans_id(&source, known, &known_trans_id)?;
-                }
-                Ok(())
-            },
-        )
-        .await
+        Ok(applied)
     }
 }
 
 /// How many changes after `since`, up to `upto`, the source does not have.
 /// Walks ids only, [`COUNT_BATCH_IDS`] per store call.
 async fn count_to_send(
-    store: &UserStore,
+    stores: &dyn UserDocStores,
+    user: &UserId,
     since: u64,
     upto: u64,
     seen: &Seen,
@@ -401,9 +328,7 @@ async fn count_to_send(
     let mut cursor = since;
     let mut count = 0u64;
     while cursor < upto {
-        let changes = store
-            .run(move |db| db.changes_since(cursor, COUNT_BATCH_IDS))
-            .await?;
+        let changes = stores.changes_after(user, cursor, COUNT_BATCH_IDS).await?;
         let full = changes.len() >= COUNT_BATCH_IDS;
         for change in &changes {
             if change.generation > upto {
@@ -423,51 +348,23 @@ async fn count_to_send(
 
 /// One response chunk: the documents after `cursor` (up to `upto`) the source
 /// does not have, framed, and the cursor to continue from (`None` when done).
-/// Stops after [`RESPONSE_BATCH_DOCS`] changes or [`RESPONSE_BATCH_BYTES`] of
-/// payload, whichever comes first.
+/// Stops after a batch of changes or of payload ([`BatchLimits::DEFAULT`]).
 async fn next_chunk(
-    store: &UserStore,
+    stores: &dyn UserDocStores,
+    user: &UserId,
     cursor: u64,
     upto: u64,
     seen: Arc<Seen>,
 ) -> Result<(Bytes, Option<u64>), Error> {
-    Ok(store
-        .run(move |db| {
-            let changes = db.changes_since(cursor, RESPONSE_BATCH_DOCS)?;
-            let full = changes.len() >= RESPONSE_BATCH_DOCS;
-            let mut out = Vec::new();
-            let mut cursor = cursor;
-            for change in changes {
-                if change.generation > upto {
-                    return Ok((Bytes::from(out), None));
-                }
-                cursor = change.generation;
-                if seen.has(&change) {
-                    continue;
-                }
-                // Same worker call as the query above: nothing changed meanwhile.
-                let Some((doc, _)) = db.get_doc_with_generation(&change.doc_id)? else {
-                    continue;
-                };
-                let (Some(rev), Some(payload)) = (doc.rev, doc.content) else {
-                    continue;
-                };
-                Frame::Doc(DocFrame {
-                    id: change.doc_id,
-                    rev,
-                    generation: change.generation,
-                    trans_id: change.transaction_id,
-                    payload: payload.into(),
-                })
-                .encode(&mut out);
-                if out.len() >= RESPONSE_BATCH_BYTES {
-                    return Ok((Bytes::from(out), Some(cursor)));
-                }
-            }
-            let next = (full && cursor < upto).then_some(cursor);
-            Ok((Bytes::from(out), next))
-        })
-        .await?)
+    let skip: SkipChange = Arc::new(move |change| seen.has(change));
+    let chunk = stores
+        .read_changes(user, cursor, upto, BatchLimits::DEFAULT, skip)
+        .await?;
+    let mut out = Vec::new();
+    for doc in chunk.docs {
+        Frame::Doc(doc).encode(&mut out);
+    }
+    Ok((Bytes::from(out), chunk.next))
 }
 
 /// The response: every document changed after `since` that the source did not
@@ -477,24 +374,18 @@ async fn next_chunk(
 /// document changed again while the response streams moves past it and is sent
 /// by the next sync instead (so `document_count` is an upper bound then).
 async fn respond(
-    store: UserStore,
+    stores: Arc<dyn UserDocStores>,
     applier: &Applier,
     since: u64,
 ) -> Result<impl Stream<Item = Result<Bytes, std::io::Error>> + Send + use<>, Error> {
-    let (replica_uid, (upto, transaction_id), durable) = store
-        .run(move |db| {
-            let position = db.get_generation_info()?;
-            let durable = db.durable_generation() >= position.0;
-            Ok((db.replica_uid().to_owned(), position, durable))
-        })
+    let user = applier.user.clone();
+    // Another device's batches may be committed in order but not acknowledged
+    // yet: they are made durable before a success response names them.
+    let (replica_uid, upto, transaction_id) = stores
+        .durable_position(&user, &applier.source, applier.ledger.clone())
         .await?;
-    if !durable {
-        // Another device's batches, committed in order but not acknowledged
-        // yet: make them durable before a success response names them.
-        applier.sync_to_disk(&store).await?;
-    }
     let seen = applier.seen.clone();
-    let document_count = count_to_send(&store, since, upto, &seen).await?;
+    let document_count = count_to_send(&*stores, &user, since, upto, &seen).await?;
     let header = Frame::ResponseHeader(ExchangeResponseHeader {
         target_replica_uid: replica_uid,
         target_generation: upto,
@@ -509,30 +400,57 @@ async fn respond(
     .to_bytes();
 
     let seen = Arc::new(seen);
-    let start = (since < upto).then_some(since);
-    let docs = stream::try_unfold(start, move |cursor| {
-        let store = store.clone();
+    let start = if since < upto {
+        Cursor::At(since)
+    } else {
+        Cursor::End
+    };
+    let body = stream::unfold(start, move |cursor| {
+        let stores = Arc::clone(&stores);
+        let user = user.clone();
         let seen = Arc::clone(&seen);
+        let end = end.clone();
         async move {
-            let Some(cursor) = cursor else {
-                return Ok(None);
-            };
-            let (chunk, next) = next_chunk(&store, cursor, upto, seen)
-                .await
-                .map_err(std::io::Error::other)?;
-            Ok::<_, std::io::Error>(Some((chunk, next)))
+            match cursor {
+                Cursor::At(cursor) => Some(
+                    match next_chunk(&*stores, &user, cursor, upto, seen).await {
+                        Ok((chunk, Some(next))) => (chunk, Cursor::At(next)),
+                        Ok((chunk, None)) => (chunk, Cursor::End),
+                        Err(error) => (error_frame(&error), Cursor::Done),
+                    },
+                ),
+                Cursor::End => Some((end, Cursor::Done)),
+                Cursor::Done => None,
+            }
         }
     })
-    .try_filter(|chunk| std::future::ready(!chunk.is_empty()));
-    Ok(stream::once(async move { Ok(header) })
-        .chain(docs)
-        .chain(stream::once(async move { Ok(end) })))
+    .filter(|chunk| std::future::ready(!chunk.is_empty()))
+    .map(Ok::<_, std::io::Error>);
+    Ok(stream::once(async move { Ok(header) }).chain(body))
+}
+
+/// Where the response stream stands.
+enum Cursor {
+    /// Documents after this generation are still to send.
+    At(u64),
+    /// Every document is sent: the end frame is next.
+    End,
+    /// The end or an error frame was sent: nothing follows.
+    Done,
+}
+
+/// The error frame that ends a response the server could not finish: the
+/// error's kind and its public message (never internal details).
+fn error_frame(error: &Error) -> Bytes {
+    tracing::error!(error = %error, "sync response failed mid-stream");
+    Frame::Error(ErrorBody::new(error.kind(), error.public_message())).to_bytes()
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+    use soledad_protocol::{BATCH_DOCS, ErrorKind, FrameDecoder, Response};
     use soledad_store::{OpaqueDatabase, StoreWorker};
 
     use super::*;
@@ -551,22 +469,29 @@ mod tests {
         Arc::new(StoreWorker::spawn(db, "test-store").unwrap())
     }
 
+    /// The stores with `store` open as the test user's.
+    fn stores_of(store: &UserStore) -> Arc<dyn UserDocStores> {
+        Arc::new(super::super::stores::UserStores::with_open(
+            &UserId::parse("user").unwrap(),
+            store.clone(),
+        ))
+    }
+
     /// An exchange's applier with what its source has seen.
     fn applier(seen: Seen) -> Applier {
         Applier {
             source: "source".to_owned(),
             user: UserId::parse("user").unwrap(),
             ledger: None,
-            pending: Vec::new(),
-            pending_bytes: 0,
             seen,
-            unsynced: false,
         }
     }
 
     /// The response's chunks, decoded: (frames per chunk, all frames).
     async fn collect(store: UserStore, since: u64, seen: Seen) -> (Vec<usize>, Vec<Frame>) {
-        let stream = respond(store, &applier(seen), since).await.unwrap();
+        let stream = respond(stores_of(&store), &applier(seen), since)
+            .await
+            .unwrap();
         let chunks: Vec<Bytes> = stream.map(|c| c.unwrap()).collect().await;
         let mut per_chunk = Vec::new();
         let mut frames = Vec::new();
@@ -596,17 +521,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_response_is_read_a_bounded_chunk_at_a_time() {
-        let count = 2 * RESPONSE_BATCH_DOCS + 10;
+        let count = 2 * BATCH_DOCS + 10;
         let (per_chunk, frames) = collect(store_with(count), 0, Seen::default()).await;
         // Header, chunks of at most a batch, end.
         assert_eq!(per_chunk.first(), Some(&1));
         assert_eq!(per_chunk.last(), Some(&1));
         let middle = &per_chunk[1..per_chunk.len() - 1];
         assert_eq!(middle.len(), 3);
-        assert!(
-            middle.iter().all(|n| *n <= RESPONSE_BATCH_DOCS),
-            "{middle:?}"
-        );
+        assert!(middle.iter().all(|n| *n <= BATCH_DOCS), "{middle:?}");
         let Some(Frame::ResponseHeader(header)) = frames.first() else {
             panic!("no header");
         };
@@ -638,7 +560,7 @@ mod tests {
     #[tokio::test]
     async fn changes_after_the_response_started_wait_for_the_next_sync() {
         let store = store_with(3);
-        let stream = respond(store.clone(), &applier(Seen::default()), 0)
+        let stream = respond(stores_of(&store), &applier(Seen::default()), 0)
             .await
             .unwrap();
         // A concurrent writer changes a document after the header is made.
@@ -663,5 +585,51 @@ mod tests {
         // d0000 moved to generation 4, past the position sent (3): next sync.
         assert_eq!(doc_ids(&frames), ["d0001", "d0002"]);
         assert!(matches!(frames.last(), Some(Frame::End(end)) if end.generation == 3));
+    }
+
+    #[tokio::test]
+    async fn a_failure_mid_response_is_sent_as_an_error_frame_after_the_documents_before_it() {
+        let count = 2 * BATCH_DOCS + 10;
+        let store = store_with(count);
+        let mut stream = Box::pin(
+            respond(stores_of(&store), &applier(Seen::default()), 0)
+                .await
+                .unwrap(),
+        );
+        let mut received = Vec::new();
+        // The header and the first batch of documents arrive...
+        for _ in 0..2 {
+            received.push(stream.next().await.unwrap().unwrap());
+        }
+        // ...then the store fails (here: it is closed under the response).
+        store.close().await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            received.push(chunk.expect("a failure is a frame, not a cut stream"));
+        }
+
+        // What the client's downloader sees, through the same receiver.
+        let mut receiver = Receiver::<Response>::new();
+        for chunk in &received {
+            receiver.push(chunk);
+        }
+        assert!(matches!(receiver.poll(), Ok(Step::Header(_))));
+        let Ok(Step::Batch(batch)) = receiver.poll() else {
+            panic!("the documents before the failure come first");
+        };
+        let expected: Vec<String> = (0..BATCH_DOCS).map(|i| format!("d{i:04}")).collect();
+        let ids: Vec<String> = batch.docs().iter().map(|d| d.id.clone()).collect();
+        assert_eq!(ids, expected);
+        let Ok(Step::PeerError { last, error }) = receiver.poll() else {
+            panic!("the failure arrives as an error frame");
+        };
+        assert!(last.is_empty());
+        assert_eq!(error.kind(), Some(ErrorKind::Unavailable));
+        assert!(
+            !error.message.contains("stopped"),
+            "no internal detail: {}",
+            error.message
+        );
+        // The error frame ends the stream: no end frame, nothing after it.
+        assert!(receiver.finish().is_ok());
     }
 }

@@ -10,4 +10,5 @@ mod exchange;
 mod stores;
 
 pub(crate) use exchange::{exchange, record_sync_info, sync_info};
-pub(crate) use stores::{DocStoreUsage, UserStores};
+pub(crate) use stores::DocStoreUsage;
+pub use stores::UserStores;

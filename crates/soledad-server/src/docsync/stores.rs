@@ -4,11 +4,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use soledad_store::{Batch, OpaqueDatabase, StoreError, StoreWorker, StoredSize};
+use futures_util::future::BoxFuture;
+use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo, SyncInfo};
+use soledad_store::{Batch, Change, OpaqueDatabase, StoreError, StoreWorker, StoredSize};
 
+use super::exchange::EmbeddedApply;
 use crate::blobs::{DOC_ENTRY_OVERHEAD_BYTES, QuotaLedger, UsageSource, UserId};
 use crate::error::Error;
-use crate::userdb::EmbeddedUserDocStores;
+use crate::userdb::{AppliedBatch, ChangesChunk, EmbeddedUserDocStores, SkipChange, UserDocStores};
 
 /// A user's store on its worker thread.
 pub(crate) type UserStore = Arc<StoreWorker<Vec<u8>>>;
@@ -20,16 +23,20 @@ pub(crate) type UserStore = Arc<StoreWorker<Vec<u8>>>;
 /// request of that user would pay a reopen too.
 const MAX_OPEN_STORES: usize = 256;
 
+/// The embedded [`UserDocStores`]: one SQLite file per user
+/// ([`EmbeddedUserDocStores`]), each open store on its own worker thread.
+///
 /// Opens each user's store at most once at a time: concurrent syncs of one user
 /// (several devices) share one worker, so their batches are serialised and each
 /// is atomic.
-pub(crate) struct UserStores {
+pub struct UserStores {
     embedded: EmbeddedUserDocStores,
     open: Mutex<HashMap<String, (UserStore, Instant)>>,
 }
 
 impl UserStores {
-    pub(crate) fn new(embedded: EmbeddedUserDocStores) -> Self {
+    /// The stores under `embedded`'s directory.
+    pub fn new(embedded: EmbeddedUserDocStores) -> Self {
         UserStores {
             embedded,
             open: Mutex::new(HashMap::new()),
@@ -81,11 +88,250 @@ impl UserStores {
         Ok(Some(worker))
     }
 
+    /// Stores with `store` already open as `user`'s (tests of the exchange).
+    #[cfg(test)]
+    pub(crate) fn with_open(user: &UserId, store: UserStore) -> Self {
+        let stores = UserStores::new(EmbeddedUserDocStores::new("/nonexistent"));
+        stores
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(user.as_str().to_owned(), (store, Instant::now()));
+        stores
+    }
+
+    /// The store of `user`, which must exist ([`Error::DatabaseDoesNotExist`]).
+    async fn existing(&self, user: &UserId) -> Result<UserStore, Error> {
+        self.get(user, false)
+            .await?
+            .ok_or(Error::DatabaseDoesNotExist)
+    }
+
     fn cached(&self, user: &UserId) -> Option<UserStore> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.get_mut(user.as_str()).map(|(worker, used)| {
             *used = Instant::now();
             worker.clone()
+        })
+    }
+}
+
+impl UserDocStores for UserStores {
+    fn create<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            if self.cached(user).is_some() {
+                return Ok(false);
+            }
+            self.embedded.create(user).await
+        })
+    }
+
+    fn exists<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            if self.cached(user).is_some() {
+                return Ok(true);
+            }
+            self.embedded.exists(user).await
+        })
+    }
+
+    fn sync_info<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+    ) -> BoxFuture<'a, Result<SyncInfo, Error>> {
+        Box::pin(async move {
+            let store = self.existing(user).await?;
+            let source = source.to_owned();
+            Ok(store
+                .run(move |db| {
+                    let (target_gen, target_tid) = db.get_generation_info()?;
+                    let (source_gen, source_tid) = db.get_replica_gen_and_trans_id(&source)?;
+                    Ok(SyncInfo {
+                        target_replica_uid: db.replica_uid().to_owned(),
+                        target_replica_generation: target_gen,
+                        target_replica_transaction_id: target_tid,
+                        source_replica_uid: source,
+                        source_replica_generation: source_gen,
+                        source_transaction_id: source_tid,
+                    })
+                })
+                .await?)
+        })
+    }
+
+    fn record_position<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+        position: RecordSyncInfo,
+        ledger: Option<Arc<QuotaLedger>>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let store = self.existing(user).await?;
+            let source = source.to_owned();
+            let replica_uid = store.run(|db| Ok(db.replica_uid().to_owned())).await?;
+            if source == replica_uid {
+                return Err(StoreError::InvalidReplicaUid.into());
+            }
+            // Acknowledged with 200: durable.
+            charged_batch(
+                &store,
+                ledger.as_ref(),
+                user,
+                Commit::Durable,
+                move |batch| {
+                    batch.set_replica_gen_and_trans_id(
+                        &source,
+                        position.generation,
+                        &position.transaction_id,
+                    )
+                },
+            )
+            .await
+        })
+    }
+
+    fn begin_exchange<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+        ensure: bool,
+        known: (u64, String),
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let store = self
+                .get(user, ensure)
+                .await?
+                .ok_or(Error::DatabaseDoesNotExist)?;
+            let source = source.to_owned();
+            let (known_gen, known_tid) = known;
+            store
+                .run(move |db| {
+                    if source == db.replica_uid() {
+                        return Err(StoreError::InvalidReplicaUid);
+                    }
+                    db.validate_gen_and_trans_id(known_gen, &known_tid)
+                })
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn apply_from_source<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+        docs: Vec<DocFrame>,
+        ledger: Option<Arc<QuotaLedger>>,
+    ) -> BoxFuture<'a, Result<AppliedBatch, Error>> {
+        Box::pin(async move {
+            let store = self.existing(user).await?;
+            let apply = EmbeddedApply {
+                source: source.to_owned(),
+                user: user.clone(),
+                store: &store,
+                ledger,
+            };
+            let applied = apply.apply(docs).await?;
+            Ok(AppliedBatch::new(applied.generations, applied.converged))
+        })
+    }
+
+    fn record_end<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+        end: ExchangeEnd,
+        ledger: Option<Arc<QuotaLedger>>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let store = self.existing(user).await?;
+            let source = source.to_owned();
+            let unsynced = store
+                .run(|db| Ok(db.durable_generation() < db.get_generation_info()?.0))
+                .await?;
+            // The last write before a success response: durable, and with it
+            // every batch committed in order before.
+            let write = move |batch: &mut Batch<'_, Vec<u8>>| {
+                let (known, known_trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
+                let (generation, trans_id) = if end.generation > known {
+                    (end.generation, end.transaction_id)
+                } else if unsynced {
+                    // A commit that writes nothing does not sync: rewrite the
+                    // position so this durable commit covers the ordered batches.
+                    (known, known_trans_id)
+                } else {
+                    return Ok(());
+                };
+                batch.set_replica_gen_and_trans_id(&source, generation, &trans_id)
+            };
+            charged_batch(&store, ledger.as_ref(), user, Commit::Durable, write).await
+        })
+    }
+
+    fn durable_position<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+        ledger: Option<Arc<QuotaLedger>>,
+    ) -> BoxFuture<'a, Result<(String, u64, String), Error>> {
+        Box::pin(async move {
+            let store = self.existing(user).await?;
+            let (replica_uid, (generation, transaction_id), durable) = store
+                .run(move |db| {
+                    let position = db.get_generation_info()?;
+                    let durable = db.durable_generation() >= position.0;
+                    Ok((db.replica_uid().to_owned(), position, durable))
+                })
+                .await?;
+            if !durable {
+                // Another device's batches, committed in order but not acknowledged
+                // yet: a durable commit (which must write to sync) rewrites the
+                // source's recorded position.
+                let source = source.to_owned();
+                let rewrite = move |batch: &mut Batch<'_, Vec<u8>>| {
+                    let (known, trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
+                    batch.set_replica_gen_and_trans_id(&source, known, &trans_id)
+                };
+                charged_batch(&store, ledger.as_ref(), user, Commit::Durable, rewrite).await?;
+            }
+            Ok((replica_uid, generation, transaction_id))
+        })
+    }
+
+    fn changes_after<'a>(
+        &'a self,
+        user: &'a UserId,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Change>, Error>> {
+        Box::pin(async move {
+            let store = self.existing(user).await?;
+            Ok(store.run(move |db| db.changes_since(after, limit)).await?)
+        })
+    }
+
+    fn read_changes<'a>(
+        &'a self,
+        user: &'a UserId,
+        after: u64,
+        upto: u64,
+        limits: BatchLimits,
+        skip: SkipChange,
+    ) -> BoxFuture<'a, Result<ChangesChunk, Error>> {
+        Box::pin(async move {
+            let store = self.existing(user).await?;
+            Ok(store
+                .run(move |db| {
+                    let changes = db.changes_since(after, limits.docs.max(1))?;
+                    // Same worker call as the query: nothing changed meanwhile.
+                    ChangesChunk::gather(after, upto, limits, changes, &skip, |id| {
+                        let found = db.get_doc_with_generation(id)?;
+                        Ok(found.and_then(|(doc, _)| doc.rev.zip(doc.content)))
+                    })
+                })
+                .await?)
         })
     }
 }

@@ -56,7 +56,7 @@ fn state(data: &std::path::Path) -> AppState {
         batching: true,
         quota_bytes: u64::MAX,
         shared_doc_max_bytes: 1024,
-        user_stores: Arc::new(UserStores::new(user_dbs)),
+        user_stores: Arc::new(UserStores::new(user_dbs.clone())),
         ledger: Some(ledger),
         sync_slots: Arc::new(UserSlots::new(4)),
         shared_misses: Arc::new(MissLimiter::new(0)),

@@ -27,10 +27,10 @@ use tower_http::trace::TraceLayer;
 use crate::auth::access::{Access, enforce};
 use crate::auth::{Api, Authenticator, ServiceTokens, TokenStore};
 use crate::blobs::{BlobBackend, QuotaLedger};
-use crate::docsync::UserStores;
 use crate::error::Error;
 use crate::limits::{MissLimiter, UserSlots};
 use crate::shared::SharedStore;
+use crate::userdb::UserDocStores;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -41,7 +41,7 @@ pub(crate) struct AppState {
     pub(crate) quota_bytes: u64,
     pub(crate) shared_doc_max_bytes: u64,
     /// Per-user document stores for the sync routes.
-    pub(crate) user_stores: Arc<UserStores>,
+    pub(crate) user_stores: Arc<dyn UserDocStores>,
     /// The quota every write path of a user charges (blobs, incoming, sync,
     /// shared documents).
     pub(crate) ledger: Option<Arc<QuotaLedger>>,

@@ -21,6 +21,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use soledad_protocol::{RecordSyncInfo, SYNC_CONTENT_TYPE, SyncInfo};
+use std::sync::Arc;
 
 use super::AppState;
 use super::extract::Params;
@@ -44,7 +45,7 @@ pub(crate) async fn get_sync_info(
     Params(SyncPath { source }): Params<SyncPath>,
 ) -> Result<Json<SyncInfo>, Error> {
     Ok(Json(
-        docsync::sync_info(&state.user_stores, &user, &source).await?,
+        docsync::sync_info(&*state.user_stores, &user, &source).await?,
     ))
 }
 
@@ -61,7 +62,7 @@ pub(crate) async fn put_sync_info(
     let record: RecordSyncInfo =
         serde_json::from_slice(&bytes).map_err(|_| Error::InvalidRequest { what: "body" })?;
     docsync::record_sync_info(
-        &state.user_stores,
+        &*state.user_stores,
         state.ledger.clone(),
         &user,
         &source,
@@ -81,7 +82,7 @@ pub(crate) async fn post_exchange(
     // Held until the response stream ends (or the client goes away).
     let slot = state.sync_slots.try_take(&user)?;
     let response = docsync::exchange(
-        &state.user_stores,
+        Arc::clone(&state.user_stores),
         state.ledger.clone(),
         &user,
         &source,

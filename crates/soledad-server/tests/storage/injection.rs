@@ -1,6 +1,6 @@
 //! A server built through `ServerBuilder` on the in-memory stores: started on
 //! 127.0.0.1, reached over HTTPS, one request per store; the embedded stores
-//! are never opened.
+//! are never opened. A sync exchange runs on in-memory document stores.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,10 +8,16 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
+use soledad_protocol::{
+    DocFrame, ExchangeEnd, ExchangeRequestHeader, Frame, Receiver, Response, SYNC_CONTENT_TYPE,
+    Step,
+};
 use soledad_server::blobs::{BlobBackend as _, BlobId, Namespace, UserId};
-use soledad_server::{Config, Server, SharedDocId, SharedStore as _, TokenStore as _};
+use soledad_server::{
+    Config, Server, SharedDocId, SharedStore as _, TokenStore as _, UserDocStores as _,
+};
 
-use crate::memory::{MemoryBlobs, MemoryShared, MemoryTokens};
+use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryShared, MemoryTokens};
 
 fn client_for(cert: &Path) -> reqwest::Client {
     // Err only means another test installed it already.
@@ -116,5 +122,81 @@ async fn a_server_runs_on_in_memory_stores() {
     assert!(!config.token_store_path().exists());
     assert!(!config.shared_store_path().exists());
     assert!(!config.blobs_dir().exists());
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sync_exchange_runs_on_in_memory_document_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::loopback(dir.path().join("data"));
+    let tokens = Arc::new(MemoryTokens::default());
+    let docs = Arc::new(MemoryDocStores::default());
+    let token = tokens.add("alice", None).await.unwrap();
+    let server = Server::builder(config.clone())
+        .token_store(tokens.clone())
+        .user_doc_stores(docs.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = client_for(server.cert_path());
+    let url = format!(
+        "https://{}/user-alice/sync-from/device-1",
+        server.users_addr()
+    );
+
+    let mut body = Vec::new();
+    Frame::RequestHeader(ExchangeRequestHeader {
+        last_known_generation: 0,
+        last_known_trans_id: String::new(),
+        ensure: true,
+    })
+    .encode(&mut body);
+    for (i, id) in ["a", "b"].iter().enumerate() {
+        let generation = i as u64 + 1;
+        Frame::Doc(DocFrame {
+            id: (*id).to_owned(),
+            rev: "device-1:1".to_owned(),
+            generation,
+            trans_id: format!("T-{generation}"),
+            payload: format!("sealed {id}").into_bytes().into(),
+        })
+        .encode(&mut body);
+    }
+    Frame::End(ExchangeEnd {
+        generation: 2,
+        transaction_id: "T-2".to_owned(),
+    })
+    .encode(&mut body);
+    let response = client
+        .post(&url)
+        .header("authorization", auth("alice", token.expose()))
+        .header("content-type", SYNC_CONTENT_TYPE)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.bytes().await.unwrap();
+    let mut receiver = Receiver::<Response>::new();
+    receiver.push(&bytes);
+    let Ok(Step::Header(header)) = receiver.poll() else {
+        panic!("no response header");
+    };
+    assert_eq!(header.target_replica_uid, "memory-alice");
+    assert_eq!(header.target_generation, 2);
+    assert_eq!(
+        header.document_count, 0,
+        "what the device sent is not sent back"
+    );
+    assert!(matches!(receiver.poll(), Ok(Step::End { last, .. }) if last.is_empty()));
+
+    // The documents and the device's position are in the in-memory stores.
+    let alice = UserId::parse("alice").unwrap();
+    assert_eq!(docs.payload(&alice, "a").unwrap(), b"sealed a");
+    assert_eq!(docs.payload(&alice, "b").unwrap(), b"sealed b");
+    let info = docs.sync_info(&alice, "device-1").await.unwrap();
+    assert_eq!(info.source_replica_generation, 2);
+    // The embedded document stores were never created.
+    assert!(!config.user_dbs_dir().exists());
     server.shutdown().await.unwrap();
 }

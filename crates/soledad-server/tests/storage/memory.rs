@@ -9,18 +9,21 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
+use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo, SyncInfo};
 use soledad_server::blobs::{
-    BlobBackend, BlobError, BlobId, BlobRead, ByteStream, ENTRY_OVERHEAD_BYTES, Flag, ListQuery,
-    Namespace, Order, RangeSpec, Usage, UserId,
+    BlobBackend, BlobError, BlobId, BlobRead, ByteStream, DOC_ENTRY_OVERHEAD_BYTES,
+    ENTRY_OVERHEAD_BYTES, Flag, ListQuery, Namespace, Order, QuotaLedger, RangeSpec, Usage, UserId,
 };
 
 /// What a live blob costs beyond its bytes in the quota model: its content and its
 /// flags, one entry each.
 const BLOB_ENTRIES: u64 = 2 * ENTRY_OVERHEAD_BYTES;
 use soledad_server::{
-    Error, IssuedToken, SharedDoc, SharedDocId, SharedRev, SharedStore, SharedWrite, TokenStore,
-    UserRecord,
+    AppliedBatch, ChangesChunk, Error, IssuedToken, SharedDoc, SharedDocId, SharedRev, SharedStore,
+    SharedWrite, SkipChange, TokenStore, UserDocStores, UserRecord,
 };
+use soledad_store::vectorclock::{ClockOrdering, VectorClock};
+use soledad_store::{Change, StoreError};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap()
@@ -478,5 +481,311 @@ impl BlobBackend for MemoryBlobs {
                 limit_bytes: self.quota_bytes,
             })
         })
+    }
+}
+
+/// Per-user document stores in memory: u1db's target rules on opaque
+/// payloads, a log of changes, positions per source, the quota charged per
+/// document as the embedded stores count it (id + revision + payload + a
+/// fixed overhead).
+#[derive(Default)]
+pub struct MemoryDocStores {
+    users: Mutex<HashMap<String, MemoryDocStore>>,
+}
+
+struct MemoryDocStore {
+    replica_uid: String,
+    /// id → (revision, payload, generation of its latest change).
+    docs: HashMap<String, (String, Vec<u8>, u64)>,
+    /// Transaction id of each generation (index = generation - 1).
+    log: Vec<String>,
+    sources: HashMap<String, (u64, String)>,
+}
+
+impl MemoryDocStore {
+    fn new(user: &UserId) -> Self {
+        MemoryDocStore {
+            replica_uid: format!("memory-{}", user.as_str()),
+            docs: HashMap::new(),
+            log: Vec::new(),
+            sources: HashMap::new(),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.log.len() as u64
+    }
+
+    fn position(&self) -> (u64, String) {
+        (
+            self.generation(),
+            self.log.last().cloned().unwrap_or_default(),
+        )
+    }
+
+    fn changes(&self) -> Vec<Change> {
+        let mut changes: Vec<Change> = self
+            .docs
+            .iter()
+            .map(|(id, (_, _, generation))| Change {
+                doc_id: id.clone(),
+                generation: *generation,
+                transaction_id: self.log[(*generation - 1) as usize].clone(),
+            })
+            .collect();
+        changes.sort_by_key(|c| c.generation);
+        changes
+    }
+}
+
+fn doc_charge(id: &str, rev: &str, payload: &[u8]) -> u64 {
+    (id.len() + rev.len() + payload.len()) as u64 + DOC_ENTRY_OVERHEAD_BYTES
+}
+
+impl MemoryDocStores {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, MemoryDocStore>> {
+        self.users.lock().unwrap()
+    }
+
+    fn with<T>(
+        &self,
+        user: &UserId,
+        f: impl FnOnce(&mut MemoryDocStore) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut users = self.lock();
+        let store = users
+            .get_mut(user.as_str())
+            .ok_or(Error::DatabaseDoesNotExist)?;
+        f(store)
+    }
+
+    /// The payload of `id` in `user`'s store.
+    pub fn payload(&self, user: &UserId, id: &str) -> Option<Vec<u8>> {
+        let users = self.lock();
+        let (_, payload, _) = users.get(user.as_str())?.docs.get(id)?;
+        Some(payload.clone())
+    }
+}
+
+impl UserDocStores for MemoryDocStores {
+    fn create<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, Error>> {
+        let mut users = self.lock();
+        let created = !users.contains_key(user.as_str());
+        users
+            .entry(user.as_str().to_owned())
+            .or_insert_with(|| MemoryDocStore::new(user));
+        Box::pin(async move { Ok(created) })
+    }
+
+    fn exists<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, Error>> {
+        let exists = self.lock().contains_key(user.as_str());
+        Box::pin(async move { Ok(exists) })
+    }
+
+    fn sync_info<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+    ) -> BoxFuture<'a, Result<SyncInfo, Error>> {
+        let info = self.with(user, |store| {
+            let (target_gen, target_tid) = store.position();
+            let (source_gen, source_tid) = store.sources.get(source).cloned().unwrap_or_default();
+            Ok(SyncInfo {
+                target_replica_uid: store.replica_uid.clone(),
+                target_replica_generation: target_gen,
+                target_replica_transaction_id: target_tid,
+                source_replica_uid: source.to_owned(),
+                source_replica_generation: source_gen,
+                source_transaction_id: source_tid,
+            })
+        });
+        Box::pin(async move { info })
+    }
+
+    fn record_position<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+        position: RecordSyncInfo,
+        _ledger: Option<Arc<QuotaLedger>>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let done = self.with(user, |store| {
+            if source == store.replica_uid {
+                return Err(StoreError::InvalidReplicaUid.into());
+            }
+            store.sources.insert(
+                source.to_owned(),
+                (position.generation, position.transaction_id),
+            );
+            Ok(())
+        });
+        Box::pin(async move { done })
+    }
+
+    fn begin_exchange<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+        ensure: bool,
+        known: (u64, String),
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        if ensure {
+            self.lock()
+                .entry(user.as_str().to_owned())
+                .or_insert_with(|| MemoryDocStore::new(user));
+        }
+        let done = self.with(user, |store| {
+            if source == store.replica_uid {
+                return Err(StoreError::InvalidReplicaUid.into());
+            }
+            let (generation, trans_id) = known;
+            if generation == 0 {
+                return Ok(());
+            }
+            match store.log.get((generation - 1) as usize) {
+                None => Err(StoreError::InvalidGeneration.into()),
+                Some(at) if *at != trans_id => Err(StoreError::InvalidTransactionId.into()),
+                Some(_) => Ok(()),
+            }
+        });
+        Box::pin(async move { done })
+    }
+
+    fn apply_from_source<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+        docs: Vec<DocFrame>,
+        ledger: Option<Arc<QuotaLedger>>,
+    ) -> BoxFuture<'a, Result<AppliedBatch, Error>> {
+        Box::pin(async move {
+            // Decide first (nothing is changed), charge, then write.
+            let (plan, grow, credit, before, converged) = self.with(user, |store| {
+                let mut plan = Vec::new();
+                let mut converged = Vec::new();
+                let (mut grow, mut credit) = (0u64, 0u64);
+                for frame in &docs {
+                    let incoming = VectorClock::parse(&frame.rev)?;
+                    let ordering = match store.docs.get(&frame.id) {
+                        None => ClockOrdering::Newer,
+                        Some((rev, _, _)) => incoming.compare(&VectorClock::parse(rev)?),
+                    };
+                    match ordering {
+                        ClockOrdering::Newer => {
+                            grow += doc_charge(&frame.id, &frame.rev, &frame.payload);
+                            if let Some((rev, payload, _)) = store.docs.get(&frame.id) {
+                                credit += doc_charge(&frame.id, rev, payload);
+                            }
+                            plan.push(frame.clone());
+                        }
+                        ClockOrdering::Equal => converged.push(frame.id.clone()),
+                        ClockOrdering::Older | ClockOrdering::Concurrent => {}
+                    }
+                }
+                Ok((plan, grow, credit, store.generation(), converged))
+            })?;
+            let reservation = match &ledger {
+                Some(ledger) if grow > credit => Some(ledger.reserve(user, grow - credit).await?),
+                _ => None,
+            };
+            let after = self.with(user, |store| {
+                for frame in plan {
+                    store.log.push(format!("T-mem-{}", store.log.len() + 1));
+                    let generation = store.generation();
+                    store
+                        .docs
+                        .insert(frame.id, (frame.rev, frame.payload.to_vec(), generation));
+                }
+                if let Some(last) = docs.last() {
+                    store
+                        .sources
+                        .insert(source.to_owned(), (last.generation, last.trans_id.clone()));
+                }
+                Ok(store.generation())
+            })?;
+            if let Some(reservation) = reservation {
+                reservation.commit();
+            }
+            if let Some(ledger) = &ledger
+                && credit > grow
+            {
+                ledger.release(user, credit - grow);
+            }
+            Ok(AppliedBatch::new((before, after), converged))
+        })
+    }
+
+    fn record_end<'a>(
+        &'a self,
+        user: &'a UserId,
+        source: &'a str,
+        end: ExchangeEnd,
+        _ledger: Option<Arc<QuotaLedger>>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let done = self.with(user, |store| {
+            let known = store.sources.get(source).map_or(0, |(g, _)| *g);
+            if end.generation > known {
+                store
+                    .sources
+                    .insert(source.to_owned(), (end.generation, end.transaction_id));
+            }
+            Ok(())
+        });
+        Box::pin(async move { done })
+    }
+
+    fn durable_position<'a>(
+        &'a self,
+        user: &'a UserId,
+        _source: &'a str,
+        _ledger: Option<Arc<QuotaLedger>>,
+    ) -> BoxFuture<'a, Result<(String, u64, String), Error>> {
+        let position = self.with(user, |store| {
+            let (generation, trans_id) = store.position();
+            Ok((store.replica_uid.clone(), generation, trans_id))
+        });
+        Box::pin(async move { position })
+    }
+
+    fn changes_after<'a>(
+        &'a self,
+        user: &'a UserId,
+        after: u64,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Change>, Error>> {
+        let changes = self.with(user, |store| {
+            Ok(store
+                .changes()
+                .into_iter()
+                .filter(|c| c.generation > after)
+                .take(limit)
+                .collect())
+        });
+        Box::pin(async move { changes })
+    }
+
+    fn read_changes<'a>(
+        &'a self,
+        user: &'a UserId,
+        after: u64,
+        upto: u64,
+        limits: BatchLimits,
+        skip: SkipChange,
+    ) -> BoxFuture<'a, Result<ChangesChunk, Error>> {
+        let chunk = self.with(user, |store| {
+            let changes: Vec<Change> = store
+                .changes()
+                .into_iter()
+                .filter(|c| c.generation > after)
+                .take(limits.docs.max(1))
+                .collect();
+            ChangesChunk::gather(after, upto, limits, changes, &skip, |id| {
+                Ok(store
+                    .docs
+                    .get(id)
+                    .map(|(rev, payload, _)| (rev.clone(), payload.clone())))
+            })
+        });
+        Box::pin(async move { chunk })
     }
 }

@@ -7,11 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::BoxFuture;
 use soledad_server::blobs::{BlobBackend, FsBlobConfig, FsBlobStore};
-use soledad_server::conformance::{blobs, shared, tokens};
-use soledad_server::{SharedStore, SqliteSharedStore, SqliteTokenStore, TokenStore};
+use soledad_server::conformance::{blobs, docstores, shared, tokens};
+use soledad_server::{
+    EmbeddedUserDocStores, SharedStore, SqliteSharedStore, SqliteTokenStore, TokenStore,
+    UserDocStores, UserStores,
+};
 use tempfile::TempDir;
 
-use crate::memory::{MemoryBlobs, MemoryShared, MemoryTokens};
+use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryShared, MemoryTokens};
 
 /// Fresh embedded stores, each in its own directory of one temporary
 /// directory (removed when the factory is dropped, at the end of the case).
@@ -71,6 +74,15 @@ impl blobs::Factory for Embedded {
     }
 }
 
+impl docstores::Factory for Embedded {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn UserDocStores>> {
+        let dir = self.fresh_dir().join("users");
+        Box::pin(async move {
+            Arc::new(UserStores::new(EmbeddedUserDocStores::new(dir))) as Arc<dyn UserDocStores>
+        })
+    }
+}
+
 /// Fresh in-memory stores.
 pub struct Memory;
 
@@ -92,6 +104,12 @@ impl blobs::Factory for Memory {
     }
 }
 
+impl docstores::Factory for Memory {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn UserDocStores>> {
+        Box::pin(async { Arc::new(MemoryDocStores::default()) as Arc<dyn UserDocStores> })
+    }
+}
+
 mod sqlite_tokens {
     soledad_server::conformance_tests!(tokens, super::Embedded::new());
 }
@@ -104,12 +122,20 @@ mod fs_blobs {
     soledad_server::conformance_tests!(blobs, super::Embedded::new());
 }
 
+mod embedded_docstores {
+    soledad_server::conformance_tests!(docstores, super::Embedded::new());
+}
+
 mod memory_tokens {
     soledad_server::conformance_tests!(tokens, super::Memory);
 }
 
 mod memory_shared {
     soledad_server::conformance_tests!(shared, super::Memory);
+}
+
+mod memory_docstores {
+    soledad_server::conformance_tests!(docstores, super::Memory);
 }
 
 mod memory_blobs {
