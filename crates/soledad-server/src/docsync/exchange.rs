@@ -25,7 +25,9 @@ use soledad_protocol::{
     RecordSyncInfo, SyncInfo,
 };
 use soledad_store::vectorclock::is_valid_replica_uid;
-use soledad_store::{Change, Document, PutState, StoreError};
+use soledad_store::{
+    Change, Document, Position, PutState, ReplicaUid, SaveConflict, Source, StoreError,
+};
 
 use super::stores::{Commit, UserStore, UserStores, charged_batch};
 use crate::blobs::{QuotaLedger, UserId};
@@ -77,15 +79,15 @@ pub(crate) async fn sync_info(
     let source = source_replica_uid.to_owned();
     Ok(store
         .run(move |db| {
-            let (target_gen, target_tid) = db.get_generation_info()?;
-            let (source_gen, source_tid) = db.get_replica_gen_and_trans_id(&source)?;
+            let target = db.get_generation_info()?;
+            let known = db.get_replica_gen_and_trans_id(&ReplicaUid::parse(&source)?)?;
             Ok(SyncInfo {
                 target_replica_uid: db.replica_uid().to_owned(),
-                target_replica_generation: target_gen,
-                target_replica_transaction_id: target_tid,
+                target_replica_generation: target.generation(),
+                target_replica_transaction_id: target.transaction_id().as_str().to_owned(),
                 source_replica_uid: source,
-                source_replica_generation: source_gen,
-                source_transaction_id: source_tid,
+                source_replica_generation: known.generation(),
+                source_transaction_id: known.transaction_id().as_str().to_owned(),
             })
         })
         .await?)
@@ -113,7 +115,10 @@ pub(crate) async fn record_sync_info(
         user,
         Commit::Durable,
         move |batch| {
-            batch.set_replica_gen_and_trans_id(&source, record.generation, &record.transaction_id)
+            batch.set_replica_gen_and_trans_id(&Source::new(
+                ReplicaUid::parse(&source)?,
+                Position::parse(record.generation, &record.transaction_id)?,
+            ))
         },
     )
     .await
@@ -178,15 +183,14 @@ where
         expect = match (expect, frame) {
             (Expect::Header, Frame::RequestHeader(h)) => {
                 let opened = existing_store(stores, user, h.ensure).await?;
-                let (known_gen, known_tid) =
-                    (h.last_known_generation, h.last_known_trans_id.clone());
+                let known = Position::parse(h.last_known_generation, &h.last_known_trans_id)?;
                 let source = applier.source.clone();
                 opened
                     .run(move |db| {
                         if source == db.replica_uid() {
                             return Err(StoreError::InvalidReplicaUid);
                         }
-                        db.validate_gen_and_trans_id(known_gen, &known_tid)
+                        db.validate_gen_and_trans_id(&known)
                     })
                     .await?;
                 store = Some(opened);
@@ -302,28 +306,28 @@ impl Applier {
             &self.user,
             Commit::Ordered,
             move |batch| {
-                let before = batch.get_generation_info()?.0;
+                let before = batch.get_generation_info()?.generation();
+                let replica = ReplicaUid::parse(&source)?;
                 let mut converged = Vec::new();
                 let mut last = None;
                 for frame in docs {
                     let mut doc =
                         Document::new(frame.id, Some(frame.rev), Some(frame.payload.to_vec()));
-                    let (state, _) = batch.put_doc_if_newer(
-                        &mut doc,
-                        false,
-                        Some(&source),
-                        frame.generation,
-                        &frame.trans_id,
-                    )?;
-                    last = Some((frame.generation, frame.trans_id));
+                    let from = Source::new(
+                        replica.clone(),
+                        Position::parse(frame.generation, &frame.trans_id)?,
+                    );
+                    let (state, _) =
+                        batch.put_doc_if_newer(&mut doc, SaveConflict::No, Some(&from))?;
+                    last = Some(from);
                     if state == PutState::Converged {
                         converged.push(doc.doc_id);
                     }
                 }
-                if let Some((generation, trans_id)) = last {
-                    batch.set_replica_gen_and_trans_id(&source, generation, &trans_id)?;
+                if let Some(last) = last {
+                    batch.set_replica_gen_and_trans_id(&last)?;
                 }
-                let after = batch.get_generation_info()?.0;
+                let after = batch.get_generation_info()?.generation();
                 Ok(Applied {
                     generations: (before, after),
                     converged,
@@ -352,8 +356,9 @@ impl Applier {
             &self.user,
             Commit::Durable,
             move |batch| {
-                let (known, known_trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
-                batch.set_replica_gen_and_trans_id(&source, known, &known_trans_id)
+                let replica = ReplicaUid::parse(&source)?;
+                let known = batch.get_replica_gen_and_trans_id(&replica)?;
+                batch.set_replica_gen_and_trans_id(&Source::new(replica, known))
             },
         )
         .await
@@ -371,17 +376,17 @@ impl Applier {
             &self.user,
             Commit::Durable,
             move |batch| {
-                let (known, known_trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
-                if end.generation > known {
-                    batch.set_replica_gen_and_trans_id(
-                        &source,
-                        end.generation,
-                        &end.transaction_id,
-                    )?;
+                let replica = ReplicaUid::parse(&source)?;
+                let known = batch.get_replica_gen_and_trans_id(&replica)?;
+                // The source's own generations: ordered here (it is the client's
+                // counter), unlike the server positions a client records.
+                if end.generation > known.generation() {
+                    let end = Position::parse(end.generation, &end.transaction_id)?;
+                    batch.set_replica_gen_and_trans_id(&Source::new(replica, end))?;
                 } else if unsynced {
                     // A commit that writes nothing does not sync: rewrite the
                     // position so this durable commit covers the ordered batches.
-                    batch.set_replica_gen_and_trans_id(&source, known, &known_trans_id)?;
+                    batch.set_replica_gen_and_trans_id(&Source::new(replica, known))?;
                 }
                 Ok(())
             },
@@ -484,7 +489,11 @@ async fn respond(
     let (replica_uid, (upto, transaction_id), durable) = store
         .run(move |db| {
             let position = db.get_generation_info()?;
-            let durable = db.durable_generation() >= position.0;
+            let durable = db.durable_generation() >= position.generation();
+            let position = (
+                position.generation(),
+                position.transaction_id().as_str().to_owned(),
+            );
             Ok((db.replica_uid().to_owned(), position, durable))
         })
         .await?;
@@ -546,7 +555,8 @@ mod tests {
                 Some("src:1".to_owned()),
                 Some(vec![7; 10]),
             );
-            db.put_doc_if_newer(&mut doc, false, None, 0, "").unwrap();
+            db.put_doc_if_newer(&mut doc, SaveConflict::No, None)
+                .unwrap();
         }
         Arc::new(StoreWorker::spawn(db, "test-store").unwrap())
     }
@@ -646,7 +656,7 @@ mod tests {
             .run(|db| {
                 let mut doc =
                     Document::new("d0000".to_owned(), Some("src:2".to_owned()), Some(vec![1]));
-                db.put_doc_if_newer(&mut doc, false, None, 0, "")
+                db.put_doc_if_newer(&mut doc, SaveConflict::No, None)
                     .map(|_| ())
             })
             .await
