@@ -356,7 +356,9 @@ fn upload_stream(
         End,
         Done,
     }
-    let first = Frame::RequestHeader(header).to_bytes();
+    let first = Frame::RequestHeader(header)
+        .to_bytes()
+        .map_err(std::io::Error::other);
     stream::unfold((Step::Header, Some(first)), move |(step, first)| {
         let actor = actor.clone();
         let keys = keys.clone();
@@ -365,9 +367,11 @@ fn upload_stream(
         let (start_gen, start_tid) = start.clone();
         async move {
             match step {
-                Step::Header => {
-                    Some((Ok(first.unwrap_or_default()), (Step::Docs(send_from), None)))
-                }
+                Step::Header => match first {
+                    Some(Ok(bytes)) => Some((Ok(bytes), (Step::Docs(send_from), None))),
+                    Some(Err(e)) => Some((Err(e), (Step::Done, None))),
+                    None => None,
+                },
                 Step::Docs(cursor) => {
                     let batch = actor
                         .call(move |db| db.docs_changed_since(cursor, BATCH_DOCS))
@@ -391,8 +395,11 @@ fn upload_stream(
                         if skip.contains(item.generation) {
                             continue;
                         }
-                        match seal_frame(&keys, &item.doc, item.generation, item.transaction_id) {
-                            Ok(frame) => frame.encode(&mut out),
+                        let sealed =
+                            seal_frame(&keys, &item.doc, item.generation, item.transaction_id)
+                                .and_then(|frame| Ok(frame.encode(&mut out)?));
+                        match sealed {
+                            Ok(()) => {}
                             Err(e) => {
                                 return Some((Err(std::io::Error::other(e)), (Step::Done, None)));
                             }
@@ -412,7 +419,10 @@ fn upload_stream(
                         generation: start_gen,
                         transaction_id: start_tid,
                     });
-                    Some((Ok(end.to_bytes()), (Step::Done, None)))
+                    Some((
+                        end.to_bytes().map_err(std::io::Error::other),
+                        (Step::Done, None),
+                    ))
                 }
                 Step::Done => None,
             }
@@ -431,13 +441,17 @@ fn seal_frame(
         .clone()
         .ok_or(Error::Store(StoreError::InvalidRevision))?;
     let payload = keys.seal_for_server(&doc.doc_id, &rev, doc.json())?;
-    Ok(Frame::Doc(DocFrame {
+    let frame = DocFrame {
         id: keys.hidden_id(&doc.doc_id),
         rev,
         generation,
         trans_id,
         payload: payload.into(),
-    }))
+    };
+    // Refused with a typed error, never cut (the store's limits keep this from
+    // happening to a document it accepted).
+    frame.check_fits()?;
+    Ok(Frame::Doc(frame))
 }
 
 /// Reads the response through the shared exchange receiver

@@ -19,7 +19,7 @@
 //!     payload: b"ciphertext".to_vec().into(),
 //! };
 //! let mut wire = Vec::new();
-//! Frame::Doc(doc.clone()).encode(&mut wire);
+//! Frame::Doc(doc.clone()).encode(&mut wire).unwrap();
 //!
 //! let mut decoder = FrameDecoder::new();
 //! decoder.push(&wire);

@@ -41,8 +41,15 @@ impl Ctx {
         Ok(clock.to_string())
     }
 
+    /// Refuses a document over the size limit, counted as u1db's `get_size`
+    /// counts it: content + id + revision (bytes).
     fn check_size<P: Payload>(&self, doc: &Document<P>) -> Result<()> {
-        let size = doc.content.as_ref().map_or(0, Sealed::size);
+        let size = doc
+            .content
+            .as_ref()
+            .map_or(0, Sealed::size)
+            .saturating_add(doc.doc_id.len())
+            .saturating_add(doc.rev.as_ref().map_or(0, String::len));
         match self.document_size_limit {
             Some(limit) if size > limit => Err(StoreError::DocumentTooBig),
             _ => Ok(()),

@@ -464,7 +464,10 @@ async fn next_chunk(
                     trans_id: change.transaction_id,
                     payload: payload.into(),
                 })
-                .encode(&mut out);
+                .encode(&mut out)
+                // Stored documents came in frames, so they fit one: one that
+                // does not is refused, never cut.
+                .map_err(|_| StoreError::Corrupt("stored document does not fit a frame"))?;
                 if out.len() >= RESPONSE_BATCH_BYTES {
                     return Ok((Bytes::from(out), Some(cursor)));
                 }
@@ -510,12 +513,14 @@ async fn respond(
         target_transaction_id: transaction_id.clone(),
         document_count,
     })
-    .to_bytes();
+    .to_bytes()
+    .map_err(|_| StoreError::Corrupt("response header does not fit a frame"))?;
     let end = Frame::End(ExchangeEnd {
         generation: upto,
         transaction_id,
     })
-    .to_bytes();
+    .to_bytes()
+    .map_err(|_| StoreError::Corrupt("end position does not fit a frame"))?;
 
     let seen = Arc::new(seen);
     let start = (since < upto).then_some(since);
