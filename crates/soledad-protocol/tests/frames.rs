@@ -251,3 +251,37 @@ fn a_well_formed_exchange_delivers_every_document_once() {
         assert_eq!(drive::<Request>(&bytes, cut, limits), 10);
     }
 }
+
+#[test]
+fn a_field_too_long_for_a_frame_is_refused_never_cut() {
+    use soledad_protocol::{MAX_FRAME_FIELD_BYTES, ProtocolError};
+    let doc = DocFrame {
+        id: "D-1".to_owned(),
+        rev: "r".repeat(MAX_FRAME_FIELD_BYTES + 1),
+        generation: 1,
+        trans_id: "T-1".to_owned(),
+        payload: bytes::Bytes::from_static(b"sealed"),
+    };
+    assert!(!doc.fits());
+    assert!(matches!(
+        doc.check_fits(),
+        Err(ProtocolError::FieldTooLong { field: "rev", len }) if len == MAX_FRAME_FIELD_BYTES + 1
+    ));
+    let mut out = b"before".to_vec();
+    let err = Frame::Doc(doc.clone()).encode(&mut out).unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::FieldTooLong { field: "rev", .. }),
+        "{err:?}"
+    );
+    assert_eq!(out, b"before", "nothing of a refused frame is written");
+    // The longest field that fits round-trips whole.
+    let longest = DocFrame {
+        rev: "r".repeat(MAX_FRAME_FIELD_BYTES),
+        ..doc
+    };
+    assert!(longest.fits());
+    let wire = Frame::Doc(longest.clone()).to_bytes().unwrap();
+    let mut decoder = FrameDecoder::new();
+    decoder.push(&wire);
+    assert_eq!(decoder.next_frame().unwrap(), Some(Frame::Doc(longest)));
+}

@@ -405,3 +405,26 @@ fn database_is_send() {
     let db = handle.join().unwrap();
     assert!(db.get_doc("moved", false).unwrap().is_some());
 }
+
+#[test]
+fn the_size_limit_counts_content_id_and_revision() {
+    let json = r#"{"k":"v"}"#;
+    // As u1db counts the document given: content 9 + id 1 (+ its revision).
+    let mut db = OpenOptions::new()
+        .replica_uid("test")
+        .document_size_limit(Some(10))
+        .open_in_memory()
+        .unwrap();
+    assert!(matches!(
+        db.create_doc_from_json(json, Some("ab")),
+        Err(StoreError::DocumentTooBig)
+    ));
+    let mut doc = db.create_doc_from_json(json, Some("a")).unwrap();
+    // The same content again, now carrying its revision "test:1": 9 + 1 + 6.
+    assert!(matches!(
+        db.put_doc(&mut doc),
+        Err(StoreError::DocumentTooBig)
+    ));
+    db.set_document_size_limit(Some(16));
+    db.put_doc(&mut doc).unwrap();
+}
