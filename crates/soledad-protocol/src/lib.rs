@@ -47,6 +47,6 @@ pub use limits::{
 };
 pub use receive::{Batch, Broken, Direction, Receiver, Request, Response, Step};
 pub use sync::{
-    ExchangeEnd, ExchangeRequestHeader, ExchangeResponseHeader, RecordSyncInfo, SYNC_CONTENT_TYPE,
-    SyncInfo,
+    ExchangeEnd, ExchangeRequestHeader, ExchangeResponseHeader, REV_HEADER, RecordSyncInfo,
+    SYNC_CONTENT_TYPE, SyncInfo, USER_DB_PREFIX, user_db_name, user_db_uuid,
 };

@@ -14,8 +14,8 @@ use futures_util::future::BoxFuture;
 use crate::blobs::UserId;
 use crate::error::Error;
 
-/// Prefix of user database names, as in the seed.
-pub const USER_DB_PREFIX: &str = "user-";
+/// Prefix of user database names, as in the seed (defined once, in the protocol).
+pub use soledad_protocol::USER_DB_PREFIX;
 
 /// A user database name, `user-<uuid>`, as the seed's `soledad-create-userdb`
 /// takes it.
