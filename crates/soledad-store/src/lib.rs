@@ -54,7 +54,7 @@ pub use ids::is_valid_doc_id;
 pub use index::fuzz_index_expression;
 pub use open::{KEY_BYTES, OpenOptions, PAGE_SIZE_BYTES};
 pub use payload::{JsonContent, Payload};
-pub use position::{Position, ReplicaUid, SaveConflict, Source, TransId};
+pub use position::{DocId, Position, ReplicaUid, Rev, SaveConflict, Source, TransId};
 pub use size::StoredSize;
 pub use sync::{Change, ChangedDoc, Changes, PutState};
 pub use vectorclock::{ClockOrdering, VectorClock};

@@ -174,3 +174,63 @@ pub enum SaveConflict {
     /// A conflicting incoming revision is not stored (a sender's echo).
     No,
 }
+
+/// A document id (u1db's `[A-Za-z0-9.%_-]+`, at most
+/// 1024 bytes). [`crate::Document`] still holds a
+/// `String`; this parser is for ids arriving from outside (a sync, an API).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocId(String);
+
+impl DocId {
+    /// Parses a document id.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidDocId`].
+    pub fn parse(doc_id: &str) -> Result<Self> {
+        crate::ids::check_doc_id(doc_id)?;
+        Ok(Self(doc_id.to_owned()))
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as an owned string (for [`crate::Document::new`]).
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A revision: a non-empty vector clock in u1db's text form, at most
+/// [`crate::vectorclock::MAX_REVISION_BYTES`] bytes (what one frame field holds).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rev(String);
+
+impl Rev {
+    /// Parses a revision.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidRevision`].
+    pub fn parse(rev: &str) -> Result<Self> {
+        let clock = crate::VectorClock::parse(rev)?;
+        if clock.is_empty() {
+            return Err(StoreError::InvalidRevision);
+        }
+        Ok(Self(rev.to_owned()))
+    }
+
+    /// The revision as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The revision as an owned string (for [`crate::Document::new`]).
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}

@@ -616,3 +616,28 @@ fn positions_and_sources_are_made_only_by_parsers() {
     assert_eq!((at.generation(), at.transaction_id().as_str()), (7, "T-7"));
     assert_ne!(at, Position::parse(7, "T-other").unwrap());
 }
+
+#[test]
+fn doc_ids_and_revisions_are_parsed_at_the_boundary() {
+    use soledad_store::{DocId, Rev};
+    assert_eq!(DocId::parse("D-1.a%_").unwrap().as_str(), "D-1.a%_");
+    for bad in ["", "a b", "é", &"d".repeat(1025)] {
+        assert!(
+            matches!(DocId::parse(bad), Err(StoreError::InvalidDocId)),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(Rev::parse("a:1|b:2").unwrap().into_string(), "a:1|b:2");
+    for bad in [
+        "",
+        "a",
+        "b:1|a:1",
+        "a:0",
+        &format!("a:1|{}:1", "r".repeat(65_535)),
+    ] {
+        assert!(
+            matches!(Rev::parse(bad), Err(StoreError::InvalidRevision)),
+            "{bad:?}"
+        );
+    }
+}
