@@ -50,7 +50,9 @@ pub(crate) async fn bootstrap(
         // account: making a new secret would fork the account into data nobody
         // else can read.
         if let Some(info) = transport.sync_info(BOOTSTRAP_PROBE_REPLICA).await?
-            && info.target_replica_generation > 0
+            // Not the origin position: the server store has a history (positions
+            // are opaque to the client, compared for equality only).
+            && info.target_replica_generation != 0
         {
             return Err(Error::BackupNotFound);
         }

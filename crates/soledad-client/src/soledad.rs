@@ -201,7 +201,10 @@ impl Soledad {
         let db_key = secret.local_db_key();
         let db_path = options.local_db_path.clone();
         let db = tokio::task::spawn_blocking(move || {
-            OpenOptions::new().open_encrypted(&db_path, db_key.expose_bytes())
+            // The limit every frame can carry (soledad-protocol's limits table).
+            OpenOptions::new()
+                .document_size_limit(Some(soledad_protocol::MAX_DOCUMENT_BYTES))
+                .open_encrypted(&db_path, db_key.expose_bytes())
         })
         .await
         .map_err(Error::from)??;

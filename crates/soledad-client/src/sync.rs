@@ -24,7 +24,10 @@ use soledad_protocol::{
     BATCH_DOCS, Batch, Broken, DocFrame, ExchangeEnd, ExchangeRequestHeader, Frame, ProtocolError,
     Receiver, RecordSyncInfo, Response, Step,
 };
-use soledad_store::{Document, JsonContent, PutState, StoreError, StoreWorker};
+use soledad_store::{
+    Document, JsonContent, Position, PutState, ReplicaUid, SaveConflict, Source, StoreError,
+    StoreWorker,
+};
 
 use crate::error::{DivergedKind, Error};
 use crate::soledad::SyncStatsSnapshot;
@@ -258,26 +261,29 @@ async fn exchange_round(ctx: &SyncContext, known: &mut ServerKnown) -> Result<Ro
             if info.target_replica_uid == ctx.replica_uid {
                 return Err(Error::Store(StoreError::InvalidReplicaUid));
             }
-            let claimed_gen = info.source_replica_generation;
-            let claimed_tid = info.source_transaction_id.clone();
-            let target_uid = info.target_replica_uid.clone();
+            let claimed =
+                Position::parse(info.source_replica_generation, &info.source_transaction_id)
+                    .map_err(diverged)?;
+            let claimed_gen = claimed.generation();
+            let target_uid = ReplicaUid::parse(&info.target_replica_uid)?;
             let known = ctx
                 .actor
                 .call(move |db| {
-                    db.validate_gen_and_trans_id(claimed_gen, &claimed_tid)?;
+                    db.validate_gen_and_trans_id(&claimed)?;
                     db.get_replica_gen_and_trans_id(&target_uid)
                 })
                 .await?
                 .map_err(diverged)?;
             (false, known, claimed_gen)
         }
-        None => (true, (0, String::new()), 0),
+        None => (true, Position::origin(), 0),
     };
-    let (start_gen, start_tid) = ctx.actor.call(|db| db.get_generation_info()).await??;
+    let start = ctx.actor.call(|db| db.get_generation_info()).await??;
+    let start_gen = start.generation();
 
     let header = ExchangeRequestHeader {
-        last_known_generation: known_target.0,
-        last_known_trans_id: known_target.1.clone(),
+        last_known_generation: known_target.generation(),
+        last_known_trans_id: known_target.transaction_id().as_str().to_owned(),
         ensure,
     };
     let upload = upload_stream(
@@ -286,12 +292,12 @@ async fn exchange_round(ctx: &SyncContext, known: &mut ServerKnown) -> Result<Ro
         ctx.stats.clone(),
         header,
         send_from,
-        (start_gen, start_tid),
+        (start_gen, start.transaction_id().as_str().to_owned()),
         std::mem::take(&mut known.ranges),
     );
     let response = ctx.transport.exchange(&ctx.replica_uid, upload).await?;
 
-    let (mut outcome, applied) = download(ctx, known_target, response).await?;
+    let (mut outcome, applied) = download(ctx, response).await?;
 
     // Tell the server how far it has everything of ours: our position at the start
     // of this exchange (recorded by its end frame) extended by the generations that
@@ -304,10 +310,11 @@ async fn exchange_round(ctx: &SyncContext, known: &mut ServerKnown) -> Result<Ro
         .call({
             let covered = known.known_up_to(start_gen);
             move |db| {
-                let (now_gen, now_tid) = db.get_generation_info()?;
+                let now = db.get_generation_info()?;
+                let now_gen = now.generation();
                 let covered = covered.min(now_gen);
                 let tid = if covered == now_gen {
-                    now_tid
+                    now.transaction_id().as_str().to_owned()
                 } else {
                     db.get_trans_id_for_gen(covered)?
                 };
@@ -349,7 +356,9 @@ fn upload_stream(
         End,
         Done,
     }
-    let first = Frame::RequestHeader(header).to_bytes();
+    let first = Frame::RequestHeader(header)
+        .to_bytes()
+        .map_err(std::io::Error::other);
     stream::unfold((Step::Header, Some(first)), move |(step, first)| {
         let actor = actor.clone();
         let keys = keys.clone();
@@ -358,9 +367,11 @@ fn upload_stream(
         let (start_gen, start_tid) = start.clone();
         async move {
             match step {
-                Step::Header => {
-                    Some((Ok(first.unwrap_or_default()), (Step::Docs(send_from), None)))
-                }
+                Step::Header => match first {
+                    Some(Ok(bytes)) => Some((Ok(bytes), (Step::Docs(send_from), None))),
+                    Some(Err(e)) => Some((Err(e), (Step::Done, None))),
+                    None => None,
+                },
                 Step::Docs(cursor) => {
                     let batch = actor
                         .call(move |db| db.docs_changed_since(cursor, BATCH_DOCS))
@@ -384,8 +395,11 @@ fn upload_stream(
                         if skip.contains(item.generation) {
                             continue;
                         }
-                        match seal_frame(&keys, &item.doc, item.generation, item.transaction_id) {
-                            Ok(frame) => frame.encode(&mut out),
+                        let sealed =
+                            seal_frame(&keys, &item.doc, item.generation, item.transaction_id)
+                                .and_then(|frame| Ok(frame.encode(&mut out)?));
+                        match sealed {
+                            Ok(()) => {}
                             Err(e) => {
                                 return Some((Err(std::io::Error::other(e)), (Step::Done, None)));
                             }
@@ -405,7 +419,10 @@ fn upload_stream(
                         generation: start_gen,
                         transaction_id: start_tid,
                     });
-                    Some((Ok(end.to_bytes()), (Step::Done, None)))
+                    Some((
+                        end.to_bytes().map_err(std::io::Error::other),
+                        (Step::Done, None),
+                    ))
                 }
                 Step::Done => None,
             }
@@ -424,26 +441,17 @@ fn seal_frame(
         .clone()
         .ok_or(Error::Store(StoreError::InvalidRevision))?;
     let payload = keys.seal_for_server(&doc.doc_id, &rev, doc.json())?;
-    Ok(Frame::Doc(DocFrame {
+    let frame = DocFrame {
         id: keys.hidden_id(&doc.doc_id),
         rev,
         generation,
         trans_id,
         payload: payload.into(),
-    }))
-}
-
-/// Refuses a server position behind the one this device recorded (a server restored
-/// from an older copy, or one rolling its history back): the same answer an honest
-/// server gives for it (`InvalidGeneration` / `InvalidTransactionId`).
-fn check_not_behind(known: &(u64, String), generation: u64, trans_id: &str) -> Result<(), Error> {
-    if generation < known.0 {
-        return Err(Error::Diverged(DivergedKind::InvalidGeneration));
-    }
-    if generation == known.0 && trans_id != known.1 {
-        return Err(Error::Diverged(DivergedKind::InvalidTransactionId));
-    }
-    Ok(())
+    };
+    // Refused with a typed error, never cut (the store's limits keep this from
+    // happening to a document it accepted).
+    frame.check_fits()?;
+    Ok(Frame::Doc(frame))
 }
 
 /// Reads the response through the shared exchange receiver
@@ -453,11 +461,7 @@ fn check_not_behind(known: &(u64, String), generation: u64, trans_id: &str) -> R
 /// breaks the stream (a cut connection, a malformed frame, an error frame), the
 /// complete documents received before it are committed before the error is
 /// reported, so the next sync resumes after them.
-async fn download<S>(
-    ctx: &SyncContext,
-    known_target: (u64, String),
-    response: S,
-) -> Result<(RoundOutcome, ServerKnown), Error>
+async fn download<S>(ctx: &SyncContext, response: S) -> Result<(RoundOutcome, ServerKnown), Error>
 where
     S: Stream<Item = Result<Bytes, Error>>,
 {
@@ -481,17 +485,17 @@ where
     if header.target_replica_uid == ctx.replica_uid {
         return Err(Error::Store(StoreError::InvalidReplicaUid));
     }
-    check_not_behind(
-        &known_target,
-        header.target_generation,
-        &header.target_transaction_id,
-    )?;
+    // The server's positions are opaque: parsed, compared for equality, never
+    // ordered (docs/protocol.md, "Positions"). The server itself refused the
+    // position this device claimed if its log does not hold it.
+    let target_uid = ReplicaUid::parse(&header.target_replica_uid)?;
+    Position::parse(header.target_generation, &header.target_transaction_id).map_err(diverged)?;
     ctx.stats
         .to_receive
         .fetch_add(header.document_count, Ordering::Relaxed);
     let mut applier = Applier {
         ctx,
-        target_uid: header.target_replica_uid,
+        target_uid,
         outcome: RoundOutcome {
             target_generation: header.target_generation,
             ..RoundOutcome::default()
@@ -531,7 +535,6 @@ where
             Step::Batch(batch) => applier.apply(batch).await?,
             Step::End { last, end } => {
                 applier.apply(last).await?;
-                check_not_behind(&known_target, end.generation, &end.transaction_id)?;
                 applier.record_end(end).await?;
             }
             Step::PeerError { last, error } => {
@@ -555,7 +558,7 @@ fn broken_error(finished: Result<(), Broken>) -> Error {
 /// Applies the documents of one response once its header was checked.
 struct Applier<'a> {
     ctx: &'a SyncContext,
-    target_uid: String,
+    target_uid: ReplicaUid,
     outcome: RoundOutcome,
     /// Local generations written with exactly the server's revision.
     applied: ServerKnown,
@@ -600,18 +603,17 @@ impl Applier<'_> {
     /// Records the server's end position, even when no document came (the server may
     /// have moved by documents this device sent itself).
     async fn record_end(&mut self, end: ExchangeEnd) -> Result<(), Error> {
-        let target_uid = self.target_uid.clone();
         let generation = end.generation;
+        let end = Source::new(
+            self.target_uid.clone(),
+            Position::parse(end.generation, &end.transaction_id).map_err(diverged)?,
+        );
         self.ctx
             .actor
             .call(move |db| {
-                let (known, _) = db.get_replica_gen_and_trans_id(&target_uid)?;
-                if end.generation > known {
-                    db.set_replica_gen_and_trans_id(
-                        &target_uid,
-                        end.generation,
-                        &end.transaction_id,
-                    )?;
+                // Opaque: recorded when it differs, never ordered against ours.
+                if db.get_replica_gen_and_trans_id(&end.replica)? != end.position {
+                    db.set_replica_gen_and_trans_id(&end)?;
                 }
                 Ok::<_, StoreError>(())
             })
@@ -672,28 +674,24 @@ struct BatchOutcome {
 /// nothing here. Only a document whose envelope fails authentication is refused.
 fn apply_batch(
     db: &mut soledad_store::Database,
-    target_uid: &str,
+    target_uid: &ReplicaUid,
     opened: Vec<Opened>,
 ) -> Result<BatchOutcome, StoreError> {
     db.batch(|batch| {
         let mut outcome = BatchOutcome::default();
-        let mut last: Option<(u64, String)> = None;
-        let (mut generation, _) = batch.get_generation_info()?;
+        let mut last: Option<Position> = None;
+        let mut generation = batch.get_generation_info()?.generation();
         for item in opened {
             outcome.processed += 1;
-            last = Some((item.generation, item.trans_id.clone()));
+            last = Some(Position::parse(item.generation, &item.trans_id)?);
             let Some(mut doc) = item.doc else {
                 outcome.refused += 1;
                 continue;
             };
             let incoming_rev = doc.rev.clone();
-            let (state, now) = batch.put_doc_if_newer(
-                &mut doc,
-                true,
-                Some(target_uid),
-                item.generation,
-                &item.trans_id,
-            )?;
+            // No per-document source: the store would order the server's
+            // generations; the batch records the last position once, below.
+            let (state, now) = batch.put_doc_if_newer(&mut doc, SaveConflict::Yes, None)?;
             let wrote = now > generation;
             generation = now;
             if wrote {
@@ -714,8 +712,8 @@ fn apply_batch(
                 PutState::Converged | PutState::Superseded => {}
             }
         }
-        if let Some((generation, trans_id)) = last {
-            batch.set_replica_gen_and_trans_id(target_uid, generation, &trans_id)?;
+        if let Some(position) = last {
+            batch.set_replica_gen_and_trans_id(&Source::new(target_uid.clone(), position))?;
         }
         Ok(outcome)
     })
@@ -723,25 +721,7 @@ fn apply_batch(
 
 #[cfg(test)]
 mod tests {
-    use super::{ServerKnown, check_not_behind};
-    use crate::error::{DivergedKind, Error};
-
-    #[test]
-    fn a_server_position_behind_the_recorded_one_is_diverged() {
-        let known = (7, "T-7".to_owned());
-        assert!(check_not_behind(&known, 7, "T-7").is_ok());
-        assert!(check_not_behind(&known, 9, "T-9").is_ok());
-        assert!(matches!(
-            check_not_behind(&known, 6, "T-6"),
-            Err(Error::Diverged(DivergedKind::InvalidGeneration))
-        ));
-        assert!(matches!(
-            check_not_behind(&known, 7, "T-other"),
-            Err(Error::Diverged(DivergedKind::InvalidTransactionId))
-        ));
-        // A device that never synced accepts any position.
-        assert!(check_not_behind(&(0, String::new()), 0, "").is_ok());
-    }
+    use super::ServerKnown;
 
     fn known(generations: &[u64]) -> ServerKnown {
         let mut known = ServerKnown::default();

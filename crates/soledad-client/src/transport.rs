@@ -79,8 +79,10 @@ impl Transport {
 
     fn sync_url(&self, source_replica_uid: &str) -> String {
         format!(
-            "{}/user-{}/sync-from/{}",
-            self.base, self.uuid, source_replica_uid
+            "{}/{}/sync-from/{}",
+            self.base,
+            soledad_protocol::user_db_name(&self.uuid),
+            source_replica_uid
         )
     }
 
@@ -227,7 +229,7 @@ impl Transport {
 }
 
 /// Header carrying a shared document's revision.
-const SHARED_REV_HEADER: &str = "x-u1db-rev";
+const SHARED_REV_HEADER: &str = soledad_protocol::REV_HEADER;
 
 /// A document of the shared store as the server returns it.
 #[derive(Debug, Clone)]

@@ -1,5 +1,7 @@
 //! A bounds-checked cursor over untrusted bytes and the matching writers.
 
+use crate::error::ProtocolError;
+
 /// Reads fields front to back from a byte slice; every read is checked.
 pub(crate) struct Reader<'a> {
     rest: &'a [u8],
@@ -42,13 +44,23 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Appends a `u16`-length-prefixed byte string.
+/// Appends a `u16`-length-prefixed byte string, or refuses one longer than
+/// `u16::MAX` bytes (never cuts it).
 ///
-/// Callers guarantee `bytes.len() <= u16::MAX` (checked with [`fits_short`]).
-pub(crate) fn put_short_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+/// # Errors
+/// [`ProtocolError::FieldTooLong`] naming `field`; nothing is appended then.
+pub(crate) fn put_short_bytes(
+    out: &mut Vec<u8>,
+    field: &'static str,
+    bytes: &[u8],
+) -> Result<(), ProtocolError> {
+    let len = u16::try_from(bytes.len()).map_err(|_| ProtocolError::FieldTooLong {
+        field,
+        len: bytes.len(),
+    })?;
     out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(bytes.get(..usize::from(len)).unwrap_or(bytes));
+    out.extend_from_slice(bytes);
+    Ok(())
 }
 
 /// Whether `bytes` can be written with [`put_short_bytes`] without being cut.

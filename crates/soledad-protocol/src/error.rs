@@ -14,6 +14,15 @@ pub enum ProtocolError {
         /// Limit.
         max: u64,
     },
+    /// A frame to send has a text field longer than its `u16` length allows
+    /// ([`crate::MAX_FRAME_FIELD_BYTES`]); it is refused, never cut.
+    #[error("field {field} of {len} bytes does not fit a frame")]
+    FieldTooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
     /// The frame kind byte is not one this version knows.
     #[error("unknown frame kind 0x{0:02x}")]
     UnknownFrameKind(u8),

@@ -74,12 +74,14 @@ pub struct DocFrame {
 }
 
 impl DocFrame {
-    fn encode_body(&self, out: &mut Vec<u8>) {
-        put_short_bytes(out, self.id.as_bytes());
-        put_short_bytes(out, self.rev.as_bytes());
+    fn encode_body(&self, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+        self.check_fits()?;
+        put_short_bytes(out, "id", self.id.as_bytes())?;
+        put_short_bytes(out, "rev", self.rev.as_bytes())?;
         out.extend_from_slice(&self.generation.to_be_bytes());
-        put_short_bytes(out, self.trans_id.as_bytes());
+        put_short_bytes(out, "trans_id", self.trans_id.as_bytes())?;
         out.extend_from_slice(&self.payload);
+        Ok(())
     }
 
     fn decode_body(body: Bytes) -> Result<Self, ProtocolError> {
@@ -98,6 +100,34 @@ impl DocFrame {
             trans_id,
             payload,
         })
+    }
+
+    /// Refuses a document that [`DocFrame::fits`] says cannot be sent, naming why.
+    ///
+    /// # Errors
+    /// [`ProtocolError::FieldTooLong`] for a text field over 65535 bytes,
+    /// [`ProtocolError::FrameTooLarge`] for a body over [`MAX_FRAME_LEN`].
+    pub fn check_fits(&self) -> Result<(), ProtocolError> {
+        for (field, text) in [
+            ("id", &self.id),
+            ("rev", &self.rev),
+            ("trans_id", &self.trans_id),
+        ] {
+            if !fits_short(text.as_bytes()) {
+                return Err(ProtocolError::FieldTooLong {
+                    field,
+                    len: text.len(),
+                });
+            }
+        }
+        let len = self.encoded_body_len();
+        if len > MAX_FRAME_LEN as usize {
+            return Err(ProtocolError::FrameTooLarge {
+                len: u64::try_from(len).unwrap_or(u64::MAX),
+                max: u64::from(MAX_FRAME_LEN),
+            });
+        }
+        Ok(())
     }
 
     /// Whether the text fields fit the frame format (each at most 65535 bytes).
@@ -147,30 +177,52 @@ impl Frame {
 
     /// Appends the encoded frame to `out`.
     ///
-    /// A document whose fields do not fit ([`DocFrame::fits`]) is the caller's bug: check
-    /// before encoding. JSON frames are small by construction.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// A frame that does not fit (a document field over 65535 bytes, a body over
+    /// [`MAX_FRAME_LEN`]) is refused and `out` left as it was: nothing is ever cut.
+    ///
+    /// # Errors
+    /// [`ProtocolError::FieldTooLong`], [`ProtocolError::FrameTooLarge`].
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
         let start = out.len();
+        let encoded = self.encode_at(out, start);
+        if encoded.is_err() {
+            out.truncate(start);
+        }
+        encoded
+    }
+
+    fn encode_at(&self, out: &mut Vec<u8>, start: usize) -> Result<(), ProtocolError> {
         out.push(self.kind() as u8);
         out.extend_from_slice(&[0; 4]);
         match self {
             Frame::RequestHeader(h) => json_into(out, h),
-            Frame::Doc(d) => d.encode_body(out),
+            Frame::Doc(d) => d.encode_body(out)?,
             Frame::End(e) => json_into(out, e),
             Frame::ResponseHeader(h) => json_into(out, h),
             Frame::Error(e) => json_into(out, e),
         }
-        let body_len = u32::try_from(out.len() - start - HEADER_LEN).unwrap_or(u32::MAX);
+        let len = out.len().saturating_sub(start + HEADER_LEN);
+        let body_len = u32::try_from(len)
+            .ok()
+            .filter(|l| *l <= MAX_FRAME_LEN)
+            .ok_or(ProtocolError::FrameTooLarge {
+                len: u64::try_from(len).unwrap_or(u64::MAX),
+                max: u64::from(MAX_FRAME_LEN),
+            })?;
         if let Some(len_field) = out.get_mut(start + 1..start + HEADER_LEN) {
             len_field.copy_from_slice(&body_len.to_be_bytes());
         }
+        Ok(())
     }
 
     /// The encoded frame as a fresh buffer.
-    pub fn to_bytes(&self) -> Bytes {
+    ///
+    /// # Errors
+    /// As [`Frame::encode`].
+    pub fn to_bytes(&self) -> Result<Bytes, ProtocolError> {
         let mut out = Vec::new();
-        self.encode(&mut out);
-        out.into()
+        self.encode(&mut out)?;
+        Ok(out.into())
     }
 
     fn decode(kind: FrameKind, body: Bytes) -> Result<Self, ProtocolError> {
@@ -301,7 +353,7 @@ mod tests {
             generation: 7,
             transaction_id: "T-1".to_owned(),
         });
-        let bytes = frame.to_bytes();
+        let bytes = frame.to_bytes().unwrap();
         let mut decoder = FrameDecoder::new();
         for (i, byte) in bytes.iter().enumerate() {
             decoder.push(&[*byte]);

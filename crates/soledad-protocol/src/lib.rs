@@ -19,7 +19,7 @@
 //!     payload: b"ciphertext".to_vec().into(),
 //! };
 //! let mut wire = Vec::new();
-//! Frame::Doc(doc.clone()).encode(&mut wire);
+//! Frame::Doc(doc.clone()).encode(&mut wire).unwrap();
 //!
 //! let mut decoder = FrameDecoder::new();
 //! decoder.push(&wire);
@@ -47,6 +47,6 @@ pub use limits::{
 };
 pub use receive::{Batch, Broken, Direction, Receiver, Request, Response, Step};
 pub use sync::{
-    ExchangeEnd, ExchangeRequestHeader, ExchangeResponseHeader, RecordSyncInfo, SYNC_CONTENT_TYPE,
-    SyncInfo,
+    ExchangeEnd, ExchangeRequestHeader, ExchangeResponseHeader, REV_HEADER, RecordSyncInfo,
+    SYNC_CONTENT_TYPE, SyncInfo, USER_DB_PREFIX, user_db_name, user_db_uuid,
 };

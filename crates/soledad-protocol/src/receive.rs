@@ -18,7 +18,7 @@
 //!     last_known_trans_id: String::new(),
 //!     ensure: true,
 //! })
-//! .encode(&mut wire);
+//! .encode(&mut wire).unwrap();
 //! Frame::Doc(DocFrame {
 //!     id: "hidden".into(),
 //!     rev: "r:1".into(),
@@ -26,8 +26,8 @@
 //!     trans_id: "T-1".into(),
 //!     payload: b"sealed".to_vec().into(),
 //! })
-//! .encode(&mut wire);
-//! Frame::End(ExchangeEnd { generation: 1, transaction_id: "T-1".into() }).encode(&mut wire);
+//! .encode(&mut wire).unwrap();
+//! Frame::End(ExchangeEnd { generation: 1, transaction_id: "T-1".into() }).encode(&mut wire).unwrap();
 //!
 //! let mut receiver = Receiver::<Request>::new();
 //! receiver.push(&wire);
@@ -385,7 +385,7 @@ mod tests {
     fn wire(frames: &[Frame]) -> Vec<u8> {
         let mut out = Vec::new();
         for frame in frames {
-            frame.encode(&mut out);
+            frame.encode(&mut out).unwrap();
         }
         out
     }

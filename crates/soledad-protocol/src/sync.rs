@@ -2,6 +2,23 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Prefix of a user database name, in routes and on disk: `user-{uuid}`.
+pub const USER_DB_PREFIX: &str = "user-";
+
+/// The `{uuid}` of a `user-{uuid}` database name, or `None` without the prefix. The
+/// caller parses the uuid itself (the server into its user id).
+pub fn user_db_uuid(db_name: &str) -> Option<&str> {
+    db_name.strip_prefix(USER_DB_PREFIX)
+}
+
+/// The `user-{uuid}` database name of a user.
+pub fn user_db_name(uuid: &str) -> String {
+    format!("{USER_DB_PREFIX}{uuid}")
+}
+
+/// Header carrying a shared document's revision (u1db's `x-u1db-rev`).
+pub const REV_HEADER: &str = "x-u1db-rev";
+
 /// `Content-Type` of the framed bodies of `POST /user-{uuid}/sync-from/{source}`.
 pub const SYNC_CONTENT_TYPE: &str = "application/x-soledad-sync";
 

@@ -68,7 +68,7 @@ proptest! {
     ) {
         let mut wire = Vec::new();
         for frame in &frames {
-            frame.encode(&mut wire);
+            frame.encode(&mut wire).unwrap();
         }
         let mut decoder = FrameDecoder::new();
         let mut decoded = Vec::new();
@@ -84,7 +84,7 @@ proptest! {
 
     #[test]
     fn a_cut_stream_never_yields_a_partial_frame(doc in doc_strategy(), cut in 1usize..64) {
-        let wire = Frame::Doc(doc).to_bytes();
+        let wire = Frame::Doc(doc).to_bytes().unwrap();
         let cut = cut.min(wire.len() - 1);
         let mut decoder = FrameDecoder::new();
         decoder.push(&wire[..wire.len() - cut]);
@@ -157,7 +157,7 @@ fn document_payload_is_carried_as_raw_bytes() {
         trans_id: "T-1".into(),
         payload: payload.clone().into(),
     };
-    let wire = Frame::Doc(doc).to_bytes();
+    let wire = Frame::Doc(doc).to_bytes().unwrap();
     // kind + len + (2+2) + (2+3) + 8 + (2+3) + payload: no base64 inflation.
     assert_eq!(wire.len(), 5 + 4 + 5 + 8 + 5 + payload.len());
     assert!(wire.windows(payload.len()).any(|w| w == payload.as_slice()));
@@ -201,7 +201,7 @@ proptest! {
     ) {
         let mut bytes = Vec::new();
         for frame in &frames {
-            frame.encode(&mut bytes);
+            frame.encode(&mut bytes).unwrap();
         }
         let sent = frames.iter().filter(|f| matches!(f, Frame::Doc(_))).count();
         let limits = BatchLimits { docs: docs_per_batch, bytes: 1 << 20 };
@@ -224,7 +224,8 @@ fn a_well_formed_exchange_delivers_every_document_once() {
         last_known_trans_id: String::new(),
         ensure: true,
     })
-    .encode(&mut bytes);
+    .encode(&mut bytes)
+    .unwrap();
     for generation in 1..=10 {
         Frame::Doc(DocFrame {
             id: format!("d{generation}"),
@@ -233,13 +234,15 @@ fn a_well_formed_exchange_delivers_every_document_once() {
             trans_id: format!("T-{generation}"),
             payload: vec![1; 3].into(),
         })
-        .encode(&mut bytes);
+        .encode(&mut bytes)
+        .unwrap();
     }
     Frame::End(ExchangeEnd {
         generation: 10,
         transaction_id: "T-10".into(),
     })
-    .encode(&mut bytes);
+    .encode(&mut bytes)
+    .unwrap();
     for cut in [0, 1, 7, bytes.len() / 2, bytes.len()] {
         let limits = BatchLimits {
             docs: 3,
@@ -247,4 +250,38 @@ fn a_well_formed_exchange_delivers_every_document_once() {
         };
         assert_eq!(drive::<Request>(&bytes, cut, limits), 10);
     }
+}
+
+#[test]
+fn a_field_too_long_for_a_frame_is_refused_never_cut() {
+    use soledad_protocol::{MAX_FRAME_FIELD_BYTES, ProtocolError};
+    let doc = DocFrame {
+        id: "D-1".to_owned(),
+        rev: "r".repeat(MAX_FRAME_FIELD_BYTES + 1),
+        generation: 1,
+        trans_id: "T-1".to_owned(),
+        payload: bytes::Bytes::from_static(b"sealed"),
+    };
+    assert!(!doc.fits());
+    assert!(matches!(
+        doc.check_fits(),
+        Err(ProtocolError::FieldTooLong { field: "rev", len }) if len == MAX_FRAME_FIELD_BYTES + 1
+    ));
+    let mut out = b"before".to_vec();
+    let err = Frame::Doc(doc.clone()).encode(&mut out).unwrap_err();
+    assert!(
+        matches!(err, ProtocolError::FieldTooLong { field: "rev", .. }),
+        "{err:?}"
+    );
+    assert_eq!(out, b"before", "nothing of a refused frame is written");
+    // The longest field that fits round-trips whole.
+    let longest = DocFrame {
+        rev: "r".repeat(MAX_FRAME_FIELD_BYTES),
+        ..doc
+    };
+    assert!(longest.fits());
+    let wire = Frame::Doc(longest.clone()).to_bytes().unwrap();
+    let mut decoder = FrameDecoder::new();
+    decoder.push(&wire);
+    assert_eq!(decoder.next_frame().unwrap(), Some(Frame::Doc(longest)));
 }

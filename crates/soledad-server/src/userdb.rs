@@ -12,15 +12,15 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo, SyncInfo};
-use soledad_store::Change;
 #[cfg(doc)]
 use soledad_store::StoreError;
+use soledad_store::{Change, Position};
 
 use crate::blobs::{QuotaLedger, UserId};
 use crate::error::Error;
 
-/// Prefix of user database names, as in the seed.
-pub const USER_DB_PREFIX: &str = "user-";
+/// Prefix of user database names, as in the seed (defined once, in the protocol).
+pub use soledad_protocol::USER_DB_PREFIX;
 
 /// A user database name, `user-<uuid>`, as the seed's `soledad-create-userdb`
 /// takes it.
@@ -97,7 +97,7 @@ pub trait UserDocStores: Send + Sync + 'static {
         user: &'a UserId,
         source: &'a str,
         ensure: bool,
-        known: (u64, String),
+        known: Position,
     ) -> BoxFuture<'a, Result<(), Error>>;
 
     /// Applies `docs` from `source` in one transaction with u1db's target
@@ -131,7 +131,7 @@ pub trait UserDocStores: Send + Sync + 'static {
         user: &'a UserId,
         source: &'a str,
         ledger: Option<Arc<QuotaLedger>>,
-    ) -> BoxFuture<'a, Result<(String, u64, String), Error>>;
+    ) -> BoxFuture<'a, Result<(String, Position), Error>>;
 
     /// At most `limit` changes after generation `after`, in generation order,
     /// each document once at its latest change (ids only).

@@ -2,7 +2,10 @@
 //! resolved by hand. Run: `cargo run -p soledad-store --example local_notes`.
 
 use serde_json::json;
-use soledad_store::{Database, Document, JsonContent, PutState, StoreError};
+use soledad_store::{
+    Database, Document, JsonContent, Position, PutState, ReplicaUid, SaveConflict, Source,
+    StoreError,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
@@ -30,7 +33,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Another device edited "taxes" concurrently; sync brings its revision.
     let theirs = JsonContent::from_json(r#"{"title": "Taxes 2026", "tags": ["todo"]}"#)?;
     let mut incoming = Document::new("taxes", Some("phone:1".to_owned()), Some(theirs));
-    let (state, _) = db.put_doc_if_newer(&mut incoming, true, Some("phone"), 1, "T-phone-1")?;
+    let phone = Source::new(
+        ReplicaUid::parse("phone")?,
+        Position::parse(1, "T-phone-1")?,
+    );
+    let (state, _) = db.put_doc_if_newer(&mut incoming, SaveConflict::Yes, Some(&phone))?;
     assert_eq!(state, PutState::Conflicted);
     let versions = db.get_doc_conflicts("taxes")?;
     println!("{} versions of taxes", versions.len());

@@ -6,6 +6,7 @@ use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
 use crate::payload::{JsonContent, Payload};
+use crate::position::{Position, ReplicaUid, SaveConflict, Source};
 use crate::read;
 use crate::sync::{self, PutState};
 use crate::write::{self, Ctx};
@@ -124,21 +125,11 @@ impl<'a, P: Payload> Batch<'a, P> {
     pub fn put_doc_if_newer(
         &mut self,
         doc: &mut Document<P>,
-        save_conflict: bool,
-        replica_uid: Option<&str>,
-        replica_gen: u64,
-        replica_trans_id: &str,
+        save_conflict: SaveConflict,
+        source: Option<&Source>,
     ) -> Result<(PutState, u64)> {
         self.atomic_doc(doc, |conn, ctx, doc| {
-            write::put_doc_if_newer(
-                conn,
-                ctx,
-                doc,
-                save_conflict,
-                replica_uid,
-                replica_gen,
-                replica_trans_id,
-            )
+            write::put_doc_if_newer(conn, ctx, doc, save_conflict == SaveConflict::Yes, source)
         })
     }
 
@@ -146,15 +137,8 @@ impl<'a, P: Payload> Batch<'a, P> {
     ///
     /// # Errors
     /// As [`crate::Database::set_replica_gen_and_trans_id`].
-    pub fn set_replica_gen_and_trans_id(
-        &mut self,
-        other_replica_uid: &str,
-        generation: u64,
-        trans_id: &str,
-    ) -> Result<()> {
-        self.atomic(|conn, _| {
-            sync::set_replica_gen_and_trans_id(conn, other_replica_uid, generation, trans_id)
-        })
+    pub fn set_replica_gen_and_trans_id(&mut self, source: &Source) -> Result<()> {
+        self.atomic(|conn, _| sync::set_source(conn, source))
     }
 
     /// As [`crate::Database::get_doc`], seeing this batch's writes.
@@ -171,16 +155,16 @@ impl<'a, P: Payload> Batch<'a, P> {
     ///
     /// # Errors
     /// As [`crate::Database::get_generation_info`].
-    pub fn get_generation_info(&self) -> Result<(u64, String)> {
-        read::generation_info(&self.conn)
+    pub fn get_generation_info(&self) -> Result<Position> {
+        read::generation_position(&self.conn)
     }
 
     /// As [`crate::Database::get_replica_gen_and_trans_id`].
     ///
     /// # Errors
     /// As [`crate::Database::get_replica_gen_and_trans_id`].
-    pub fn get_replica_gen_and_trans_id(&self, other_replica_uid: &str) -> Result<(u64, String)> {
-        sync::replica_gen_and_trans_id(&self.conn, other_replica_uid)
+    pub fn get_replica_gen_and_trans_id(&self, other_replica_uid: &ReplicaUid) -> Result<Position> {
+        sync::replica_position(&self.conn, other_replica_uid)
     }
 }
 

@@ -12,6 +12,7 @@ use crate::error::{Result, StoreError};
 use crate::index::{self, ExprCache};
 use crate::open::{KEY_BYTES, OpenOptions};
 use crate::payload::{JsonContent, Payload};
+use crate::position::{Position, ReplicaUid, SaveConflict, Source};
 use crate::read;
 use crate::size::StoredSize;
 use crate::sync::{self, Change, ChangedDoc, Changes, PutState};
@@ -483,22 +484,12 @@ impl<P: Payload> Database<P> {
     pub fn put_doc_if_newer(
         &mut self,
         doc: &mut Document<P>,
-        save_conflict: bool,
-        replica_uid: Option<&str>,
-        replica_gen: u64,
-        replica_trans_id: &str,
+        save_conflict: SaveConflict,
+        source: Option<&Source>,
     ) -> Result<(PutState, u64)> {
         self.write(|conn, ctx| {
             restoring(doc, |doc| {
-                write::put_doc_if_newer(
-                    conn,
-                    ctx,
-                    doc,
-                    save_conflict,
-                    replica_uid,
-                    replica_gen,
-                    replica_trans_id,
-                )
+                write::put_doc_if_newer(conn, ctx, doc, save_conflict == SaveConflict::Yes, source)
             })
         })
     }
@@ -539,8 +530,8 @@ impl<P: Payload> Database<P> {
     ///
     /// # Errors
     /// [`StoreError::Storage`].
-    pub fn get_generation_info(&self) -> Result<(u64, String)> {
-        read::generation_info(&self.reader())
+    pub fn get_generation_info(&self) -> Result<Position> {
+        read::generation_position(&self.reader())
     }
 
     /// The transaction id of `generation` (`""` for 0).
@@ -557,16 +548,20 @@ impl<P: Payload> Database<P> {
     /// # Errors
     /// [`StoreError::InvalidGeneration`] for a generation we never had,
     /// [`StoreError::InvalidTransactionId`] for another transaction id.
-    pub fn validate_gen_and_trans_id(&self, generation: u64, trans_id: &str) -> Result<()> {
-        sync::validate_gen_and_trans_id(&self.reader(), generation, trans_id)
+    pub fn validate_gen_and_trans_id(&self, position: &Position) -> Result<()> {
+        sync::validate_gen_and_trans_id(
+            &self.reader(),
+            position.generation(),
+            position.transaction_id().as_str(),
+        )
     }
 
     /// What we recorded for another replica (`(0, "")` if nothing).
     ///
     /// # Errors
     /// [`StoreError::Storage`].
-    pub fn get_replica_gen_and_trans_id(&self, other_replica_uid: &str) -> Result<(u64, String)> {
-        sync::replica_gen_and_trans_id(&self.reader(), other_replica_uid)
+    pub fn get_replica_gen_and_trans_id(&self, other_replica_uid: &ReplicaUid) -> Result<Position> {
+        sync::replica_position(&self.reader(), other_replica_uid)
     }
 
     /// Records another replica's generation and transaction id.
@@ -574,14 +569,7 @@ impl<P: Payload> Database<P> {
     /// # Errors
     /// [`StoreError::InvalidReplicaUid`], [`StoreError::InvalidGeneration`]
     /// (beyond `i64::MAX`), [`StoreError::InvalidTransactionId`] (too long).
-    pub fn set_replica_gen_and_trans_id(
-        &mut self,
-        other_replica_uid: &str,
-        generation: u64,
-        trans_id: &str,
-    ) -> Result<()> {
-        self.write(|conn, _| {
-            sync::set_replica_gen_and_trans_id(conn, other_replica_uid, generation, trans_id)
-        })
+    pub fn set_replica_gen_and_trans_id(&mut self, source: &Source) -> Result<()> {
+        self.write(|conn, _| sync::set_source(conn, source))
     }
 }

@@ -91,6 +91,13 @@ pub(crate) fn get_conflicts<P: Payload>(conn: &Conn<'_>, doc_id: &str) -> Result
 }
 
 /// Current generation and its transaction id (`(0, "")` for an empty log).
+/// The current position (the origin when empty).
+pub(crate) fn generation_position(conn: &Conn<'_>) -> Result<crate::Position> {
+    let (generation, trans_id) = generation_info(conn)?;
+    crate::Position::parse(generation, &trans_id)
+        .map_err(|_| StoreError::Corrupt("transaction log position"))
+}
+
 pub(crate) fn generation_info(conn: &Conn<'_>) -> Result<(u64, String)> {
     let row: Option<(i64, String)> = conn.with(
         "SELECT generation, transaction_id FROM transaction_log ORDER BY generation DESC LIMIT 1",

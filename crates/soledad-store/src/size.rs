@@ -188,6 +188,13 @@ mod tests {
 
     use super::*;
 
+    fn src(replica: &str, generation: u64, trans_id: &str) -> crate::Source {
+        crate::Source::new(
+            crate::ReplicaUid::parse(replica).unwrap(),
+            crate::Position::parse(generation, trans_id).unwrap(),
+        )
+    }
+
     fn scanned(conn: &Connection) -> StoredSize {
         let (entries, bytes): (i64, i64) = conn
             .query_row(SCAN, [], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -253,8 +260,12 @@ mod tests {
         check(&db);
         // A concurrent revision from another replica, kept as a conflict.
         let mut theirs = Document::new("a", Some("other:5".to_owned()), Some(vec![4; 50]));
-        db.put_doc_if_newer(&mut theirs, true, Some("other"), 1, "T-x")
-            .unwrap();
+        db.put_doc_if_newer(
+            &mut theirs,
+            crate::SaveConflict::Yes,
+            Some(&src("other", 1, "T-x")),
+        )
+        .unwrap();
         check(&db);
         let conflicts = db.get_doc_conflicts("a").unwrap();
         assert_eq!(conflicts.len(), 2);
@@ -263,9 +274,10 @@ mod tests {
         resolved.content = Some(vec![5; 20]);
         db.resolve_doc(&mut resolved, &revs).unwrap();
         check(&db);
-        db.set_replica_gen_and_trans_id("other", 2, "T-longer-transaction-id")
+        db.set_replica_gen_and_trans_id(&src("other", 2, "T-longer-transaction-id"))
             .unwrap();
-        db.set_replica_gen_and_trans_id("third", 1, "T-1").unwrap();
+        db.set_replica_gen_and_trans_id(&src("third", 1, "T-1"))
+            .unwrap();
         check(&db);
         assert_eq!(db.stored_size().unwrap().entries, 2);
     }

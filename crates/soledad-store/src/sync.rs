@@ -168,6 +168,26 @@ pub(crate) fn replica_gen_and_trans_id(
     }
 }
 
+/// Records `source`'s position in the sync log.
+pub(crate) fn set_source(conn: &Conn<'_>, source: &crate::Source) -> Result<()> {
+    set_replica_gen_and_trans_id(
+        conn,
+        source.replica.as_str(),
+        source.position.generation(),
+        source.position.transaction_id().as_str(),
+    )
+}
+
+/// What the sync log holds for `replica` (the origin if nothing).
+pub(crate) fn replica_position(
+    conn: &Conn<'_>,
+    replica: &crate::ReplicaUid,
+) -> Result<crate::Position> {
+    let (generation, trans_id) = replica_gen_and_trans_id(conn, replica.as_str())?;
+    crate::Position::parse(generation, &trans_id)
+        .map_err(|_| StoreError::Corrupt("sync log position"))
+}
+
 pub(crate) fn set_replica_gen_and_trans_id(
     conn: &Conn<'_>,
     replica_uid: &str,

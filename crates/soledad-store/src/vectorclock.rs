@@ -12,7 +12,7 @@ use std::fmt;
 use crate::error::{Result, StoreError};
 
 /// Longest revision string accepted (bytes). Caps the cost of hostile input.
-pub const MAX_REVISION_BYTES: usize = 64 * 1024;
+pub const MAX_REVISION_BYTES: usize = 64 * 1024 - 1;
 
 /// How two vector clocks relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,8 +41,15 @@ impl Ctx {
         Ok(clock.to_string())
     }
 
+    /// Refuses a document over the size limit, counted as u1db's `get_size`
+    /// counts it: content + id + revision (bytes).
     fn check_size<P: Payload>(&self, doc: &Document<P>) -> Result<()> {
-        let size = doc.content.as_ref().map_or(0, Sealed::size);
+        let size = doc
+            .content
+            .as_ref()
+            .map_or(0, Sealed::size)
+            .saturating_add(doc.doc_id.len())
+            .saturating_add(doc.rev.as_ref().map_or(0, String::len));
         match self.document_size_limit {
             Some(limit) if size > limit => Err(StoreError::DocumentTooBig),
             _ => Ok(()),
@@ -231,9 +238,7 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
     ctx: &mut Ctx,
     doc: &mut Document<P>,
     save_conflict: bool,
-    replica_uid: Option<&str>,
-    replica_gen: u64,
-    replica_trans_id: &str,
+    source: Option<&crate::Source>,
 ) -> Result<(PutState, u64)> {
     ids::check_doc_id(&doc.doc_id)?;
     let incoming_rev = doc.rev.clone().ok_or(StoreError::InvalidRevision)?;
@@ -247,8 +252,13 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
             .map_err(|_| StoreError::Corrupt("stored revision"))?,
         None => VectorClock::new(),
     };
-    if let Some(uid) = replica_uid {
-        sync::validate_source(conn, uid, replica_gen, replica_trans_id)?;
+    if let Some(source) = source {
+        sync::validate_source(
+            conn,
+            source.replica.as_str(),
+            source.position.generation(),
+            source.position.transaction_id().as_str(),
+        )?;
     }
     let state = if doc_clock.is_newer(&current_clock) {
         prune_conflicts(conn, ctx, doc, &mut doc_clock)?;
@@ -287,8 +297,8 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
         // Unreachable in practice: a non-empty clock is always newer than none.
         return Err(StoreError::InvalidRevision);
     };
-    if let Some(uid) = replica_uid {
-        sync::set_replica_gen_and_trans_id(conn, uid, replica_gen, replica_trans_id)?;
+    if let Some(source) = source {
+        sync::set_source(conn, source)?;
     }
     let generation = match ctx.tx_generation {
         Some(generation) => generation,

@@ -9,6 +9,7 @@ mod convergence;
 mod divergence;
 mod failures;
 mod lifecycle;
+mod limits;
 mod privacy;
 mod secrets;
 mod tampering;

@@ -28,7 +28,6 @@ use axum::response::Response;
 use super::Principal;
 use crate::blobs::UserId;
 use crate::error::Error;
-use crate::userdb::USER_DB_PREFIX;
 
 /// Route parameter naming the owner: `/blobs/{uuid}…`, `/usage/{uuid}`.
 pub(crate) const OWNER_PARAM: &str = "uuid";
@@ -64,7 +63,7 @@ pub(crate) fn named_user(params: &HashMap<String, String>) -> Result<UserId, Err
         return UserId::parse(uuid).map_err(|_| Error::Forbidden);
     }
     if let Some(db) = params.get(DB_PARAM) {
-        let uuid = db.strip_prefix(USER_DB_PREFIX).ok_or(Error::NotFound)?;
+        let uuid = soledad_protocol::user_db_uuid(db).ok_or(Error::NotFound)?;
         return UserId::parse(uuid).map_err(|_| Error::Forbidden);
     }
     // An owner rule on a route that names no owner: deny.

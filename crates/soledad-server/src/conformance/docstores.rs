@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo};
-use soledad_store::StoreError;
+use soledad_store::{Position, StoreError};
 
 use crate::blobs::{BlobError, DOC_ENTRY_OVERHEAD_BYTES, QuotaLedger, UserId};
 use crate::error::Error;
@@ -97,7 +97,7 @@ pub async fn create_and_exists(factory: &dyn Factory) {
     );
     // An exchange may create the store (`ensure`).
     stores
-        .begin_exchange(&bob, SOURCE, true, (0, String::new()))
+        .begin_exchange(&bob, SOURCE, true, Position::origin())
         .await
         .unwrap();
     assert!(stores.exists(&bob).await.unwrap());
@@ -155,14 +155,19 @@ pub async fn positions_are_recorded_and_read(factory: &dyn Factory) {
         "{itself:?}"
     );
     let unknown = stores
-        .begin_exchange(&alice, SOURCE, false, (5, "T-never".to_owned()))
+        .begin_exchange(
+            &alice,
+            SOURCE,
+            false,
+            Position::parse(5, "T-never").unwrap(),
+        )
         .await;
     assert!(
         unknown.is_err(),
         "a position the store never had: {unknown:?}"
     );
     stores
-        .begin_exchange(&alice, SOURCE, false, (0, String::new()))
+        .begin_exchange(&alice, SOURCE, false, Position::origin())
         .await
         .unwrap();
 }
@@ -252,9 +257,9 @@ pub async fn apply_follows_u1db_target_rules(factory: &dyn Factory) {
         (9, "T-9"),
         "the end position never moves back"
     );
-    let (uid, generation, _) = stores.durable_position(&alice, SOURCE, None).await.unwrap();
+    let (uid, position) = stores.durable_position(&alice, SOURCE, None).await.unwrap();
     assert_eq!(uid, info.target_replica_uid);
-    assert_eq!(generation, 2);
+    assert_eq!(position.generation(), 2);
 }
 
 /// Changes come back in generation order, each document once, in chunks

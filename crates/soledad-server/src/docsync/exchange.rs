@@ -27,7 +27,9 @@ use soledad_protocol::{
     Frame, Receiver, RecordSyncInfo, Request, Step, SyncInfo,
 };
 use soledad_store::vectorclock::is_valid_replica_uid;
-use soledad_store::{Change, Document, PutState};
+use soledad_store::{
+    Change, Document, Position, PutState, ReplicaUid, SaveConflict, Source, StoreError,
+};
 
 #[cfg(doc)]
 use super::stores::UserStores;
@@ -115,10 +117,7 @@ where
             user,
             source_replica_uid,
             header.ensure,
-            (
-                header.last_known_generation,
-                header.last_known_trans_id.clone(),
-            ),
+            Position::parse(header.last_known_generation, &header.last_known_trans_id)?,
         )
         .await?;
     let mut applier = Applier {
@@ -283,28 +282,28 @@ impl EmbeddedApply<'_> {
             &self.user,
             Commit::Ordered,
             move |batch| {
-                let before = batch.get_generation_info()?.0;
+                let before = batch.get_generation_info()?.generation();
+                let replica = ReplicaUid::parse(&source)?;
                 let mut converged = Vec::new();
                 let mut last = None;
                 for frame in docs {
                     let mut doc =
                         Document::new(frame.id, Some(frame.rev), Some(frame.payload.to_vec()));
-                    let (state, _) = batch.put_doc_if_newer(
-                        &mut doc,
-                        false,
-                        Some(&source),
-                        frame.generation,
-                        &frame.trans_id,
-                    )?;
-                    last = Some((frame.generation, frame.trans_id));
+                    let from = Source::new(
+                        replica.clone(),
+                        Position::parse(frame.generation, &frame.trans_id)?,
+                    );
+                    let (state, _) =
+                        batch.put_doc_if_newer(&mut doc, SaveConflict::No, Some(&from))?;
+                    last = Some(from);
                     if state == PutState::Converged {
                         converged.push(doc.doc_id);
                     }
                 }
-                if let Some((generation, trans_id)) = last {
-                    batch.set_replica_gen_and_trans_id(&source, generation, &trans_id)?;
+                if let Some(last) = last {
+                    batch.set_replica_gen_and_trans_id(&last)?;
                 }
-                let after = batch.get_generation_info()?.0;
+                let after = batch.get_generation_info()?.generation();
                 Ok(Applied {
                     generations: (before, after),
                     converged,
@@ -362,7 +361,11 @@ async fn next_chunk(
         .await?;
     let mut out = Vec::new();
     for doc in chunk.docs {
-        Frame::Doc(doc).encode(&mut out);
+        // Stored documents came in frames, so they fit one: one that does not
+        // is refused (an error frame), never cut.
+        Frame::Doc(doc)
+            .encode(&mut out)
+            .map_err(|_| StoreError::Corrupt("stored document does not fit a frame"))?;
     }
     Ok((Bytes::from(out), chunk.next))
 }
@@ -381,9 +384,11 @@ async fn respond(
     let user = applier.user.clone();
     // Another device's batches may be committed in order but not acknowledged
     // yet: they are made durable before a success response names them.
-    let (replica_uid, upto, transaction_id) = stores
+    let (replica_uid, position) = stores
         .durable_position(&user, &applier.source, applier.ledger.clone())
         .await?;
+    let upto = position.generation();
+    let transaction_id = position.transaction_id().as_str().to_owned();
     let seen = applier.seen.clone();
     let document_count = count_to_send(&*stores, &user, since, upto, &seen).await?;
     let header = Frame::ResponseHeader(ExchangeResponseHeader {
@@ -392,12 +397,14 @@ async fn respond(
         target_transaction_id: transaction_id.clone(),
         document_count,
     })
-    .to_bytes();
+    .to_bytes()
+    .map_err(|_| StoreError::Corrupt("response header does not fit a frame"))?;
     let end = Frame::End(ExchangeEnd {
         generation: upto,
         transaction_id,
     })
-    .to_bytes();
+    .to_bytes()
+    .map_err(|_| StoreError::Corrupt("end position does not fit a frame"))?;
 
     let seen = Arc::new(seen);
     let start = if since < upto {
@@ -443,7 +450,9 @@ enum Cursor {
 /// error's kind and its public message (never internal details).
 fn error_frame(error: &Error) -> Bytes {
     tracing::error!(error = %error, "sync response failed mid-stream");
-    Frame::Error(ErrorBody::new(error.kind(), error.public_message())).to_bytes()
+    let body = ErrorBody::new(error.kind(), error.public_message());
+    // An error body is a short kind and message: it always fits a frame.
+    Frame::Error(body).to_bytes().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -464,7 +473,8 @@ mod tests {
                 Some("src:1".to_owned()),
                 Some(vec![7; 10]),
             );
-            db.put_doc_if_newer(&mut doc, false, None, 0, "").unwrap();
+            db.put_doc_if_newer(&mut doc, SaveConflict::No, None)
+                .unwrap();
         }
         Arc::new(StoreWorker::spawn(db, "test-store").unwrap())
     }
@@ -568,7 +578,7 @@ mod tests {
             .run(|db| {
                 let mut doc =
                     Document::new("d0000".to_owned(), Some("src:2".to_owned()), Some(vec![1]));
-                db.put_doc_if_newer(&mut doc, false, None, 0, "")
+                db.put_doc_if_newer(&mut doc, SaveConflict::No, None)
                     .map(|_| ())
             })
             .await

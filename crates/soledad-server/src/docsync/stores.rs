@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo, SyncInfo};
-use soledad_store::{Batch, Change, OpaqueDatabase, StoreError, StoreWorker, StoredSize};
+use soledad_store::{
+    Batch, Change, OpaqueDatabase, Position, ReplicaUid, Source, StoreError, StoreWorker,
+    StoredSize,
+};
 
 use super::exchange::EmbeddedApply;
 use crate::blobs::{DOC_ENTRY_OVERHEAD_BYTES, QuotaLedger, UsageSource, UserId};
@@ -145,15 +148,15 @@ impl UserDocStores for UserStores {
             let source = source.to_owned();
             Ok(store
                 .run(move |db| {
-                    let (target_gen, target_tid) = db.get_generation_info()?;
-                    let (source_gen, source_tid) = db.get_replica_gen_and_trans_id(&source)?;
+                    let target = db.get_generation_info()?;
+                    let known = db.get_replica_gen_and_trans_id(&ReplicaUid::parse(&source)?)?;
                     Ok(SyncInfo {
                         target_replica_uid: db.replica_uid().to_owned(),
-                        target_replica_generation: target_gen,
-                        target_replica_transaction_id: target_tid,
+                        target_replica_generation: target.generation(),
+                        target_replica_transaction_id: target.transaction_id().as_str().to_owned(),
                         source_replica_uid: source,
-                        source_replica_generation: source_gen,
-                        source_transaction_id: source_tid,
+                        source_replica_generation: known.generation(),
+                        source_transaction_id: known.transaction_id().as_str().to_owned(),
                     })
                 })
                 .await?)
@@ -181,11 +184,10 @@ impl UserDocStores for UserStores {
                 user,
                 Commit::Durable,
                 move |batch| {
-                    batch.set_replica_gen_and_trans_id(
-                        &source,
-                        position.generation,
-                        &position.transaction_id,
-                    )
+                    batch.set_replica_gen_and_trans_id(&Source::new(
+                        ReplicaUid::parse(&source)?,
+                        Position::parse(position.generation, &position.transaction_id)?,
+                    ))
                 },
             )
             .await
@@ -197,7 +199,7 @@ impl UserDocStores for UserStores {
         user: &'a UserId,
         source: &'a str,
         ensure: bool,
-        known: (u64, String),
+        known: Position,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let store = self
@@ -205,13 +207,12 @@ impl UserDocStores for UserStores {
                 .await?
                 .ok_or(Error::DatabaseDoesNotExist)?;
             let source = source.to_owned();
-            let (known_gen, known_tid) = known;
             store
                 .run(move |db| {
                     if source == db.replica_uid() {
                         return Err(StoreError::InvalidReplicaUid);
                     }
-                    db.validate_gen_and_trans_id(known_gen, &known_tid)
+                    db.validate_gen_and_trans_id(&known)
                 })
                 .await?;
             Ok(())
@@ -249,22 +250,25 @@ impl UserDocStores for UserStores {
             let store = self.existing(user).await?;
             let source = source.to_owned();
             let unsynced = store
-                .run(|db| Ok(db.durable_generation() < db.get_generation_info()?.0))
+                .run(|db| Ok(db.durable_generation() < db.get_generation_info()?.generation()))
                 .await?;
             // The last write before a success response: durable, and with it
             // every batch committed in order before.
             let write = move |batch: &mut Batch<'_, Vec<u8>>| {
-                let (known, known_trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
-                let (generation, trans_id) = if end.generation > known {
-                    (end.generation, end.transaction_id)
+                let replica = ReplicaUid::parse(&source)?;
+                let known = batch.get_replica_gen_and_trans_id(&replica)?;
+                // The source's own generations: ordered here (it is the client's
+                // counter), unlike the server positions a client records.
+                let position = if end.generation > known.generation() {
+                    Position::parse(end.generation, &end.transaction_id)?
                 } else if unsynced {
                     // A commit that writes nothing does not sync: rewrite the
                     // position so this durable commit covers the ordered batches.
-                    (known, known_trans_id)
+                    known
                 } else {
                     return Ok(());
                 };
-                batch.set_replica_gen_and_trans_id(&source, generation, &trans_id)
+                batch.set_replica_gen_and_trans_id(&Source::new(replica, position))
             };
             charged_batch(&store, ledger.as_ref(), user, Commit::Durable, write).await
         })
@@ -275,13 +279,13 @@ impl UserDocStores for UserStores {
         user: &'a UserId,
         source: &'a str,
         ledger: Option<Arc<QuotaLedger>>,
-    ) -> BoxFuture<'a, Result<(String, u64, String), Error>> {
+    ) -> BoxFuture<'a, Result<(String, Position), Error>> {
         Box::pin(async move {
             let store = self.existing(user).await?;
-            let (replica_uid, (generation, transaction_id), durable) = store
+            let (replica_uid, position, durable) = store
                 .run(move |db| {
                     let position = db.get_generation_info()?;
-                    let durable = db.durable_generation() >= position.0;
+                    let durable = db.durable_generation() >= position.generation();
                     Ok((db.replica_uid().to_owned(), position, durable))
                 })
                 .await?;
@@ -291,12 +295,13 @@ impl UserDocStores for UserStores {
                 // source's recorded position.
                 let source = source.to_owned();
                 let rewrite = move |batch: &mut Batch<'_, Vec<u8>>| {
-                    let (known, trans_id) = batch.get_replica_gen_and_trans_id(&source)?;
-                    batch.set_replica_gen_and_trans_id(&source, known, &trans_id)
+                    let replica = ReplicaUid::parse(&source)?;
+                    let known = batch.get_replica_gen_and_trans_id(&replica)?;
+                    batch.set_replica_gen_and_trans_id(&Source::new(replica, known))
                 };
                 charged_batch(&store, ledger.as_ref(), user, Commit::Durable, rewrite).await?;
             }
-            Ok((replica_uid, generation, transaction_id))
+            Ok((replica_uid, position))
         })
     }
 

@@ -33,7 +33,7 @@ use crate::error::Error;
 use crate::shared::{SharedDoc, SharedDocId, SharedRev};
 
 /// Header carrying a shared document's revision.
-pub(crate) const REV_HEADER: &str = "x-u1db-rev";
+pub(crate) use soledad_protocol::REV_HEADER;
 
 /// The `old_rev` query argument.
 #[derive(Deserialize)]

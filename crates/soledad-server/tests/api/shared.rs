@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::util::TestServer;
 
-const REV: &str = "x-u1db-rev";
+const REV: &str = soledad_protocol::REV_HEADER;
 
 async fn put(
     t: &TestServer,

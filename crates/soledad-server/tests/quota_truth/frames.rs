@@ -28,7 +28,8 @@ fn hostile_body(announced: u32) -> Vec<u8> {
         last_known_trans_id: String::new(),
         ensure: true,
     })
-    .encode(&mut body);
+    .encode(&mut body)
+    .unwrap();
     body.push(FrameKind::Doc as u8);
     body.extend_from_slice(&announced.to_be_bytes());
     body

@@ -150,7 +150,8 @@ async fn a_sync_exchange_runs_on_in_memory_document_stores() {
         last_known_trans_id: String::new(),
         ensure: true,
     })
-    .encode(&mut body);
+    .encode(&mut body)
+    .unwrap();
     for (i, id) in ["a", "b"].iter().enumerate() {
         let generation = i as u64 + 1;
         Frame::Doc(DocFrame {
@@ -160,13 +161,15 @@ async fn a_sync_exchange_runs_on_in_memory_document_stores() {
             trans_id: format!("T-{generation}"),
             payload: format!("sealed {id}").into_bytes().into(),
         })
-        .encode(&mut body);
+        .encode(&mut body)
+        .unwrap();
     }
     Frame::End(ExchangeEnd {
         generation: 2,
         transaction_id: "T-2".to_owned(),
     })
-    .encode(&mut body);
+    .encode(&mut body)
+    .unwrap();
     let response = client
         .post(&url)
         .header("authorization", auth("alice", token.expose()))

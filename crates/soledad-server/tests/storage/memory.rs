@@ -23,7 +23,7 @@ use soledad_server::{
     SharedWrite, SkipChange, TokenStore, UserDocStores, UserRecord,
 };
 use soledad_store::vectorclock::{ClockOrdering, VectorClock};
-use soledad_store::{Change, StoreError};
+use soledad_store::{Change, Position, StoreError};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap()
@@ -627,7 +627,7 @@ impl UserDocStores for MemoryDocStores {
         user: &'a UserId,
         source: &'a str,
         ensure: bool,
-        known: (u64, String),
+        known: Position,
     ) -> BoxFuture<'a, Result<(), Error>> {
         if ensure {
             self.lock()
@@ -638,13 +638,15 @@ impl UserDocStores for MemoryDocStores {
             if source == store.replica_uid {
                 return Err(StoreError::InvalidReplicaUid.into());
             }
-            let (generation, trans_id) = known;
+            let generation = known.generation();
             if generation == 0 {
                 return Ok(());
             }
             match store.log.get((generation - 1) as usize) {
                 None => Err(StoreError::InvalidGeneration.into()),
-                Some(at) if *at != trans_id => Err(StoreError::InvalidTransactionId.into()),
+                Some(at) if at.as_str() != known.transaction_id().as_str() => {
+                    Err(StoreError::InvalidTransactionId.into())
+                }
                 Some(_) => Ok(()),
             }
         });
@@ -739,10 +741,11 @@ impl UserDocStores for MemoryDocStores {
         user: &'a UserId,
         _source: &'a str,
         _ledger: Option<Arc<QuotaLedger>>,
-    ) -> BoxFuture<'a, Result<(String, u64, String), Error>> {
+    ) -> BoxFuture<'a, Result<(String, Position), Error>> {
         let position = self.with(user, |store| {
             let (generation, trans_id) = store.position();
-            Ok((store.replica_uid.clone(), generation, trans_id))
+            let position = Position::parse(generation, &trans_id)?;
+            Ok((store.replica_uid.clone(), position))
         });
         Box::pin(async move { position })
     }

@@ -1,6 +1,8 @@
 //! Conflicts: saved on sync, listed current-first, resolved, and blocking
 //! put/delete (u1db DatabaseConflictTests).
 
+use crate::util::{parts, src};
+use soledad_store::SaveConflict;
 use soledad_store::{PutState, StoreError, VectorClock};
 
 use crate::util::{NESTED, SIMPLE, conflicts_of, db, doc, expect_conflicts, ids};
@@ -19,7 +21,7 @@ fn put_doc_if_newer_save_conflicted() {
     let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
     let (state, generation) = db
-        .put_doc_if_newer(&mut d2, true, Some("r"), 1, "foo")
+        .put_doc_if_newer(&mut d2, SaveConflict::Yes, Some(&src("r", 1, "foo")))
         .unwrap();
     assert_eq!((state, generation), (PutState::Conflicted, 2));
     assert!(d2.has_conflicts);
@@ -59,7 +61,8 @@ fn put_and_delete_of_a_conflicted_doc_fail() {
     let mut db = db();
     db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
-    db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
+        .unwrap();
     let mut current = db.get_doc("d", false).unwrap().unwrap();
     current.set_json("{\"x\": 1}").unwrap();
     assert!(matches!(
@@ -75,7 +78,7 @@ fn put_and_delete_of_a_conflicted_doc_fail() {
         db.get_doc("d", false).unwrap().unwrap().json(),
         Some(NESTED)
     );
-    assert_eq!(db.get_generation_info().unwrap().0, 2);
+    assert_eq!(db.get_generation_info().unwrap().generation(), 2);
 }
 
 #[test]
@@ -83,13 +86,13 @@ fn force_doc_conflict_supersedes_properly() {
     let mut db = db();
     let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut d2 = doc("d", "alternate:1", Some("{\"b\": 1}"));
-    db.put_doc_if_newer(&mut d2, true, Some("r"), 1, "a")
+    db.put_doc_if_newer(&mut d2, SaveConflict::Yes, Some(&src("r", 1, "a")))
         .unwrap();
     let mut d3 = doc("d", "altalt:1", Some("{\"c\": 1}"));
-    db.put_doc_if_newer(&mut d3, true, Some("r"), 2, "b")
+    db.put_doc_if_newer(&mut d3, SaveConflict::Yes, Some(&src("r", 2, "b")))
         .unwrap();
     let mut d22 = doc("d", "alternate:2", Some("{\"b\": 2}"));
-    db.put_doc_if_newer(&mut d22, true, Some("r"), 3, "c")
+    db.put_doc_if_newer(&mut d22, SaveConflict::Yes, Some(&src("r", 3, "c")))
         .unwrap();
     assert_eq!(d22.rev.as_deref(), Some("alternate:2"));
     assert_eq!(
@@ -108,7 +111,8 @@ fn put_doc_if_newer_save_conflict_was_deleted() {
     let mut d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     db.delete_doc(&mut d1).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
-    db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
+        .unwrap();
     assert!(d2.has_conflicts);
     let read = db.get_doc("d", false).unwrap().unwrap();
     assert_eq!(
@@ -129,12 +133,15 @@ fn put_doc_if_newer_propagates_full_resolution() {
     let mut db = db();
     let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
-    db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
+        .unwrap();
     let mut resolved = VectorClock::parse(d1.rev.as_deref().unwrap()).unwrap();
     resolved.maximize(&VectorClock::parse("alternate:1").unwrap());
     resolved.increment("alternate").unwrap();
     let mut d3 = doc("d", &resolved.to_string(), Some("{\"good\": 1}"));
-    let (state, _) = db.put_doc_if_newer(&mut d3, true, None, 0, "").unwrap();
+    let (state, _) = db
+        .put_doc_if_newer(&mut d3, SaveConflict::Yes, None)
+        .unwrap();
     assert_eq!(state, PutState::Inserted);
     assert!(!d3.has_conflicts);
     assert!(db.get_doc_conflicts("d").unwrap().is_empty());
@@ -146,9 +153,11 @@ fn put_doc_if_newer_propagates_partial_resolution() {
     let mut db = db();
     db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut d2 = doc("d", "altalt:1", Some("{}"));
-    db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
+        .unwrap();
     let mut d3 = doc("d", "alternate:1", Some(NESTED));
-    db.put_doc_if_newer(&mut d3, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d3, SaveConflict::Yes, None)
+        .unwrap();
     assert_eq!(
         conflicts_of(&db, "d"),
         expect_conflicts(&[
@@ -160,7 +169,7 @@ fn put_doc_if_newer_propagates_partial_resolution() {
     // supersedes test:1 and alternate:1 but not altalt:1
     let mut partial = doc("d", "alternate:2|test:1", Some("{\"good\": 1}"));
     let (state, _) = db
-        .put_doc_if_newer(&mut partial, true, None, 0, "")
+        .put_doc_if_newer(&mut partial, SaveConflict::Yes, None)
         .unwrap();
     assert_eq!(state, PutState::Inserted);
     assert!(partial.has_conflicts);
@@ -181,15 +190,21 @@ fn put_doc_if_newer_autoresolve_2() {
     let mut a1b1 = doc("d", "other:1|test:1", Some("{\"a\":\"42\"}"));
     let mut a3 = doc("d", "other:1|test:2", Some("{}"));
     assert_eq!(
-        db.put_doc_if_newer(&mut a2, true, None, 0, "").unwrap().0,
+        db.put_doc_if_newer(&mut a2, SaveConflict::Yes, None)
+            .unwrap()
+            .0,
         PutState::Inserted
     );
     assert_eq!(
-        db.put_doc_if_newer(&mut a1b1, true, None, 0, "").unwrap().0,
+        db.put_doc_if_newer(&mut a1b1, SaveConflict::Yes, None)
+            .unwrap()
+            .0,
         PutState::Conflicted
     );
     assert_eq!(
-        db.put_doc_if_newer(&mut a3, true, None, 0, "").unwrap().0,
+        db.put_doc_if_newer(&mut a3, SaveConflict::Yes, None)
+            .unwrap()
+            .0,
         PutState::Inserted
     );
     assert!(!db.get_doc("d", false).unwrap().unwrap().has_conflicts);
@@ -203,15 +218,21 @@ fn put_doc_if_newer_autoresolve_3() {
     let mut a2 = doc("d", "test:2", Some("{\"a\":\"42\"}"));
     let mut a3 = doc("d", "test:3", Some("{}"));
     assert_eq!(
-        db.put_doc_if_newer(&mut a1b1, true, None, 0, "").unwrap().0,
+        db.put_doc_if_newer(&mut a1b1, SaveConflict::Yes, None)
+            .unwrap()
+            .0,
         PutState::Inserted
     );
     assert_eq!(
-        db.put_doc_if_newer(&mut a2, true, None, 0, "").unwrap().0,
+        db.put_doc_if_newer(&mut a2, SaveConflict::Yes, None)
+            .unwrap()
+            .0,
         PutState::Conflicted
     );
     assert_eq!(
-        db.put_doc_if_newer(&mut a3, true, None, 0, "").unwrap().0,
+        db.put_doc_if_newer(&mut a3, SaveConflict::Yes, None)
+            .unwrap()
+            .0,
         PutState::Superseded
     );
     let stored = db.get_doc("d", true).unwrap().unwrap();
@@ -227,13 +248,14 @@ fn resolve_doc() {
     let mut db = db();
     let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut alt = doc("d", "alternate:1", Some(NESTED));
-    db.put_doc_if_newer(&mut alt, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut alt, SaveConflict::Yes, None)
+        .unwrap();
     assert_eq!(
         conflicts_of(&db, "d"),
         expect_conflicts(&[("alternate:1", Some(NESTED)), ("test:1", Some(SIMPLE))])
     );
     let orig_rev = d.rev.clone();
-    let (generation_before, _) = db.get_generation_info().unwrap();
+    let (generation_before, _) = parts(db.get_generation_info().unwrap());
     db.resolve_doc(&mut d, &["alternate:1", "test:1"]).unwrap();
     assert_ne!(d.rev, orig_rev);
     assert_eq!(d.rev.as_deref(), Some("alternate:1|test:2"));
@@ -244,7 +266,10 @@ fn resolve_doc() {
         (d.rev.clone(), Some(SIMPLE), false)
     );
     assert!(db.get_doc_conflicts("d").unwrap().is_empty());
-    assert_eq!(db.get_generation_info().unwrap().0, generation_before + 1);
+    assert_eq!(
+        db.get_generation_info().unwrap().generation(),
+        generation_before + 1
+    );
     let new = VectorClock::parse(d.rev.as_deref().unwrap()).unwrap();
     assert!(new.is_newer(&VectorClock::parse("alternate:1").unwrap()));
     assert!(new.is_newer(&VectorClock::parse("test:1").unwrap()));
@@ -258,10 +283,12 @@ fn resolve_doc_partial_not_winning() {
     let mut db = db();
     let mut d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
-    db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
+        .unwrap();
     let content3 = "{\"key\": \"valin3\"}";
     let mut d3 = doc("d", "third:1", Some(content3));
-    db.put_doc_if_newer(&mut d3, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d3, SaveConflict::Yes, None)
+        .unwrap();
     assert_eq!(
         conflicts_of(&db, "d"),
         expect_conflicts(&[
@@ -291,10 +318,12 @@ fn resolve_doc_partial_winning() {
     let mut db = db();
     let mut d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
-    db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
+        .unwrap();
     let content3 = "{\"key\": \"valin3\"}";
     let mut d3 = doc("d", "third:1", Some(content3));
-    db.put_doc_if_newer(&mut d3, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d3, SaveConflict::Yes, None)
+        .unwrap();
     db.resolve_doc(&mut d1, &["third:1", "test:1"]).unwrap();
     assert!(d1.has_conflicts);
     assert_eq!(
@@ -312,7 +341,8 @@ fn resolve_doc_with_delete_conflict() {
     let mut d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     db.delete_doc(&mut d1).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
-    db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
+        .unwrap();
     assert_eq!(
         conflicts_of(&db, "d"),
         expect_conflicts(&[
@@ -336,7 +366,8 @@ fn resolve_doc_with_delete_to_delete() {
     let mut d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     db.delete_doc(&mut d1).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
-    db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
+        .unwrap();
     let revs = [d1.rev.clone().unwrap(), "alternate:1".to_owned()];
     db.resolve_doc(&mut d1, &revs).unwrap();
     assert!(db.get_doc_conflicts("d").unwrap().is_empty());
@@ -362,7 +393,7 @@ fn resolve_doc_errors() {
         Err(StoreError::InvalidRevision)
     ));
     assert_eq!(d.rev.as_deref(), Some("test:1"));
-    assert_eq!(db.get_generation_info().unwrap().0, 1);
+    assert_eq!(db.get_generation_info().unwrap().generation(), 1);
 }
 
 #[test]
@@ -371,7 +402,8 @@ fn get_docs_conflicted_and_conflicts_ignored() {
     db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     db.create_doc_from_json(SIMPLE, Some("other")).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
-    db.put_doc_if_newer(&mut d2, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
+        .unwrap();
     let got = db.get_docs(&["d"], true, false).unwrap();
     assert_eq!(got, vec![d2.clone()]);
     let mut no_conflict = d2.clone();

@@ -1,5 +1,6 @@
 //! Documents: create, put, get, delete, tombstones, ids, sizes (u1db AllDatabaseTests).
 
+use crate::util::parts;
 use serde_json::json;
 use soledad_store::{Document, JsonContent, OpenOptions, StoreError};
 
@@ -290,9 +291,12 @@ fn get_all_docs_returns_generation_and_docs() {
 #[test]
 fn generations_and_transaction_ids() {
     let mut db = db();
-    assert_eq!(db.get_generation_info().unwrap(), (0, String::new()));
+    assert_eq!(
+        db.get_generation_info().unwrap(),
+        soledad_store::Position::origin()
+    );
     let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
-    let (g1, t1) = db.get_generation_info().unwrap();
+    let (g1, t1) = parts(db.get_generation_info().unwrap());
     assert_eq!(g1, 1);
     assert!(
         t1.starts_with("T-") && t1.len() == 34 && t1[2..].bytes().all(|b| b.is_ascii_hexdigit()),
@@ -301,7 +305,7 @@ fn generations_and_transaction_ids() {
     d.set_json(NESTED).unwrap();
     db.put_doc(&mut d).unwrap();
     db.delete_doc(&mut d).unwrap();
-    let (g3, t3) = db.get_generation_info().unwrap();
+    let (g3, t3) = parts(db.get_generation_info().unwrap());
     assert_eq!(g3, 3);
     assert_ne!(t1, t3);
     assert_eq!(db.get_trans_id_for_gen(1).unwrap(), t1);
@@ -316,7 +320,7 @@ fn generations_and_transaction_ids() {
     assert_eq!(generation, 3);
     // Failed writes do not advance the generation.
     assert!(db.create_doc_from_json(SIMPLE, Some("bad id")).is_err());
-    assert_eq!(db.get_generation_info().unwrap().0, 3);
+    assert_eq!(db.get_generation_info().unwrap().generation(), 3);
 }
 
 #[test]
@@ -385,7 +389,7 @@ fn documents_survive_reopen() {
         db.get_doc("keep", false).unwrap().unwrap().json(),
         Some(NESTED)
     );
-    assert_eq!(db.get_generation_info().unwrap().0, 1);
+    assert_eq!(db.get_generation_info().unwrap().generation(), 1);
 }
 
 #[test]
@@ -400,4 +404,27 @@ fn database_is_send() {
     });
     let db = handle.join().unwrap();
     assert!(db.get_doc("moved", false).unwrap().is_some());
+}
+
+#[test]
+fn the_size_limit_counts_content_id_and_revision() {
+    let json = r#"{"k":"v"}"#;
+    // As u1db counts the document given: content 9 + id 1 (+ its revision).
+    let mut db = OpenOptions::new()
+        .replica_uid("test")
+        .document_size_limit(Some(10))
+        .open_in_memory()
+        .unwrap();
+    assert!(matches!(
+        db.create_doc_from_json(json, Some("ab")),
+        Err(StoreError::DocumentTooBig)
+    ));
+    let mut doc = db.create_doc_from_json(json, Some("a")).unwrap();
+    // The same content again, now carrying its revision "test:1": 9 + 1 + 6.
+    assert!(matches!(
+        db.put_doc(&mut doc),
+        Err(StoreError::DocumentTooBig)
+    ));
+    db.set_document_size_limit(Some(16));
+    db.put_doc(&mut doc).unwrap();
 }

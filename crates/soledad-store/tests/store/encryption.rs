@@ -1,6 +1,7 @@
 //! Opening: SQLCipher with a raw key, wrong keys, plaintext only on request,
 //! schema checks, corrupt files.
 
+use crate::util::{pos, src, uid};
 use soledad_store::{Database, JsonContent, OpaqueDatabase, OpenOptions, StoreError};
 
 const MARKER: &str = "MARKER-9f3c2a7e-plaintext-must-not-appear";
@@ -30,7 +31,8 @@ fn keyed_database_hides_content_and_needs_the_key() {
     db.create_index("m", &["marker"]).unwrap();
     let json = format!("{{\"marker\": \"{MARKER}\"}}");
     db.create_doc_from_json(&json, Some(MARKER)).unwrap();
-    db.set_replica_gen_and_trans_id("peer", 1, MARKER).unwrap();
+    db.set_replica_gen_and_trans_id(&src("peer", 1, MARKER))
+        .unwrap();
     // While open (data in the -wal file) ...
     let open_files = files_of(dir.path());
     assert!(
@@ -69,8 +71,8 @@ fn keyed_database_hides_content_and_needs_the_key() {
     assert_eq!(read.json(), Some(json.as_str()));
     assert_eq!(db.get_from_index("m", &[MARKER]).unwrap().len(), 1);
     assert_eq!(
-        db.get_replica_gen_and_trans_id("peer").unwrap(),
-        (1, MARKER.to_owned())
+        db.get_replica_gen_and_trans_id(&uid("peer")).unwrap(),
+        pos(1, MARKER)
     );
 }
 

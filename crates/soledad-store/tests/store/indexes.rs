@@ -1,7 +1,9 @@
 //! Indexes: definitions, maintenance, exact/glob/range queries, keys, counts
 //! and the expression language (u1db DatabaseIndexTests).
 
+use crate::util::src;
 use serde_json::json;
+use soledad_store::SaveConflict;
 use soledad_store::{Database, StoreError};
 
 use crate::util::{NESTED, SIMPLE, db, doc, ids};
@@ -176,8 +178,12 @@ fn writes_maintain_the_index() {
     );
     // sync writes update indexes too
     let mut incoming = doc("s", "other:1", Some("{\"key\": \"synced\"}"));
-    db.put_doc_if_newer(&mut incoming, false, Some("other"), 1, "T-1")
-        .unwrap();
+    db.put_doc_if_newer(
+        &mut incoming,
+        SaveConflict::No,
+        Some(&src("other", 1, "T-1")),
+    )
+    .unwrap();
     assert_eq!(
         ids(&db.get_from_index("test-idx", &["synced"]).unwrap()),
         ["s"]
@@ -410,7 +416,8 @@ fn get_from_index_sees_conflicts() {
         "alternate:1",
         Some("{\"key\": \"value\", \"key2\": \"value2\", \"x\": 1}"),
     );
-    db.put_doc_if_newer(&mut alt, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut alt, SaveConflict::Yes, None)
+        .unwrap();
     let found = db.get_from_index("test-idx", &["value", "value2"]).unwrap();
     assert_eq!(found.len(), 1);
     assert!(found[0].has_conflicts);

@@ -1,6 +1,8 @@
 //! The server's opaque store: payload bytes, no content comparison, conflicts
 //! never stored when `save_conflict` is false.
 
+use crate::util::{pos, src, uid};
+use soledad_store::SaveConflict;
 use soledad_store::{Document, OpaqueDatabase, OpenOptions, PutState, StoreError, StoredSize};
 
 fn server() -> OpaqueDatabase {
@@ -20,7 +22,7 @@ fn stores_bytes_byte_exact() {
     let payload: Vec<u8> = (0..=255u8).chain([0, 0, 0xFF]).collect();
     let mut d = env("aGlkZGVuLWlk", "client:1", Some(&payload));
     let (state, generation) = db
-        .put_doc_if_newer(&mut d, false, Some("client"), 1, "T-a")
+        .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("client", 1, "T-a")))
         .unwrap();
     assert_eq!((state, generation), (PutState::Inserted, 1));
     let read = db.get_doc("aGlkZGVuLWlk", false).unwrap().unwrap();
@@ -36,13 +38,13 @@ fn stores_bytes_byte_exact() {
 fn concurrent_equal_bytes_are_not_merged_and_not_stored() {
     let mut db = server();
     let mut first = env("id", "a:1", Some(b"ciphertext"));
-    db.put_doc_if_newer(&mut first, false, Some("a"), 1, "T-1")
+    db.put_doc_if_newer(&mut first, SaveConflict::No, Some(&src("a", 1, "T-1")))
         .unwrap();
     // Same bytes, concurrent rev: no content comparison, so a conflict,
     // reported and not stored; the document is untouched.
     let mut other = env("id", "b:1", Some(b"ciphertext"));
     let (state, generation) = db
-        .put_doc_if_newer(&mut other, false, Some("b"), 1, "T-2")
+        .put_doc_if_newer(&mut other, SaveConflict::No, Some(&src("b", 1, "T-2")))
         .unwrap();
     assert_eq!((state, generation), (PutState::Conflicted, 1));
     assert_eq!(
@@ -55,16 +57,16 @@ fn concurrent_equal_bytes_are_not_merged_and_not_stored() {
     assert!(!read.has_conflicts);
     assert!(db.get_doc_conflicts("id").unwrap().is_empty());
     assert_eq!(
-        db.get_replica_gen_and_trans_id("b").unwrap(),
-        (1, "T-2".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("b")).unwrap(),
+        pos(1, "T-2")
     );
     // Concurrent tombstones are not merged either.
     let mut del_a = env("gone", "a:2", None);
-    db.put_doc_if_newer(&mut del_a, false, Some("a"), 2, "T-3")
+    db.put_doc_if_newer(&mut del_a, SaveConflict::No, Some(&src("a", 2, "T-3")))
         .unwrap();
     let mut del_b = env("gone", "b:2", None);
     assert_eq!(
-        db.put_doc_if_newer(&mut del_b, false, Some("b"), 2, "T-4")
+        db.put_doc_if_newer(&mut del_b, SaveConflict::No, Some(&src("b", 2, "T-4")))
             .unwrap()
             .0,
         PutState::Conflicted
@@ -75,25 +77,25 @@ fn concurrent_equal_bytes_are_not_merged_and_not_stored() {
 fn newer_older_and_same_revisions() {
     let mut db = server();
     let mut v1 = env("id", "a:1", Some(b"one"));
-    db.put_doc_if_newer(&mut v1, false, Some("a"), 1, "T-1")
+    db.put_doc_if_newer(&mut v1, SaveConflict::No, Some(&src("a", 1, "T-1")))
         .unwrap();
     let mut v2 = env("id", "a:2|b:1", Some(b"two"));
     assert_eq!(
-        db.put_doc_if_newer(&mut v2, false, Some("b"), 1, "T-b1")
+        db.put_doc_if_newer(&mut v2, SaveConflict::No, Some(&src("b", 1, "T-b1")))
             .unwrap()
             .0,
         PutState::Inserted
     );
     let mut old = env("id", "a:1", Some(b"one"));
     assert_eq!(
-        db.put_doc_if_newer(&mut old, false, Some("a"), 2, "T-2")
+        db.put_doc_if_newer(&mut old, SaveConflict::No, Some(&src("a", 2, "T-2")))
             .unwrap()
             .0,
         PutState::Superseded
     );
     let mut same = env("id", "a:2|b:1", Some(b"two"));
     assert_eq!(
-        db.put_doc_if_newer(&mut same, false, Some("a"), 3, "T-3")
+        db.put_doc_if_newer(&mut same, SaveConflict::No, Some(&src("a", 3, "T-3")))
             .unwrap()
             .0,
         PutState::Converged
@@ -105,11 +107,11 @@ fn newer_older_and_same_revisions() {
     // an old source generation is refused
     let mut late = env("id", "a:9|b:1", Some(b"late"));
     assert!(matches!(
-        db.put_doc_if_newer(&mut late, false, Some("a"), 2, "T-2"),
+        db.put_doc_if_newer(&mut late, SaveConflict::No, Some(&src("a", 2, "T-2"))),
         Err(StoreError::InvalidGeneration)
     ));
     assert!(matches!(
-        db.put_doc_if_newer(&mut late, false, Some("a"), 3, "T-other"),
+        db.put_doc_if_newer(&mut late, SaveConflict::No, Some(&src("a", 3, "T-other"))),
         Err(StoreError::InvalidTransactionId)
     ));
     assert_eq!(
@@ -124,28 +126,32 @@ fn opaque_batch_applies_a_sync_upload_atomically() {
     db.batch(|b| {
         for i in 1..=5u64 {
             let mut d = env(&format!("doc{i}"), &format!("c:{i}"), Some(&[i as u8; 16]));
-            b.put_doc_if_newer(&mut d, false, Some("c"), i, &format!("T-{i}"))?;
+            b.put_doc_if_newer(
+                &mut d,
+                SaveConflict::No,
+                Some(&src("c", i, &format!("T-{i}"))),
+            )?;
         }
         Ok::<(), StoreError>(())
     })
     .unwrap();
     assert_eq!(db.whats_changed(0).unwrap().changes.len(), 5);
     assert_eq!(
-        db.get_replica_gen_and_trans_id("c").unwrap(),
-        (5, "T-5".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("c")).unwrap(),
+        pos(5, "T-5")
     );
     let failed = db.batch(|b| {
         let mut d = env("doc6", "c:6", Some(b"x"));
-        b.put_doc_if_newer(&mut d, false, Some("c"), 6, "T-6")?;
+        b.put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("c", 6, "T-6")))?;
         let mut bad = env("doc7", "c:7", Some(b"x"));
-        b.put_doc_if_newer(&mut bad, false, Some("c"), 2, "T-2")?; // older generation
+        b.put_doc_if_newer(&mut bad, SaveConflict::No, Some(&src("c", 2, "T-2")))?; // older generation
         Ok::<(), StoreError>(())
     });
     assert!(matches!(failed, Err(StoreError::InvalidGeneration)));
     assert_eq!(db.get_doc("doc6", true).unwrap(), None);
     assert_eq!(
-        db.get_replica_gen_and_trans_id("c").unwrap(),
-        (5, "T-5".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("c")).unwrap(),
+        pos(5, "T-5")
     );
 }
 
@@ -161,7 +167,7 @@ fn stored_size_follows_what_is_stored_and_survives_reopening() {
     assert_eq!(db.stored_size().unwrap(), StoredSize::default());
 
     let mut big = env("doc", "c:1", Some(&[1; 10_000]));
-    db.put_doc_if_newer(&mut big, false, Some("c"), 1, "T-1")
+    db.put_doc_if_newer(&mut big, SaveConflict::No, Some(&src("c", 1, "T-1")))
         .unwrap();
     let one = db.stored_size().unwrap();
     assert_eq!(one.entries, 1);
@@ -169,7 +175,7 @@ fn stored_size_follows_what_is_stored_and_survives_reopening() {
 
     // A newer, smaller revision replaces the old one: the old bytes are gone.
     let mut small = env("doc", "c:2", Some(&[2; 100]));
-    db.put_doc_if_newer(&mut small, false, Some("c"), 2, "T-2")
+    db.put_doc_if_newer(&mut small, SaveConflict::No, Some(&src("c", 2, "T-2")))
         .unwrap();
     let replaced = db.stored_size().unwrap();
     assert_eq!(replaced.entries, 1);
@@ -178,7 +184,7 @@ fn stored_size_follows_what_is_stored_and_survives_reopening() {
     // An older revision is not stored and changes nothing but the sync log.
     let mut stale = env("doc", "c:1", Some(&[3; 50_000]));
     let (state, _) = db
-        .put_doc_if_newer(&mut stale, false, Some("c"), 3, "T-3")
+        .put_doc_if_newer(&mut stale, SaveConflict::No, Some(&src("c", 3, "T-3")))
         .unwrap();
     assert_eq!(state, PutState::Superseded);
     assert!(db.stored_size().unwrap().bytes < 1_000);
@@ -188,7 +194,7 @@ fn stored_size_follows_what_is_stored_and_survives_reopening() {
         .batch(|batch| {
             let before = batch.stored_size()?;
             let mut other = env("other", "c:1", Some(&[4; 500]));
-            batch.put_doc_if_newer(&mut other, false, Some("c"), 4, "T-4")?;
+            batch.put_doc_if_newer(&mut other, SaveConflict::No, Some(&src("c", 4, "T-4")))?;
             Ok::<_, StoreError>((before, batch.stored_size()?))
         })
         .unwrap();
@@ -217,7 +223,8 @@ fn durable_generation_follows_durable_commits_that_wrote() {
     // A durable transaction that writes nothing syncs nothing.
     db.batch(|batch| batch.get_generation_info()).unwrap();
     assert_eq!(db.durable_generation(), 0);
-    db.set_replica_gen_and_trans_id("other", 1, "T-1").unwrap();
+    db.set_replica_gen_and_trans_id(&src("other", 1, "T-1"))
+        .unwrap();
     assert_eq!(
         db.durable_generation(),
         1,

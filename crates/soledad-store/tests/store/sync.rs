@@ -1,7 +1,9 @@
 //! Sync primitives: whats_changed, generation validation, sync log and
 //! put_doc_if_newer (u1db LocalDatabaseTests / test_sync).
 
+use crate::util::{parts, pos, src, uid};
 use serde_json::json;
+use soledad_store::SaveConflict;
 use soledad_store::{PutState, StoreError, VectorClock};
 
 use crate::util::{NESTED, SIMPLE, db, db_named, doc, sync, value_of};
@@ -65,7 +67,7 @@ fn whats_changed_doesnt_include_old_gen() {
     db.create_doc_from_json(SIMPLE, None).unwrap();
     db.create_doc_from_json(SIMPLE, None).unwrap();
     let c = db.create_doc_from_json(SIMPLE, None).unwrap();
-    let (generation, last) = db.get_generation_info().unwrap();
+    let (generation, last) = parts(db.get_generation_info().unwrap());
     let changes = db.whats_changed(2).unwrap();
     assert_eq!(
         (changes.generation, changes.transaction_id.clone()),
@@ -110,19 +112,20 @@ fn docs_changed_since_in_generation_order_with_limit() {
 fn validate_gen_and_trans_id() {
     let mut db = db();
     db.create_doc_from_json(SIMPLE, None).unwrap();
-    let (generation, trans_id) = db.get_generation_info().unwrap();
-    db.validate_gen_and_trans_id(generation, &trans_id).unwrap();
-    db.validate_gen_and_trans_id(0, "").unwrap();
+    let (generation, trans_id) = parts(db.get_generation_info().unwrap());
+    db.validate_gen_and_trans_id(&pos(generation, &trans_id))
+        .unwrap();
+    db.validate_gen_and_trans_id(&pos(0, "")).unwrap();
     assert!(matches!(
-        db.validate_gen_and_trans_id(generation, "wrong"),
+        db.validate_gen_and_trans_id(&pos(generation, "wrong")),
         Err(StoreError::InvalidTransactionId)
     ));
     assert!(matches!(
-        db.validate_gen_and_trans_id(generation + 1, &trans_id),
+        db.validate_gen_and_trans_id(&pos(generation + 1, &trans_id)),
         Err(StoreError::InvalidGeneration)
     ));
     assert!(matches!(
-        db.validate_gen_and_trans_id(u64::MAX, "x"),
+        soledad_store::Position::parse(u64::MAX, "x"),
         Err(StoreError::InvalidGeneration)
     ));
 }
@@ -131,34 +134,35 @@ fn validate_gen_and_trans_id() {
 fn replica_gen_and_trans_id_roundtrip() {
     let mut db = db();
     assert_eq!(
-        db.get_replica_gen_and_trans_id("other").unwrap(),
-        (0, String::new())
+        db.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
+        soledad_store::Position::origin()
     );
-    db.set_replica_gen_and_trans_id("other", 2, "T-transaction")
+    db.set_replica_gen_and_trans_id(&src("other", 2, "T-transaction"))
         .unwrap();
     assert_eq!(
-        db.get_replica_gen_and_trans_id("other").unwrap(),
-        (2, "T-transaction".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
+        pos(2, "T-transaction")
     );
-    db.set_replica_gen_and_trans_id("other", 3, "T-3").unwrap();
+    db.set_replica_gen_and_trans_id(&src("other", 3, "T-3"))
+        .unwrap();
     assert_eq!(
-        db.get_replica_gen_and_trans_id("other").unwrap(),
-        (3, "T-3".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
+        pos(3, "T-3")
     );
     assert!(matches!(
-        db.set_replica_gen_and_trans_id("bad uid", 1, "T"),
+        soledad_store::ReplicaUid::parse("bad uid"),
         Err(StoreError::InvalidReplicaUid)
     ));
     assert!(matches!(
-        db.set_replica_gen_and_trans_id("o", u64::MAX, "T"),
+        soledad_store::Position::parse(u64::MAX, "T"),
         Err(StoreError::InvalidGeneration)
     ));
     assert!(matches!(
-        db.set_replica_gen_and_trans_id("o", 1, &"x".repeat(1000)),
+        soledad_store::Position::parse(1, &"x".repeat(1000)),
         Err(StoreError::InvalidTransactionId)
     ));
     // Setting sync info does not create a transaction.
-    assert_eq!(db.get_generation_info().unwrap().0, 0);
+    assert_eq!(db.get_generation_info().unwrap().generation(), 0);
 }
 
 #[test]
@@ -166,7 +170,7 @@ fn put_doc_if_newer_new_document() {
     let mut db = db();
     let mut d = doc("doc-id", "other:1", Some(SIMPLE));
     let result = db
-        .put_doc_if_newer(&mut d, false, Some("r"), 1, "foo")
+        .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("r", 1, "foo")))
         .unwrap();
     assert_eq!(result, (PutState::Inserted, 1));
     let read = db.get_doc("doc-id", false).unwrap().unwrap();
@@ -174,8 +178,8 @@ fn put_doc_if_newer_new_document() {
     assert_eq!(read.json(), Some(SIMPLE));
     assert!(!read.has_conflicts);
     assert_eq!(
-        db.get_replica_gen_and_trans_id("r").unwrap(),
-        (1, "foo".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("r")).unwrap(),
+        pos(1, "foo")
     );
 }
 
@@ -189,7 +193,7 @@ fn put_doc_if_newer_already_superseded() {
     db.put_doc(&mut d).unwrap();
     let mut old = doc("d", &rev1, Some(orig));
     let (state, _) = db
-        .put_doc_if_newer(&mut old, false, Some("r"), 1, "foo")
+        .put_doc_if_newer(&mut old, SaveConflict::No, Some(&src("r", 1, "foo")))
         .unwrap();
     assert_eq!(state, PutState::Superseded);
     let read = db.get_doc("d", false).unwrap().unwrap();
@@ -207,7 +211,7 @@ fn put_doc_if_newer_autoresolve_equal_content() {
     // Same content, written differently, concurrent revision.
     let mut incoming = doc("d", "whatever:1", Some("{\"key\":\"value\"}"));
     let (state, generation) = db
-        .put_doc_if_newer(&mut incoming, false, Some("r"), 1, "foo")
+        .put_doc_if_newer(&mut incoming, SaveConflict::No, Some(&src("r", 1, "foo")))
         .unwrap();
     assert_eq!(state, PutState::Superseded);
     assert_eq!(generation, 2);
@@ -235,12 +239,12 @@ fn put_doc_if_newer_already_converged() {
         .create_doc_from_json("{\"new\": \"doc\"}", Some("d"))
         .unwrap();
     let result = db
-        .put_doc_if_newer(&mut d, false, Some("r"), 1, "foo")
+        .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("r", 1, "foo")))
         .unwrap();
     assert_eq!(result, (PutState::Converged, 1));
     assert_eq!(
-        db.get_replica_gen_and_trans_id("r").unwrap(),
-        (1, "foo".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("r")).unwrap(),
+        pos(1, "foo")
     );
 }
 
@@ -250,7 +254,7 @@ fn put_doc_if_newer_conflicted_without_saving_leaves_doc() {
     let d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
     let mut alt = doc("d", "alternate:1", Some(NESTED));
     let (state, generation) = db
-        .put_doc_if_newer(&mut alt, false, Some("r"), 1, "foo")
+        .put_doc_if_newer(&mut alt, SaveConflict::No, Some(&src("r", 1, "foo")))
         .unwrap();
     assert_eq!((state, generation), (PutState::Conflicted, 1));
     let read = db.get_doc("d", false).unwrap().unwrap();
@@ -262,8 +266,8 @@ fn put_doc_if_newer_conflicted_without_saving_leaves_doc() {
     assert!(db.get_doc_conflicts("d").unwrap().is_empty());
     // The source position is still recorded: no need to see it again.
     assert_eq!(
-        db.get_replica_gen_and_trans_id("r").unwrap(),
-        (1, "foo".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("r")).unwrap(),
+        pos(1, "foo")
     );
 }
 
@@ -271,31 +275,39 @@ fn put_doc_if_newer_conflicted_without_saving_leaves_doc() {
 fn put_doc_if_newer_source_generation_rules() {
     // newer generation
     let mut db1 = db();
-    db1.set_replica_gen_and_trans_id("other", 1, "T-sid")
+    db1.set_replica_gen_and_trans_id(&src("other", 1, "T-sid"))
         .unwrap();
     let mut d = doc("doc_id", "other:2", Some(SIMPLE));
     let (state, _) = db1
-        .put_doc_if_newer(&mut d, false, Some("other"), 2, "T-irrelevant")
+        .put_doc_if_newer(
+            &mut d,
+            SaveConflict::No,
+            Some(&src("other", 2, "T-irrelevant")),
+        )
         .unwrap();
     assert_eq!(state, PutState::Inserted);
 
     // same generation, same transaction id
     let mut db2 = db();
-    db2.set_replica_gen_and_trans_id("other", 1, "T-sid")
+    db2.set_replica_gen_and_trans_id(&src("other", 1, "T-sid"))
         .unwrap();
     let mut created = db2.create_doc_from_json(SIMPLE, None).unwrap();
     let (state, _) = db2
-        .put_doc_if_newer(&mut created, false, Some("other"), 1, "T-sid")
+        .put_doc_if_newer(
+            &mut created,
+            SaveConflict::No,
+            Some(&src("other", 1, "T-sid")),
+        )
         .unwrap();
     assert_eq!(state, PutState::Converged);
 
     // same generation, another transaction id
     let mut db3 = db();
-    db3.set_replica_gen_and_trans_id("other", 1, "T-sid")
+    db3.set_replica_gen_and_trans_id(&src("other", 1, "T-sid"))
         .unwrap();
     let mut d = doc("doc_id", "other:1", Some(SIMPLE));
     let err = db3
-        .put_doc_if_newer(&mut d, false, Some("other"), 1, "T-sad")
+        .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("other", 1, "T-sad")))
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidTransactionId));
     assert_eq!(db3.get_doc("doc_id", true).unwrap(), None);
@@ -308,27 +320,31 @@ fn put_doc_if_newer_source_generation_rules() {
     let rev1 = d.rev.clone().unwrap();
     d.set_json(SIMPLE).unwrap();
     db4.put_doc(&mut d).unwrap();
-    db4.set_replica_gen_and_trans_id("other", 3, "T-sid")
+    db4.set_replica_gen_and_trans_id(&src("other", 3, "T-sid"))
         .unwrap();
     let mut older = doc("d", &rev1, Some(SIMPLE));
     let (state, _) = db4
-        .put_doc_if_newer(&mut older, false, Some("other"), 8, "T-irrelevant")
+        .put_doc_if_newer(
+            &mut older,
+            SaveConflict::No,
+            Some(&src("other", 8, "T-irrelevant")),
+        )
         .unwrap();
     assert_eq!(state, PutState::Superseded);
 
     // older generation with a newer doc: the source was rolled back
     let mut db5 = db();
-    db5.set_replica_gen_and_trans_id("other", 5, "T-sid")
+    db5.set_replica_gen_and_trans_id(&src("other", 5, "T-sid"))
         .unwrap();
     let mut d = doc("doc_id", "other:1", Some(SIMPLE));
     let err = db5
-        .put_doc_if_newer(&mut d, false, Some("other"), 1, "T-sad")
+        .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("other", 1, "T-sad")))
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidGeneration));
     assert_eq!(db5.get_doc("doc_id", true).unwrap(), None);
     assert_eq!(
-        db5.get_replica_gen_and_trans_id("other").unwrap(),
-        (5, "T-sid".to_owned())
+        db5.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
+        pos(5, "T-sid")
     );
 }
 
@@ -336,50 +352,52 @@ fn put_doc_if_newer_source_generation_rules() {
 fn put_doc_if_newer_records_replica_position() {
     let mut db = db();
     let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
-    db.set_replica_gen_and_trans_id("other", 1, "T-sid")
+    db.set_replica_gen_and_trans_id(&src("other", 1, "T-sid"))
         .unwrap();
     let mut d2 = doc("d", "other:1|test:1", Some(NESTED));
     assert_eq!(
-        db.put_doc_if_newer(&mut d2, false, Some("other"), 2, "T-id2")
+        db.put_doc_if_newer(&mut d2, SaveConflict::No, Some(&src("other", 2, "T-id2")))
             .unwrap()
             .0,
         PutState::Inserted
     );
     assert_eq!(
-        db.get_replica_gen_and_trans_id("other").unwrap(),
-        (2, "T-id2".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
+        pos(2, "T-id2")
     );
     let mut d3 = doc("d", d1.rev.as_deref().unwrap(), Some(NESTED));
     assert_eq!(
-        db.put_doc_if_newer(&mut d3, false, Some("other"), 3, "T-id3")
+        db.put_doc_if_newer(&mut d3, SaveConflict::No, Some(&src("other", 3, "T-id3")))
             .unwrap()
             .0,
         PutState::Superseded
     );
     assert_eq!(
-        db.get_replica_gen_and_trans_id("other").unwrap(),
-        (3, "T-id3".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
+        pos(3, "T-id3")
     );
     let mut d4 = doc("d", "fourth:1|test:1", Some("{}"));
     assert_eq!(
-        db.put_doc_if_newer(&mut d4, false, Some("other"), 4, "T-id4")
+        db.put_doc_if_newer(&mut d4, SaveConflict::No, Some(&src("other", 4, "T-id4")))
             .unwrap()
             .0,
         PutState::Conflicted
     );
     assert_eq!(
-        db.get_replica_gen_and_trans_id("other").unwrap(),
-        (4, "T-id4".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
+        pos(4, "T-id4")
     );
     // Without a replica uid nothing is recorded.
     let mut d5 = doc("e", "fifth:1", Some("{}"));
     assert_eq!(
-        db.put_doc_if_newer(&mut d5, false, None, 0, "").unwrap().0,
+        db.put_doc_if_newer(&mut d5, SaveConflict::No, None)
+            .unwrap()
+            .0,
         PutState::Inserted
     );
     assert_eq!(
-        db.get_replica_gen_and_trans_id("other").unwrap(),
-        (4, "T-id4".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
+        pos(4, "T-id4")
     );
 }
 
@@ -389,7 +407,7 @@ fn put_doc_if_newer_rejects_bad_input() {
     for bad_rev in ["", "garbage", "b:1|a:1", "a:0", "a:1|"] {
         let mut d = doc("d", bad_rev, Some(SIMPLE));
         let err = db
-            .put_doc_if_newer(&mut d, false, Some("r"), 1, "t")
+            .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("r", 1, "t")))
             .unwrap_err();
         assert!(
             matches!(err, StoreError::InvalidRevision),
@@ -400,27 +418,26 @@ fn put_doc_if_newer_rejects_bad_input() {
     let mut no_rev = doc("d", "a:1", Some(SIMPLE));
     no_rev.rev = None;
     assert!(matches!(
-        db.put_doc_if_newer(&mut no_rev, false, None, 0, ""),
+        db.put_doc_if_newer(&mut no_rev, SaveConflict::No, None),
         Err(StoreError::InvalidRevision)
     ));
     let mut bad_id = doc("a b", "a:1", Some(SIMPLE));
     assert!(matches!(
-        db.put_doc_if_newer(&mut bad_id, false, None, 0, ""),
+        db.put_doc_if_newer(&mut bad_id, SaveConflict::No, None),
         Err(StoreError::InvalidDocId)
     ));
-    let mut d = doc("d", "a:1", Some(SIMPLE));
     assert!(matches!(
-        db.put_doc_if_newer(&mut d, false, Some("bad|uid"), 1, "t"),
+        soledad_store::ReplicaUid::parse("bad|uid"),
         Err(StoreError::InvalidReplicaUid)
     ));
     assert!(matches!(
-        db.put_doc_if_newer(&mut d, false, Some("r"), u64::MAX, "t"),
+        soledad_store::Position::parse(u64::MAX, "t"),
         Err(StoreError::InvalidGeneration)
     ));
-    assert_eq!(db.get_generation_info().unwrap().0, 0);
+    assert_eq!(db.get_generation_info().unwrap().generation(), 0);
     assert_eq!(
-        db.get_replica_gen_and_trans_id("r").unwrap(),
-        (0, String::new())
+        db.get_replica_gen_and_trans_id(&uid("r")).unwrap(),
+        soledad_store::Position::origin()
     );
 }
 
@@ -430,7 +447,9 @@ fn put_doc_if_newer_tombstones() {
     // an incoming tombstone for a doc we never had is stored
     let mut t = doc("gone", "other:1", None);
     assert_eq!(
-        db.put_doc_if_newer(&mut t, false, None, 0, "").unwrap().0,
+        db.put_doc_if_newer(&mut t, SaveConflict::No, None)
+            .unwrap()
+            .0,
         PutState::Inserted
     );
     assert_eq!(db.get_doc("gone", false).unwrap(), None);
@@ -440,7 +459,7 @@ fn put_doc_if_newer_tombstones() {
     db.delete_doc(&mut d).unwrap();
     let mut remote_delete = doc("d", "other:1|test:1", None);
     let (state, _) = db
-        .put_doc_if_newer(&mut remote_delete, false, None, 0, "")
+        .put_doc_if_newer(&mut remote_delete, SaveConflict::No, None)
         .unwrap();
     assert_eq!(state, PutState::Superseded);
     let stored = db.get_doc("d", true).unwrap().unwrap();
@@ -505,11 +524,11 @@ fn sync_between_two_databases() {
         resolved.rev
     );
     // Nothing left to exchange: a second sync changes nothing.
-    let (gen_a, _) = a.get_generation_info().unwrap();
-    let (gen_b, _) = b.get_generation_info().unwrap();
+    let (gen_a, _) = parts(a.get_generation_info().unwrap());
+    let (gen_b, _) = parts(b.get_generation_info().unwrap());
     sync(&mut a, &mut b).unwrap();
-    assert_eq!(a.get_generation_info().unwrap().0, gen_a);
-    assert_eq!(b.get_generation_info().unwrap().0, gen_b);
+    assert_eq!(a.get_generation_info().unwrap().generation(), gen_a);
+    assert_eq!(b.get_generation_info().unwrap().generation(), gen_b);
 }
 
 #[test]
@@ -547,7 +566,12 @@ fn sync_detects_a_rolled_back_target() {
     let mut b = soledad_store::Database::open_unencrypted(&path).unwrap();
     b.create_doc_from_json(SIMPLE, Some("two")).unwrap();
     sync(&mut a, &mut b).unwrap();
-    assert_eq!(a.get_replica_gen_and_trans_id("bob").unwrap().0, 2);
+    assert_eq!(
+        a.get_replica_gen_and_trans_id(&uid("bob"))
+            .unwrap()
+            .generation(),
+        2
+    );
     b.close().unwrap();
     // Restore the old copy and make a different change 2.
     let older_copy = dir.path().join("older.db");
@@ -563,4 +587,57 @@ fn sync_detects_a_rolled_back_target() {
     let mut older = soledad_store::Database::open_unencrypted(&older_copy).unwrap();
     let err = sync(&mut a, &mut older).unwrap_err();
     assert!(matches!(err, StoreError::InvalidGeneration), "{err:?}");
+}
+
+#[test]
+fn positions_and_sources_are_made_only_by_parsers() {
+    use soledad_store::{Position, ReplicaUid, TransId};
+    assert!(matches!(
+        ReplicaUid::parse(""),
+        Err(StoreError::InvalidReplicaUid)
+    ));
+    assert!(matches!(
+        ReplicaUid::parse(&"r".repeat(257)),
+        Err(StoreError::InvalidReplicaUid)
+    ));
+    assert_eq!(ReplicaUid::parse("phone-1").unwrap().as_str(), "phone-1");
+    assert!(matches!(
+        TransId::parse(&"t".repeat(257)),
+        Err(StoreError::InvalidTransactionId)
+    ));
+    // Only the origin has no transaction id.
+    assert!(matches!(
+        Position::parse(3, ""),
+        Err(StoreError::InvalidTransactionId)
+    ));
+    assert!(Position::parse(0, "").unwrap().is_origin());
+    assert_eq!(Position::parse(0, "").unwrap(), Position::origin());
+    let at = Position::parse(7, "T-7").unwrap();
+    assert_eq!((at.generation(), at.transaction_id().as_str()), (7, "T-7"));
+    assert_ne!(at, Position::parse(7, "T-other").unwrap());
+}
+
+#[test]
+fn doc_ids_and_revisions_are_parsed_at_the_boundary() {
+    use soledad_store::{DocId, Rev};
+    assert_eq!(DocId::parse("D-1.a%_").unwrap().as_str(), "D-1.a%_");
+    for bad in ["", "a b", "é", &"d".repeat(1025)] {
+        assert!(
+            matches!(DocId::parse(bad), Err(StoreError::InvalidDocId)),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(Rev::parse("a:1|b:2").unwrap().into_string(), "a:1|b:2");
+    for bad in [
+        "",
+        "a",
+        "b:1|a:1",
+        "a:0",
+        &format!("a:1|{}:1", "r".repeat(65_535)),
+    ] {
+        assert!(
+            matches!(Rev::parse(bad), Err(StoreError::InvalidRevision)),
+            "{bad:?}"
+        );
+    }
 }

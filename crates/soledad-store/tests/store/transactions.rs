@@ -1,6 +1,8 @@
 //! Every write is one transaction; batches are all-or-nothing.
 
+use crate::util::{pos, src, uid};
 use serde_json::json;
+use soledad_store::SaveConflict;
 use soledad_store::{Document, JsonContent, PutState, StoreError};
 
 use crate::util::{SIMPLE, db, doc, ids};
@@ -15,19 +17,20 @@ fn batch_commits_everything() {
                 b.create_doc(&json!({ "key": format!("k{i}") }), Some(&format!("doc{i}")))?;
             }
             let mut d = doc("remote", "other:1", Some(SIMPLE));
-            let (state, _) = b.put_doc_if_newer(&mut d, false, Some("other"), 1, "T-1")?;
+            let (state, _) =
+                b.put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("other", 1, "T-1")))?;
             assert_eq!(state, PutState::Inserted);
             // reads inside the batch see its writes
             assert!(b.get_doc("doc3", false)?.is_some());
-            Ok::<_, StoreError>(b.get_generation_info()?.0)
+            Ok::<_, StoreError>(b.get_generation_info()?.generation())
         })
         .unwrap();
     assert_eq!(generation, 11);
-    assert_eq!(db.get_generation_info().unwrap().0, 11);
+    assert_eq!(db.get_generation_info().unwrap().generation(), 11);
     assert_eq!(db.get_count_from_index("by-key", &["k*"]).unwrap(), 10);
     assert_eq!(
-        db.get_replica_gen_and_trans_id("other").unwrap(),
-        (1, "T-1".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
+        pos(1, "T-1")
     );
     let changes = db.whats_changed(0).unwrap();
     assert_eq!(changes.changes.len(), 11);
@@ -46,7 +49,7 @@ fn failing_write_in_the_middle_of_a_batch_leaves_nothing() {
         .batch(|b| {
             b.create_doc(&json!({"key": "one"}), Some("one"))?;
             let mut d = doc("remote", "other:1", Some(SIMPLE));
-            b.put_doc_if_newer(&mut d, false, Some("other"), 1, "T-1")?;
+            b.put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("other", 1, "T-1")))?;
             b.create_doc(&json!({"key": "dup"}), Some("before"))?; // RevisionConflict
             b.create_doc(&json!({"key": "never"}), Some("never"))?;
             Ok::<(), StoreError>(())
@@ -58,8 +61,8 @@ fn failing_write_in_the_middle_of_a_batch_leaves_nothing() {
     assert_eq!(db.get_doc("remote", true).unwrap(), None);
     assert_eq!(db.get_doc("never", true).unwrap(), None);
     assert_eq!(
-        db.get_replica_gen_and_trans_id("other").unwrap(),
-        (0, String::new())
+        db.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
+        soledad_store::Position::origin()
     );
     assert_eq!(
         ids(&db.get_from_index("by-key", &["*"]).unwrap()),
@@ -71,7 +74,10 @@ fn failing_write_in_the_middle_of_a_batch_leaves_nothing() {
     );
     // The database is still usable and the generation continues from where it was.
     db.create_doc_from_json(SIMPLE, Some("after")).unwrap();
-    assert_eq!(db.get_generation_info().unwrap().0, before.0 + 1);
+    assert_eq!(
+        db.get_generation_info().unwrap().generation(),
+        before.generation() + 1
+    );
 }
 
 #[test]
@@ -128,7 +134,8 @@ fn batch_put_delete_resolve() {
     let mut db = db();
     db.create_doc_from_json(SIMPLE, Some("c")).unwrap();
     let mut alt = doc("c", "alternate:1", Some("{\"b\": 1}"));
-    db.put_doc_if_newer(&mut alt, true, None, 0, "").unwrap();
+    db.put_doc_if_newer(&mut alt, SaveConflict::Yes, None)
+        .unwrap();
     let mut p = db.create_doc_from_json(SIMPLE, Some("p")).unwrap();
     db.batch(|b| {
         p.set_json("{\"updated\": true}")?;
@@ -137,19 +144,16 @@ fn batch_put_delete_resolve() {
         let mut resolved = b.get_doc("c", false)?.unwrap();
         b.resolve_doc(&mut resolved, &["alternate:1", "test:1"])?;
         assert!(!resolved.has_conflicts);
-        b.set_replica_gen_and_trans_id("peer", 7, "T-7")?;
-        assert_eq!(
-            b.get_replica_gen_and_trans_id("peer")?,
-            (7, "T-7".to_owned())
-        );
+        b.set_replica_gen_and_trans_id(&src("peer", 7, "T-7"))?;
+        assert_eq!(b.get_replica_gen_and_trans_id(&uid("peer"))?, pos(7, "T-7"));
         Ok::<(), StoreError>(())
     })
     .unwrap();
     assert!(db.get_doc("p", true).unwrap().unwrap().is_tombstone());
     assert!(db.get_doc_conflicts("c").unwrap().is_empty());
     assert_eq!(
-        db.get_replica_gen_and_trans_id("peer").unwrap(),
-        (7, "T-7".to_owned())
+        db.get_replica_gen_and_trans_id(&uid("peer")).unwrap(),
+        pos(7, "T-7")
     );
 }
 
@@ -175,7 +179,10 @@ fn failed_single_write_leaves_previous_state() {
     let mut fresh = Document::new("n", None, Some(JsonContent::from_json("{}").unwrap()));
     db.set_document_size_limit(None);
     db.put_doc(&mut fresh).unwrap();
-    assert_eq!(db.get_generation_info().unwrap().0, before.0 + 1);
+    assert_eq!(
+        db.get_generation_info().unwrap().generation(),
+        before.generation() + 1
+    );
 }
 
 #[test]
@@ -206,10 +213,18 @@ fn an_operation_failing_half_way_aborts_the_whole_batch() {
         .open_unencrypted::<JsonContent>(&path)
         .unwrap();
     db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
-    db.put_doc_if_newer(&mut doc("d", "a:1", Some("{\"a\": 1}")), true, None, 0, "")
-        .unwrap();
-    db.put_doc_if_newer(&mut doc("d", "b:1", Some("{\"b\": 1}")), true, None, 0, "")
-        .unwrap();
+    db.put_doc_if_newer(
+        &mut doc("d", "a:1", Some("{\"a\": 1}")),
+        SaveConflict::Yes,
+        None,
+    )
+    .unwrap();
+    db.put_doc_if_newer(
+        &mut doc("d", "b:1", Some("{\"b\": 1}")),
+        SaveConflict::Yes,
+        None,
+    )
+    .unwrap();
     db.close().unwrap();
     // Damage the second stored conflict's revision behind the store's back.
     {
@@ -230,10 +245,8 @@ fn an_operation_failing_half_way_aborts_the_whole_batch() {
         let err = b
             .put_doc_if_newer(
                 &mut doc("d", "b:2|test:1", Some("{\"c\": 1}")),
-                true,
+                SaveConflict::Yes,
                 None,
-                0,
-                "",
             )
             .unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");

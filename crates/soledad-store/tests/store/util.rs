@@ -88,37 +88,35 @@ pub fn sync(
     source: &mut Database,
     target: &mut Database,
 ) -> Result<u64, soledad_store::StoreError> {
-    use soledad_store::PutState;
-    let source_uid = source.replica_uid().to_owned();
-    let target_uid = target.replica_uid().to_owned();
-    let (start_gen, _) = source.get_generation_info()?;
+    use soledad_store::{Position, PutState, ReplicaUid, SaveConflict, Source};
+    let source_uid = ReplicaUid::parse(source.replica_uid())?;
+    let target_uid = ReplicaUid::parse(target.replica_uid())?;
+    let start_gen = source.get_generation_info()?.generation();
     // What the target recorded about us must be in our log (we were not rolled back).
-    let (source_gen_known, source_tid_known) = target.get_replica_gen_and_trans_id(&source_uid)?;
-    source.validate_gen_and_trans_id(source_gen_known, &source_tid_known)?;
+    let source_known = target.get_replica_gen_and_trans_id(&source_uid)?;
+    source.validate_gen_and_trans_id(&source_known)?;
     // What we recorded about the target must be in its log.
-    let (target_gen_known, target_tid_known) = source.get_replica_gen_and_trans_id(&target_uid)?;
-    target.validate_gen_and_trans_id(target_gen_known, &target_tid_known)?;
-    let outgoing = source.docs_changed_since(source_gen_known, usize::MAX)?;
+    let target_known = source.get_replica_gen_and_trans_id(&target_uid)?;
+    target.validate_gen_and_trans_id(&target_known)?;
+    let outgoing = source.docs_changed_since(source_known.generation(), usize::MAX)?;
     let mut seen = std::collections::HashMap::new();
     target.batch(|b| {
         for changed in outgoing {
             let mut doc = changed.doc;
-            let (state, at_gen) = b.put_doc_if_newer(
-                &mut doc,
-                false,
-                Some(&source_uid),
-                changed.generation,
-                &changed.transaction_id,
-            )?;
+            let from = Source::new(
+                source_uid.clone(),
+                Position::parse(changed.generation, &changed.transaction_id)?,
+            );
+            let (state, at_gen) = b.put_doc_if_newer(&mut doc, SaveConflict::No, Some(&from))?;
             if matches!(state, PutState::Inserted | PutState::Converged) {
                 seen.insert(doc.doc_id.clone(), at_gen);
             }
         }
         Ok::<(), soledad_store::StoreError>(())
     })?;
-    let changes = target.whats_changed(target_gen_known)?;
+    let changes = target.whats_changed(target_known.generation())?;
     let returned: Vec<_> = target
-        .docs_changed_since(target_gen_known, usize::MAX)?
+        .docs_changed_since(target_known.generation(), usize::MAX)?
         .into_iter()
         .filter(|c| seen.get(&c.doc.doc_id).is_none_or(|g| *g < c.generation))
         .collect();
@@ -126,22 +124,44 @@ pub fn sync(
     source.batch(|b| {
         for changed in returned {
             let mut doc = changed.doc;
-            let (state, _) = b.put_doc_if_newer(
-                &mut doc,
-                true,
-                Some(&target_uid),
-                changed.generation,
-                &changed.transaction_id,
-            )?;
+            let from = Source::new(
+                target_uid.clone(),
+                Position::parse(changed.generation, &changed.transaction_id)?,
+            );
+            let (state, _) = b.put_doc_if_newer(&mut doc, SaveConflict::Yes, Some(&from))?;
             if state != PutState::Converged && state != PutState::Superseded {
                 inserted += 1;
             }
         }
-        b.set_replica_gen_and_trans_id(&target_uid, changes.generation, &changes.transaction_id)
+        let at = Position::parse(changes.generation, &changes.transaction_id)?;
+        b.set_replica_gen_and_trans_id(&Source::new(target_uid.clone(), at))
     })?;
-    let (cur_gen, cur_tid) = source.get_generation_info()?;
-    if cur_gen == start_gen + inserted {
-        target.set_replica_gen_and_trans_id(&source_uid, cur_gen, &cur_tid)?;
+    let current = source.get_generation_info()?;
+    if current.generation() == start_gen + inserted {
+        target.set_replica_gen_and_trans_id(&Source::new(source_uid, current))?;
     }
     Ok(start_gen)
+}
+
+/// A parsed replica uid (test input is valid).
+pub fn uid(uid: &str) -> soledad_store::ReplicaUid {
+    soledad_store::ReplicaUid::parse(uid).unwrap()
+}
+
+/// A parsed position (test input is valid).
+pub fn pos(generation: u64, trans_id: &str) -> soledad_store::Position {
+    soledad_store::Position::parse(generation, trans_id).unwrap()
+}
+
+/// A parsed source (test input is valid).
+pub fn src(replica: &str, generation: u64, trans_id: &str) -> soledad_store::Source {
+    soledad_store::Source::new(uid(replica), pos(generation, trans_id))
+}
+
+/// A position as `(generation, transaction id)` for comparisons.
+pub fn parts(position: soledad_store::Position) -> (u64, String) {
+    (
+        position.generation(),
+        position.transaction_id().as_str().to_owned(),
+    )
 }

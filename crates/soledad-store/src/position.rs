@@ -1,0 +1,236 @@
+//! Typed replica uids, transaction ids, positions and sync sources: made only
+//! by fallible parsers, so a bad id never reaches the store (STYLE §3).
+
+use std::fmt;
+
+use crate::error::{Result, StoreError};
+use crate::sync::MAX_TRANSACTION_ID_BYTES;
+use crate::vectorclock::is_valid_replica_uid;
+
+/// A replica's uid (u1db: `[A-Za-z0-9.%_-]+`, at most 256 bytes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplicaUid(String);
+
+impl ReplicaUid {
+    /// Parses a replica uid.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidReplicaUid`].
+    pub fn parse(uid: &str) -> Result<Self> {
+        if is_valid_replica_uid(uid) {
+            Ok(Self(uid.to_owned()))
+        } else {
+            Err(StoreError::InvalidReplicaUid)
+        }
+    }
+
+    /// The uid as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReplicaUid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for ReplicaUid {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+/// A transaction id (at most [`MAX_TRANSACTION_ID_BYTES`]; empty only for the
+/// origin position, generation 0).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct TransId(String);
+
+impl TransId {
+    /// Parses a transaction id.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidTransactionId`] if longer than
+    /// [`MAX_TRANSACTION_ID_BYTES`].
+    pub fn parse(trans_id: &str) -> Result<Self> {
+        if trans_id.len() > MAX_TRANSACTION_ID_BYTES {
+            Err(StoreError::InvalidTransactionId)
+        } else {
+            Ok(Self(trans_id.to_owned()))
+        }
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TransId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A point in a replica's history: a generation and the transaction id that
+/// made it (u1db's `(generation, transaction_id)`). The origin is `(0, "")`.
+///
+/// Another replica's position is opaque apart from equality: a client keeps
+/// what the server told it and hands it back, it does not order the server's
+/// generations (a distributed backend need not have one counter).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Position {
+    generation: u64,
+    transaction_id: TransId,
+}
+
+impl Position {
+    /// The origin: generation 0, empty transaction id.
+    #[must_use]
+    pub fn origin() -> Self {
+        Self::default()
+    }
+
+    /// A position from its parsed parts.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidGeneration`] beyond `i64::MAX` (what SQLite stores),
+    /// [`StoreError::InvalidTransactionId`] for an empty transaction id at a
+    /// generation other than 0.
+    pub fn new(generation: u64, transaction_id: TransId) -> Result<Self> {
+        if i64::try_from(generation).is_err() {
+            return Err(StoreError::InvalidGeneration);
+        }
+        if generation != 0 && transaction_id.as_str().is_empty() {
+            return Err(StoreError::InvalidTransactionId);
+        }
+        Ok(Self {
+            generation,
+            transaction_id,
+        })
+    }
+
+    /// Parses a position from its wire parts.
+    ///
+    /// # Errors
+    /// As [`Position::new`] and [`TransId::parse`].
+    pub fn parse(generation: u64, transaction_id: &str) -> Result<Self> {
+        Self::new(generation, TransId::parse(transaction_id)?)
+    }
+
+    /// The generation. Meaningful for ordering only in the replica that made it.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The transaction id.
+    #[must_use]
+    pub fn transaction_id(&self) -> &TransId {
+        &self.transaction_id
+    }
+
+    /// True for the origin (generation 0).
+    #[must_use]
+    pub fn is_origin(&self) -> bool {
+        self.generation == 0
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.generation, self.transaction_id)
+    }
+}
+
+/// Where a synced document comes from: the replica that sent it and its
+/// position once the document is applied (recorded in the sync log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The sending replica.
+    pub replica: ReplicaUid,
+    /// Its position after this document.
+    pub position: Position,
+}
+
+impl Source {
+    /// A source from its parsed parts.
+    #[must_use]
+    pub fn new(replica: ReplicaUid, position: Position) -> Self {
+        Self { replica, position }
+    }
+}
+
+/// Whether [`crate::Database::put_doc_if_newer`] keeps a conflicting incoming
+/// revision (u1db's `save_conflict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveConflict {
+    /// Incoming becomes current and ours is kept as a conflict (a receiver).
+    Yes,
+    /// A conflicting incoming revision is not stored (a sender's echo).
+    No,
+}
+
+/// A document id (u1db's `[A-Za-z0-9.%_-]+`, at most
+/// 1024 bytes). [`crate::Document`] still holds a
+/// `String`; this parser is for ids arriving from outside (a sync, an API).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocId(String);
+
+impl DocId {
+    /// Parses a document id.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidDocId`].
+    pub fn parse(doc_id: &str) -> Result<Self> {
+        crate::ids::check_doc_id(doc_id)?;
+        Ok(Self(doc_id.to_owned()))
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id as an owned string (for [`crate::Document::new`]).
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// A revision: a non-empty vector clock in u1db's text form, at most
+/// [`crate::vectorclock::MAX_REVISION_BYTES`] bytes (what one frame field holds).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rev(String);
+
+impl Rev {
+    /// Parses a revision.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidRevision`].
+    pub fn parse(rev: &str) -> Result<Self> {
+        let clock = crate::VectorClock::parse(rev)?;
+        if clock.is_empty() {
+            return Err(StoreError::InvalidRevision);
+        }
+        Ok(Self(rev.to_owned()))
+    }
+
+    /// The revision as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The revision as an owned string (for [`crate::Document::new`]).
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
