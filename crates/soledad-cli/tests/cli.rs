@@ -5,6 +5,8 @@
 
 #[path = "blobs/commands.rs"]
 mod blob_commands;
+#[path = "server_binary/tutorial.rs"]
+mod server_binary;
 mod util;
 
 use std::io::Read as _;
