@@ -50,6 +50,7 @@ mod docsync;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod incoming;
 mod limits;
 mod routes;
 mod server;
