@@ -46,6 +46,8 @@ mod config;
 #[doc(hidden)]
 pub mod conformance;
 mod conn;
+#[cfg(feature = "deliver")]
+pub mod deliver;
 mod docsync;
 mod error;
 #[doc(hidden)]

@@ -611,3 +611,171 @@ async fn the_published_key_is_served_to_services_and_rotates() {
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     t.shutdown().await;
 }
+
+// ---- sealed delivery (library and `soledad-server deliver`) ----
+
+fn identity_of(byte: u8) -> soledad_crypto::IncomingIdentity {
+    let secret =
+        soledad_crypto::StorageSecret::from_bytes([byte; soledad_crypto::STORAGE_SECRET_LEN]);
+    soledad_crypto::IncomingIdentity::derive(&secret, 0).unwrap()
+}
+
+async fn publish(t: &TestServer, who: &Creds, key: &str) {
+    let status = t
+        .client
+        .put(t.url(&format!("/incoming-key/{}", who.uuid)))
+        .header("authorization", &who.header)
+        .body(key.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}
+
+/// Opens a stored incoming blob (preamble, then the age seal).
+async fn open_stored(
+    t: &TestServer,
+    id: &str,
+    identity: &soledad_crypto::IncomingIdentity,
+) -> Vec<u8> {
+    use std::io::Read as _;
+    let b = Blobs { t, who: &t.alice };
+    let stored = b
+        .get(id, "?namespace=MX", None)
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let (_, used) = Preamble::parse(&stored).unwrap();
+    let mut plaintext = Vec::new();
+    soledad_crypto::open_incoming(std::slice::from_ref(identity), &stored[used..])
+        .unwrap()
+        .read_to_end(&mut plaintext)
+        .unwrap();
+    plaintext
+}
+
+/// Every file under `dir`, searched for `needle`.
+fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_deliverer_seals_to_the_published_key_and_the_server_keeps_no_plaintext() {
+    let t = TestServer::start().await;
+    let deliverer = soledad_server::deliver::Deliverer::new(
+        &t.services_url(""),
+        "incoming",
+        crate::util::SERVICE_TOKEN,
+    )
+    .unwrap();
+    // No key published yet: refused, nothing stored.
+    assert!(matches!(
+        deliverer.deliver("alice", Some("m0"), &b"x"[..]).await,
+        Err(soledad_server::deliver::DeliverError::NoKey)
+    ));
+    assert!(matches!(
+        deliverer.deliver("mallory", None, &b"x"[..]).await,
+        Err(soledad_server::deliver::DeliverError::NoKey)
+    ));
+    let alice = identity_of(1);
+    publish(&t, &t.alice, &alice.public_key()).await;
+
+    let marker = b"MARKER-3b1f-plaintext-of-the-mail";
+    let mut message = b"Subject: hello\r\n\r\n".to_vec();
+    for _ in 0..2000 {
+        message.extend_from_slice(marker);
+    }
+    let receipt = deliverer
+        .deliver("alice", Some("m1"), std::io::Cursor::new(message.clone()))
+        .await
+        .unwrap();
+    assert_eq!(receipt.id, "m1");
+    let random = deliverer
+        .deliver("alice", None, &b"second"[..])
+        .await
+        .unwrap();
+    assert_eq!(random.id.len(), 32);
+
+    assert_eq!(open_stored(&t, "m1", &alice).await, message);
+    assert_eq!(open_stored(&t, &random.id, &alice).await, b"second");
+    assert!(
+        !files_contain(&t.config.data_path, marker),
+        "plaintext found in the server's data directory"
+    );
+    // Another identity cannot open it.
+    let b = Blobs {
+        t: &t,
+        who: &t.alice,
+    };
+    let stored = b
+        .get("m1", "?namespace=MX", None)
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let (_, used) = Preamble::parse(&stored).unwrap();
+    assert!(soledad_crypto::open_incoming(&[identity_of(2)], &stored[used..]).is_err());
+    t.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_deliver_command_pipes_a_message_into_the_box() {
+    use std::io::Write as _;
+    let t = TestServer::start().await;
+    let alice = identity_of(5);
+    publish(&t, &t.alice, &alice.public_key()).await;
+    let home = tempfile::tempdir().unwrap();
+    let data_path = t.config.data_path.clone();
+    let url = t.services_url("");
+    let deliver = move |args: &[&str], stdin: &'static [u8]| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_soledad-server"))
+            .env_remove("SOLEDAD_SERVER_CONFIG_FILE")
+            .env("HOME", home.path())
+            .arg("--data-path")
+            .arg(&data_path)
+            .arg("deliver")
+            .args(args)
+            .arg("--url")
+            .arg(&url)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let output = tokio::task::spawn_blocking(move || {
+        (
+            deliver(&["alice", "piped1"], b"From: mx\r\n\r\npiped body"),
+            deliver(&["bob", "piped2"], b"no key"),
+        )
+    });
+    let (ok, no_key) = output.await.unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "piped1");
+    assert!(!no_key.status.success());
+    assert_eq!(
+        open_stored(&t, "piped1", &alice).await,
+        b"From: mx\r\n\r\npiped body"
+    );
+    t.shutdown().await;
+}
