@@ -36,7 +36,7 @@
 //! ```
 //!
 //! [`conformance_tests!`](crate::conformance_tests) takes the suite
-//! (`tokens`, `shared` or `blobs`) and an expression making its factory
+//! (`tokens`, `shared`, `blobs` or `incoming`) and an expression making its factory
 //! ([`tokens::Factory`], [`shared::Factory`], [`blobs::Factory`]); the
 //! expression is evaluated inside each test's runtime. Every case is also a
 //! public `async fn(&dyn Factory)`, so a test can run one case and then check
@@ -47,6 +47,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod blobs;
+pub mod incoming;
 pub mod shared;
 pub mod tokens;
 
@@ -103,6 +104,15 @@ macro_rules! conformance_tests {
             quota_exceeded_mid_stream_stores_nothing,
             a_failed_body_stores_nothing,
             a_put_dropped_half_way_leaves_nothing,
+        ]);
+    };
+    (incoming, $factory:expr) => {
+        $crate::conformance_tests!(@cases incoming, $factory, [
+            concurrent_claims_exactly_one_wins,
+            an_expired_claim_is_taken_over,
+            failed_is_retried_only_by_a_newer_version,
+            listing_orders_pages_and_skips_oversized,
+            keys_are_published_and_rotated,
         ]);
     };
     (@cases $suite:ident, $factory:expr, [$($case:ident),* $(,)?]) => {
