@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{blob, doc, generate, index, init, secrets};
+use crate::commands::{blob, doc, generate, incoming, index, init, secrets};
 
 const ABOUT: &str = "Soledad: your JSON documents, encrypted on this device, synchronised \
 through a server that only ever sees ciphertext.";
@@ -97,6 +97,9 @@ pub(crate) enum Command {
     /// Attach a file to a document, fetch, delete it or show where it is.
     #[command(subcommand, after_help = blob::ATTACHMENT_EXAMPLES)]
     Attachment(blob::AttachmentCommand),
+    /// Publish the incoming key; process delivered mail into documents.
+    #[command(subcommand, after_help = incoming::EXAMPLES)]
+    Incoming(incoming::IncomingCommand),
     /// Synchronise with the server (progress bar on a terminal).
     #[command(after_help = "Example:\n  soledad sync && soledad doc list")]
     Sync,

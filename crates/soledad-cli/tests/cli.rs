@@ -599,6 +599,9 @@ fn every_command_has_help_with_an_example() {
         &["attachment", "get"],
         &["attachment", "delete"],
         &["attachment", "state"],
+        &["incoming"],
+        &["incoming", "publish-key"],
+        &["incoming", "process"],
     ];
     for command in commands {
         let out = bare(std::path::Path::new("/nonexistent"))
@@ -617,16 +620,38 @@ fn every_command_has_help_with_an_example() {
             "colour in piped help of {command:?}"
         );
     }
-    // Commands whose library part does not exist yet are absent.
-    let top = bare(std::path::Path::new("/nonexistent"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    let top = String::from_utf8(top.stdout).unwrap();
+}
+
+#[test]
+fn incoming_process_turns_delivered_mail_into_documents() {
+    let env = Env::start_serving_blobs(true);
+    env.init("a");
+    let published = json(env.soledad("a"), &["incoming", "publish-key"], 0);
     assert!(
-        !top.contains("incoming"),
-        "incoming must not be offered yet"
+        published["public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("age1")
     );
+    env.deliver(
+        "m1",
+        b"From: bob@example.org\r\nSubject: lunch?\r\nDate: Mon, 30 Nov 2026 12:00:00 +0000\r\n\r\nat noon",
+    );
+    env.deliver("big", &[b'x'; 50_000]);
+    let report = json(
+        env.soledad("a"),
+        &["incoming", "process", "--size-limit", "10000"],
+        0,
+    );
+    assert_eq!(report["processed"], json!(["m1"]));
+    assert_eq!(report["skipped_oversized"], json!(["big"]));
+    let doc = json(env.soledad("a"), &["doc", "get", "incoming-m1-0"], 0);
+    assert_eq!(doc["content"]["type"], "mail");
+    assert_eq!(doc["content"]["subject"], "lunch?");
+    assert_eq!(doc["content"]["from"], "bob@example.org");
+    // Nothing left to do; a second run processes nothing.
+    let again = json(env.soledad("a"), &["incoming", "process"], 0);
+    assert_eq!(again["processed"], json!([]));
 }
 
 #[test]

@@ -28,6 +28,7 @@ mod attachments;
 mod batch;
 mod blobs;
 mod error;
+mod incoming;
 mod secrets;
 mod soledad;
 mod sync;
@@ -40,6 +41,11 @@ pub use blobs::{
     MAX_NAMESPACE_LEN, Order, RemoteListQuery, SyncProgress, SyncStatus, TransferProgress,
 };
 pub use error::{DivergedKind, Error};
+pub use incoming::{
+    ConsumerError, INCOMING_NAMESPACE, IncomingBoxConsumer, IncomingLoop, IncomingProcessor,
+    IncomingProgress, IncomingReport, MAIL_CONSUMER_VERSION, MAX_INCOMING_MESSAGE_BYTES,
+    MailConsumer, incoming_doc_id, parse_mail_headers,
+};
 pub use secrecy::SecretString;
 pub use soledad::{Soledad, SoledadBuilder, SyncStatsSnapshot};
 pub use soledad_crypto::{KdfParams, RecoveryCode};

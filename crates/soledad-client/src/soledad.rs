@@ -251,6 +251,25 @@ impl Soledad {
         })
     }
 
+    /// The server connection, if any (the incoming box client shares it).
+    pub(crate) fn transport(&self) -> Option<&Transport> {
+        self.inner.transport.as_ref()
+    }
+
+    /// The storage secret (the incoming identity is derived from it).
+    pub(crate) fn storage_secret(&self) -> &StorageSecret {
+        &self.inner.secret
+    }
+
+    /// An incoming box processor for this account (see
+    /// [`IncomingProcessor::new`](crate::IncomingProcessor::new)).
+    ///
+    /// # Errors
+    /// As [`IncomingProcessor::new`](crate::IncomingProcessor::new).
+    pub fn incoming(&self, key_epoch: u32) -> Result<crate::IncomingProcessor, Error> {
+        crate::IncomingProcessor::new(self, key_epoch)
+    }
+
     /// The user's uuid.
     pub fn uuid(&self) -> &str {
         &self.inner.uuid

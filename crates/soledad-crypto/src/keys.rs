@@ -32,6 +32,9 @@ pub const LABEL_BLOB: &[u8] = b"blob";
 pub const LABEL_ID: &[u8] = b"id";
 /// HKDF info label of the key sealing the id box of a sync payload (v2).
 pub const LABEL_ID_BOX: &[u8] = b"id-box";
+/// HKDF info label of the incoming box X25519 identity (epoch 0; epoch `n > 0`
+/// appends `":<n>"`).
+pub const LABEL_INCOMING: &[u8] = b"incoming";
 
 /// The account's root secret: 64 random bytes, made once, wrapped by the passphrase
 /// in `soledad.json` and (optionally) by a recovery code.
@@ -64,7 +67,7 @@ impl StorageSecret {
     /// For a 32-byte output HKDF is exactly `T(1) = HMAC(HMAC(salt, ikm), info ‖ 0x01)`
     /// (RFC 5869 §2.3), written out here so the derivation is infallible; a unit test
     /// checks it against the `hkdf` crate.
-    fn derive(&self, label: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
+    pub(crate) fn derive(&self, label: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
         let prk = hmac_sha256(HKDF_SALT, &[self.0.as_ref()]);
         hmac_sha256(prk.as_ref(), &[label, &[1u8]])
     }
@@ -207,6 +210,7 @@ mod tests {
             LABEL_BLOB,
             LABEL_ID,
             LABEL_ID_BOX,
+            LABEL_INCOMING,
         ] {
             let mut expected = [0u8; KEY_LEN];
             hkdf_sha256(HKDF_SALT, secret.expose_bytes(), &[label], &mut expected).unwrap();

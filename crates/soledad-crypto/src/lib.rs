@@ -40,6 +40,7 @@
 mod backup;
 mod envelope;
 mod error;
+mod incoming;
 mod kdf;
 mod keys;
 mod padding;
@@ -59,10 +60,13 @@ pub use backup::{BACKUP_ID_SALT_PREFIX, Backup, backup_id, make_backup, restore_
 pub use envelope::EnvelopeParts;
 pub use envelope::{ENVELOPE_MAGIC, ENVELOPE_VERSION, MAX_DOC_CONTENT_BYTES, MAX_ENVELOPE_BYTES};
 pub use error::{Error, Result};
+pub use incoming::{
+    IncomingIdentity, MAX_INCOMING_EPOCH, SealWriter, open_incoming, seal_incoming,
+};
 pub use kdf::{KdfParams, MAX_LOG_N, MAX_MEMORY_BYTES, MAX_P, MAX_R, MAX_WORK};
 pub use keys::{
     BlobKey, DocKey, HKDF_SALT, IdBoxKey, IdKey, LABEL_BLOB, LABEL_DOC, LABEL_ID, LABEL_ID_BOX,
-    LABEL_LOCAL_DB, LocalDbKey, STORAGE_SECRET_LEN, StorageSecret,
+    LABEL_INCOMING, LABEL_LOCAL_DB, LocalDbKey, STORAGE_SECRET_LEN, StorageSecret,
 };
 pub use padding::padme;
 pub use preamble::{

@@ -79,6 +79,9 @@ kinds! {
     RevisionConflict = ("revision_conflict", 409),
     /// The blob already exists (blobs are immutable).
     BlobExists = ("blob_exists", 409),
+    /// The incoming message is claimed by another processor, failed at this
+    /// processor version or newer, or the caller's claim is no longer current.
+    MessageClaimed = ("message_claimed", 409),
     /// The user is already registered.
     UserExists = ("user_exists", 409),
     /// The source claims a target generation the target never had, or an older one

@@ -137,6 +137,11 @@ pub struct Config {
     /// every shared-store lookup of that user is 429 until the bucket refills.
     /// INI `shared_misses_per_minute`, default 30; 0 means no limit.
     pub shared_misses_per_minute: u32,
+    /// How long a device's claim on an incoming message holds (the seed's
+    /// `PROCESSING_THRESHOLD`): past it, another device may claim the message,
+    /// so a device that died does not block it. INI
+    /// `processing_threshold_secs`, default 600.
+    pub processing_threshold: Duration,
 }
 
 /// The inputs of [`Config::load`], lowest precedence first.
@@ -179,6 +184,7 @@ impl Config {
             max_sync_exchanges_per_user: DEFAULT_MAX_SYNC_EXCHANGES_PER_USER,
             shared_misses_per_minute: DEFAULT_SHARED_MISSES_PER_MINUTE,
             deleted_blob_retention: DEFAULT_DELETED_BLOB_RETENTION,
+            processing_threshold: crate::incoming::DEFAULT_PROCESSING_THRESHOLD,
         }
     }
 
@@ -282,6 +288,7 @@ impl Config {
                     .ok_or_else(|| Error::config(key, "too many days"))?;
                 self.deleted_blob_retention = Duration::from_secs(secs);
             }
+            "processing_threshold_secs" => self.processing_threshold = secs(key, value)?,
             legacy if LEGACY_OPTIONS.contains(&legacy) => {
                 tracing::warn!(option = legacy, "ignoring CouchDB-era option");
             }
@@ -375,6 +382,12 @@ impl Config {
         }
         if self.quota_bytes == 0 {
             return Err(Error::config("quota_bytes", "must be at least 1"));
+        }
+        if self.processing_threshold.is_zero() {
+            return Err(Error::config(
+                "processing_threshold_secs",
+                "must be at least 1",
+            ));
         }
         if self.shared_doc_max_bytes == 0 || self.shared_doc_max_bytes > MAX_SHARED_DOC_MAX_BYTES {
             return Err(Error::config(

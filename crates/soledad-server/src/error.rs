@@ -89,6 +89,9 @@ pub enum Error {
     /// A blob storage error.
     #[error(transparent)]
     Blob(#[from] BlobError),
+    /// An incoming box error.
+    #[error(transparent)]
+    Incoming(#[from] crate::incoming::IncomingError),
     /// The user's document store does not exist and the sync did not ask to
     /// create it.
     #[error("user database does not exist")]
@@ -154,6 +157,7 @@ impl Error {
             Error::RevisionConflict => ErrorKind::RevisionConflict,
             Error::DocumentTooBig { .. } => ErrorKind::DocumentTooBig,
             Error::Blob(blob) => blob_kind(blob),
+            Error::Incoming(incoming) => incoming_kind(incoming),
         }
     }
 
@@ -171,7 +175,10 @@ impl Error {
             }
         } else {
             match self {
-                Error::Blob(BlobError::Io(_)) => "internal server error".to_owned(),
+                Error::Blob(BlobError::Io(_))
+                | Error::Incoming(crate::incoming::IncomingError::Blob(BlobError::Io(_))) => {
+                    "internal server error".to_owned()
+                }
                 other => other.to_string(),
             }
         }
@@ -190,6 +197,15 @@ fn blob_kind(error: &BlobError) -> ErrorKind {
         BlobError::RangeNotSatisfiable { .. } => ErrorKind::RangeNotSatisfiable,
         BlobError::BodyInterrupted => ErrorKind::BodyInterrupted,
         _ => ErrorKind::Internal,
+    }
+}
+
+fn incoming_kind(error: &crate::incoming::IncomingError) -> ErrorKind {
+    use crate::incoming::IncomingError as I;
+    match error {
+        I::Claimed => ErrorKind::MessageClaimed,
+        I::InvalidKey => ErrorKind::InvalidRequest,
+        I::Blob(blob) => blob_kind(blob),
     }
 }
 

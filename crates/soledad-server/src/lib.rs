@@ -46,10 +46,13 @@ mod config;
 #[doc(hidden)]
 pub mod conformance;
 mod conn;
+#[cfg(feature = "deliver")]
+pub mod deliver;
 mod docsync;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod incoming;
 mod limits;
 mod routes;
 mod server;

@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::conn::LimitAcceptor;
 use crate::docsync::{DocStoreUsage, UserStores};
 use crate::error::Error;
+use crate::incoming::{EmbeddedIncomingBox, IncomingBox};
 use crate::limits::{MissLimiter, UserSlots};
 use crate::routes::{AppState, services_router, users_router};
 use crate::shared::{SharedStore, SqliteSharedStore};
@@ -156,6 +157,12 @@ impl ServerBuilder {
         let tls = tls::load(&config)?;
         let users_listener = bind(config.users_address, "binding the users API address")?;
         let services_listener = bind(config.services_address, "binding the services API address")?;
+        let incoming = blobs.as_ref().map(|blobs| {
+            Arc::new(EmbeddedIncomingBox::new(
+                Arc::clone(blobs),
+                config.processing_threshold,
+            )) as Arc<dyn IncomingBox>
+        });
         Ok(Prepared {
             state: AppState {
                 shared,
@@ -168,6 +175,8 @@ impl ServerBuilder {
                 sync_slots: Arc::new(UserSlots::new(config.max_sync_exchanges_per_user)),
                 shared_misses: Arc::new(MissLimiter::new(config.shared_misses_per_minute)),
                 body_timeout: config.body_timeout,
+                incoming,
+                tokens: Arc::clone(&tokens),
             },
             limits: ConnectionLimits::of(&config),
             tokens,

@@ -4,6 +4,7 @@ pub(crate) mod blob;
 pub(crate) mod demo;
 pub(crate) mod doc;
 pub(crate) mod generate;
+pub(crate) mod incoming;
 pub(crate) mod index;
 pub(crate) mod init;
 pub(crate) mod secrets;
@@ -39,6 +40,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<Output, CliError> {
         Command::Blob(command) => blob::run(&ctx, command).await,
         Command::Attachment(command) => blob::run_attachment(&ctx, command).await,
         Command::Status => status::run(&ctx).await,
+        Command::Incoming(command) => incoming::run(&ctx, command).await,
         Command::Passphrase(command) => secrets::passphrase(&ctx, &command).await,
         Command::RecoveryCode(command) => secrets::recovery_code(&ctx, &command).await,
         Command::Recover(args) => secrets::recover(&ctx, &args).await,

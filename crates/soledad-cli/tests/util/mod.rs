@@ -14,6 +14,8 @@ use soledad_server::{Config, RunningServer, Server, SqliteTokenStore, TokenStore
 use tempfile::TempDir;
 
 pub const UUID: &str = "alice";
+/// The services token the MX of the tests uses.
+pub const SERVICE_TOKEN: &str = "cli-test-mx-token";
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
 /// The server and the temporary directory holding it and the devices' homes.
@@ -44,6 +46,11 @@ impl Env {
         let mut config = Config::loopback(dir.path().join("server"));
         config.blobs = blobs;
         std::fs::create_dir_all(&config.data_path).unwrap();
+        std::fs::write(
+            config.services_tokens_path(),
+            format!("incoming:{SERVICE_TOKEN}\n"),
+        )
+        .unwrap();
         let (server, token) = runtime.block_on(async {
             let tokens = Arc::new(SqliteTokenStore::open(&config.token_store_path()).unwrap());
             let token = tokens.add(UUID, None).await.unwrap().expose().to_owned();
@@ -72,6 +79,22 @@ impl Env {
         if let Some(server) = self.server.take() {
             self.runtime.block_on(server.shutdown()).unwrap();
         }
+    }
+
+    /// Seals `message` to `UUID`'s published incoming key and delivers it as
+    /// `id` through the services API, as the provider's MX does.
+    pub fn deliver(&self, id: &str, message: &[u8]) {
+        let server = self.server.as_ref().unwrap();
+        let url = format!("http://{}", server.services_addr());
+        let message = message.to_vec();
+        self.runtime.block_on(async {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mx =
+                soledad_server::deliver::Deliverer::new(&url, "incoming", SERVICE_TOKEN).unwrap();
+            mx.deliver(UUID, Some(id), std::io::Cursor::new(message))
+                .await
+                .unwrap();
+        });
     }
 
     /// A device's home directory (not created).

@@ -8,6 +8,7 @@ mod conflicts;
 mod convergence;
 mod divergence;
 mod failures;
+mod incoming;
 mod lifecycle;
 mod limits;
 mod privacy;

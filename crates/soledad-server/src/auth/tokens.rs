@@ -121,6 +121,15 @@ pub trait TokenStore: Send + Sync + 'static {
     /// # Errors
     /// Only when the store itself fails.
     fn list(&self) -> BoxFuture<'_, Result<Vec<UserRecord>, Error>>;
+    /// True when `uuid` is a known user (incoming deliveries to anyone else
+    /// are refused). The default walks [`list`](Self::list); stores with an
+    /// index should answer directly.
+    ///
+    /// # Errors
+    /// Only when the store itself fails.
+    fn contains<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move { Ok(self.list().await?.iter().any(|r| r.uuid == uuid)) })
+    }
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS user_tokens (

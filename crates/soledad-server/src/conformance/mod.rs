@@ -36,9 +36,9 @@
 //! ```
 //!
 //! [`conformance_tests!`](crate::conformance_tests) takes the suite
-//! (`tokens`, `shared`, `blobs` or `docstores`) and an expression making its factory
-//! ([`tokens::Factory`], [`shared::Factory`], [`blobs::Factory`],
-//! [`docstores::Factory`]); the
+//! (`tokens`, `shared`, `blobs`, `docstores` or `incoming`) and an expression making
+//! its factory ([`tokens::Factory`], [`shared::Factory`], [`blobs::Factory`],
+//! [`docstores::Factory`], [`incoming::Factory`]); the
 //! expression is evaluated inside each test's runtime. Every case is also a
 //! public `async fn(&dyn Factory)`, so a test can run one case and then check
 //! what only its backend can see (e.g. no temporary file left on disk).
@@ -49,6 +49,7 @@
 
 pub mod blobs;
 pub mod docstores;
+pub mod incoming;
 pub mod shared;
 pub mod tokens;
 
@@ -114,6 +115,15 @@ macro_rules! conformance_tests {
             apply_follows_u1db_target_rules,
             changes_after_in_order_and_bounded,
             quota_charged_by_stored_size,
+        ]);
+    };
+    (incoming, $factory:expr) => {
+        $crate::conformance_tests!(@cases incoming, $factory, [
+            concurrent_claims_exactly_one_wins,
+            an_expired_claim_is_taken_over,
+            failed_is_retried_only_by_a_newer_version,
+            listing_orders_pages_and_skips_oversized,
+            keys_are_published_and_rotated,
         ]);
     };
     (@cases $suite:ident, $factory:expr, [$($case:ident),* $(,)?]) => {

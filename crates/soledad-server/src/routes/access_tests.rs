@@ -24,6 +24,7 @@ use crate::auth::access::Access;
 use crate::auth::{ServiceTokens, SqliteTokenStore, TokenStore as _};
 use crate::blobs::{FsBlobConfig, FsBlobStore};
 use crate::docsync::{DocStoreUsage, UserStores};
+use crate::incoming::EmbeddedIncomingBox;
 use crate::limits::{MissLimiter, UserSlots};
 use crate::shared::SqliteSharedStore;
 use crate::userdb::EmbeddedUserDocStores;
@@ -46,13 +47,14 @@ fn state(data: &std::path::Path) -> AppState {
     })
     .unwrap();
     let ledger = blobs.ledger();
+    let blobs: Arc<dyn crate::blobs::BlobBackend> = Arc::new(blobs);
     let user_dbs = EmbeddedUserDocStores::new(data.join("users"));
     ledger.register_source(Arc::new(DocStoreUsage(user_dbs.clone())));
     let shared = SqliteSharedStore::open(&data.join("shared.sqlite")).unwrap();
     ledger.register_source(shared.usage_source());
     AppState {
         shared: Arc::new(shared),
-        blobs: Some(Arc::new(blobs)),
+        blobs: Some(Arc::clone(&blobs)),
         batching: true,
         quota_bytes: u64::MAX,
         shared_doc_max_bytes: 1024,
@@ -61,6 +63,11 @@ fn state(data: &std::path::Path) -> AppState {
         sync_slots: Arc::new(UserSlots::new(4)),
         shared_misses: Arc::new(MissLimiter::new(0)),
         body_timeout: Duration::from_secs(5),
+        incoming: Some(Arc::new(EmbeddedIncomingBox::new(
+            Arc::clone(&blobs),
+            Duration::from_secs(60),
+        ))),
+        tokens: Arc::new(SqliteTokenStore::open(&data.join("tokens.sqlite")).unwrap()),
     }
 }
 
@@ -101,6 +108,11 @@ fn every_route_is_registered_with_an_explicit_rule() {
             rule("/blobs/{uuid}", Access::Owner),
             rule("/blobs/{uuid}/{blob_id}", Access::Owner),
             rule("/usage/{uuid}", Access::Owner),
+            rule("/incoming/{uuid}", Access::Owner),
+            rule("/incoming/{uuid}/{blob_id}/claim", Access::Owner),
+            rule("/incoming/{uuid}/{blob_id}/processed", Access::Owner),
+            rule("/incoming/{uuid}/{blob_id}/failed", Access::Owner),
+            rule("/incoming-key/{uuid}", Access::Owner),
         ]
     );
     assert_eq!(
@@ -109,6 +121,7 @@ fn every_route_is_registered_with_an_explicit_rule() {
             rule("/", Access::Public),
             rule("/robots.txt", Access::Public),
             rule("/incoming/{uuid}/{blob_id}", Access::Service),
+            rule("/incoming-key/{uuid}", Access::Service),
         ]
     );
     // Every owner route names its owner through a parameter the extractor reads.
@@ -134,7 +147,42 @@ struct OwnerRoute {
     body: &'static str,
 }
 
-const OWNER_ROUTES: [OwnerRoute; 9] = [
+const OWNER_ROUTES: [OwnerRoute; 14] = [
+    OwnerRoute {
+        method: "GET",
+        before: "/incoming/",
+        segment_prefix: "",
+        after: "",
+        body: "",
+    },
+    OwnerRoute {
+        method: "POST",
+        before: "/incoming/",
+        segment_prefix: "",
+        after: "/m1/claim",
+        body: "",
+    },
+    OwnerRoute {
+        method: "POST",
+        before: "/incoming/",
+        segment_prefix: "",
+        after: "/m1/processed",
+        body: "{\"claim\": \"x\"}",
+    },
+    OwnerRoute {
+        method: "POST",
+        before: "/incoming/",
+        segment_prefix: "",
+        after: "/m1/failed",
+        body: "{\"claim\": \"x\", \"version\": 1}",
+    },
+    OwnerRoute {
+        method: "PUT",
+        before: "/incoming-key/",
+        segment_prefix: "",
+        after: "",
+        body: "age1key",
+    },
     OwnerRoute {
         method: "GET",
         before: "/blobs/",

@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware;
-use axum::routing::{MethodRouter, get, put};
+use axum::routing::{MethodRouter, get, post, put};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -28,6 +28,7 @@ use crate::auth::access::{Access, enforce};
 use crate::auth::{Api, Authenticator, ServiceTokens, TokenStore};
 use crate::blobs::{BlobBackend, QuotaLedger};
 use crate::error::Error;
+use crate::incoming::IncomingBox;
 use crate::limits::{MissLimiter, UserSlots};
 use crate::shared::SharedStore;
 use crate::userdb::UserDocStores;
@@ -51,6 +52,10 @@ pub(crate) struct AppState {
     pub(crate) shared_misses: Arc<MissLimiter>,
     /// Longest pause inside a request body (`body_timeout_secs`).
     pub(crate) body_timeout: Duration,
+    /// Claims and keys of the incoming box (with blobs only).
+    pub(crate) incoming: Option<Arc<dyn IncomingBox>>,
+    /// The known users (an incoming delivery to anyone else is refused).
+    pub(crate) tokens: Arc<dyn TokenStore>,
 }
 
 /// JSON 404 for unknown routes.
@@ -178,7 +183,28 @@ pub(crate) fn users_routes(state: &AppState) -> Routes {
                     .post(blobs::set_flags)
                     .delete(blobs::delete_blob),
             )
-            .add("/usage/{uuid}", Access::Owner, get(blobs::usage));
+            .add("/usage/{uuid}", Access::Owner, get(blobs::usage))
+            .add("/incoming/{uuid}", Access::Owner, get(incoming::list))
+            .add(
+                "/incoming/{uuid}/{blob_id}/claim",
+                Access::Owner,
+                post(incoming::claim),
+            )
+            .add(
+                "/incoming/{uuid}/{blob_id}/processed",
+                Access::Owner,
+                post(incoming::processed),
+            )
+            .add(
+                "/incoming/{uuid}/{blob_id}/failed",
+                Access::Owner,
+                post(incoming::failed),
+            )
+            .add(
+                "/incoming-key/{uuid}",
+                Access::Owner,
+                get(incoming::own_key).put(incoming::publish_key),
+            );
     }
     routes
 }
@@ -205,11 +231,17 @@ pub(crate) fn services_routes(state: &AppState) -> Routes {
         .add("/", Access::Public, get(info::server_info))
         .add("/robots.txt", Access::Public, get(info::robots));
     if state.blobs.is_some() {
-        routes = routes.add(
-            "/incoming/{uuid}/{blob_id}",
-            Access::Service,
-            put(incoming::deliver),
-        );
+        routes = routes
+            .add(
+                "/incoming/{uuid}/{blob_id}",
+                Access::Service,
+                put(incoming::deliver),
+            )
+            .add(
+                "/incoming-key/{uuid}",
+                Access::Service,
+                get(incoming::service_key),
+            );
     }
     routes
 }

@@ -135,9 +135,27 @@ async fn service_token_add_enables_incoming_delivery() {
             .success()
     );
 
+    // Deliveries go to registered users only.
+    assert!(
+        run(home.path(), &data, &["user", "add", "alice"])
+            .status
+            .success()
+    );
+
     let server = Server::start(Config::loopback(&data)).await.unwrap();
-    let url = format!("http://{}/incoming/alice/m1", server.services_addr());
     let client = crate::util::plain_client();
+    let unknown = client
+        .put(format!(
+            "http://{}/incoming/carol/m1",
+            server.services_addr()
+        ))
+        .header("authorization", auth_header("incoming", &token))
+        .body("mail")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let url = format!("http://{}/incoming/alice/m1", server.services_addr());
     let response = client
         .put(&url)
         .header("authorization", auth_header("incoming", &token))

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::BoxFuture;
 use soledad_server::blobs::{BlobBackend, FsBlobConfig, FsBlobStore};
-use soledad_server::conformance::{blobs, docstores, shared, tokens};
+use soledad_server::conformance::{blobs, docstores, incoming, shared, tokens};
+use soledad_server::incoming::{EmbeddedIncomingBox, IncomingBox};
 use soledad_server::{
     EmbeddedUserDocStores, SharedStore, SqliteSharedStore, SqliteTokenStore, TokenStore,
     UserDocStores, UserStores,
@@ -83,8 +84,34 @@ impl docstores::Factory for Embedded {
     }
 }
 
+impl incoming::Factory for Embedded {
+    fn fresh(
+        &self,
+        threshold: std::time::Duration,
+    ) -> BoxFuture<'_, (Arc<dyn IncomingBox>, Arc<dyn BlobBackend>)> {
+        Box::pin(async move {
+            let blobs = blobs::Factory::fresh(self, u64::MAX).await;
+            let inbox = EmbeddedIncomingBox::new(Arc::clone(&blobs), threshold);
+            (Arc::new(inbox) as Arc<dyn IncomingBox>, blobs)
+        })
+    }
+}
+
 /// Fresh in-memory stores.
 pub struct Memory;
+
+impl incoming::Factory for Memory {
+    fn fresh(
+        &self,
+        threshold: std::time::Duration,
+    ) -> BoxFuture<'_, (Arc<dyn IncomingBox>, Arc<dyn BlobBackend>)> {
+        Box::pin(async move {
+            let blobs = Arc::new(MemoryBlobs::new(u64::MAX)) as Arc<dyn BlobBackend>;
+            let inbox = EmbeddedIncomingBox::new(Arc::clone(&blobs), threshold);
+            (Arc::new(inbox) as Arc<dyn IncomingBox>, blobs)
+        })
+    }
+}
 
 impl tokens::Factory for Memory {
     fn fresh(&self) -> BoxFuture<'_, Arc<dyn TokenStore>> {
@@ -140,4 +167,12 @@ mod memory_docstores {
 
 mod memory_blobs {
     soledad_server::conformance_tests!(blobs, super::Memory);
+}
+
+mod fs_incoming {
+    soledad_server::conformance_tests!(incoming, super::Embedded::new());
+}
+
+mod memory_incoming {
+    soledad_server::conformance_tests!(incoming, super::Memory);
 }

@@ -46,6 +46,21 @@ pub(crate) enum Command {
         /// The database name, `user-<uuid>`.
         name: String,
     },
+    /// Seal a message read from stdin to UUID's published incoming key and
+    /// deliver it to their incoming box through the services API (for an MX
+    /// to pipe into). Prints the message id.
+    Deliver {
+        /// The recipient's uuid.
+        uuid: String,
+        /// The message id (default: a random one).
+        id: Option<String>,
+        /// The service whose token (from the services tokens file) is used.
+        #[arg(long, default_value = "incoming", value_name = "NAME")]
+        service: String,
+        /// The services API (default: from the configuration's services_address).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@
 
 mod admin;
 mod args;
+mod deliver;
 mod load;
 mod serve;
 
@@ -38,5 +39,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             admin::service_token_add(&config, &name)
         }
         Some(Command::CreateUserDb { name }) => admin::create_userdb(&config, &name),
+        Some(Command::Deliver {
+            uuid,
+            id,
+            service,
+            url,
+        }) => deliver::run(&config, &uuid, id.as_deref(), &service, url.as_deref()),
     }
 }
