@@ -474,7 +474,12 @@ async fn listing_pages_skips_oversized_and_refuses_unknown_options() {
 
 #[tokio::test]
 async fn deliveries_need_a_known_user_and_count_against_the_quota() {
-    let t = TestServer::start_with(|c| c.quota_bytes = 300).await;
+    // Room for one small message: its bytes, its preamble and a live blob's two
+    // entries of quota.
+    let t = TestServer::start_with(|c| {
+        c.quota_bytes = 300 + 2 * soledad_server::blobs::ENTRY_OVERHEAD_BYTES
+    })
+    .await;
     assert_eq!(
         deliver_owned(&t, "mallory", "m1", b"x".to_vec()).await,
         StatusCode::NOT_FOUND
