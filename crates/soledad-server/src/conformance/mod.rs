@@ -14,17 +14,26 @@
 //!
 //! ```
 //! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
 //!
 //! use futures_util::future::BoxFuture;
-//! use soledad_server::SharedStore;
 //! use soledad_server::conformance::shared;
+//! use soledad_server::{SharedStore, SqliteSharedStore};
 //!
-//! /// Makes a fresh, empty store for each case (e.g. a new bucket).
+//! /// Makes a fresh, empty store for each case (for a distributed backend: a new
+//! /// bucket or key prefix; here the embedded store in a new file).
 //! struct MyBackend;
+//!
+//! static NEXT: AtomicUsize = AtomicUsize::new(0);
 //!
 //! impl shared::Factory for MyBackend {
 //!     fn fresh(&self) -> BoxFuture<'_, Arc<dyn SharedStore>> {
-//!         Box::pin(async { unimplemented!("a new, empty store of this backend") })
+//!         Box::pin(async {
+//!             let n = NEXT.fetch_add(1, Ordering::SeqCst);
+//!             let dir = std::env::temp_dir().join(format!("shared-{}-{n}", std::process::id()));
+//!             let store = SqliteSharedStore::open(&dir.join("shared.sqlite")).expect("a new store");
+//!             Arc::new(store) as Arc<dyn SharedStore>
+//!         })
 //!     }
 //! }
 //!
