@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{blob, doc, generate, incoming, index, init, secrets};
+use crate::commands::{blob, doc, generate, incoming, index, init, secrets, sync};
 
 const ABOUT: &str = "Soledad: your JSON documents, encrypted on this device, synchronised \
 through a server that only ever sees ciphertext.";
@@ -17,6 +17,7 @@ Examples:
       --token \"$TOKEN\" --cert-file provider.pem  # once per device
   soledad doc create '{\"name\": \"Ada\"}'
   soledad sync
+  soledad sync --live                           # keep syncing, print events until Ctrl-C
   soledad --json doc list | jq '.docs[].content'
 
 The passphrase comes from $SOLEDAD_PASSPHRASE, --passphrase-file or a prompt on the
@@ -100,9 +101,10 @@ pub(crate) enum Command {
     /// Publish the incoming key; process delivered mail into documents.
     #[command(subcommand, after_help = incoming::EXAMPLES)]
     Incoming(incoming::IncomingCommand),
-    /// Synchronise with the server (progress bar on a terminal).
-    #[command(after_help = "Example:\n  soledad sync && soledad doc list")]
-    Sync,
+    /// Synchronise with the server (progress bar on a terminal); with --live,
+    /// keep syncing as changes happen and print each event.
+    #[command(after_help = sync::EXAMPLES)]
+    Sync(sync::SyncArgs),
     /// Show this device's account: generation, documents, indexes, last sync.
     #[command(after_help = "Example:\n  soledad --json status | jq .generation")]
     Status,

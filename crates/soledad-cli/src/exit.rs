@@ -68,6 +68,7 @@ pub(crate) fn classify(err: &Error) -> (Status, &'static str) {
         Error::MaximumRetries { .. } | Error::RetriableTransfer(_) => {
             (Status::Other, "transfer_failed")
         }
+        Error::LiveSyncRunning => (Status::Conflict, "live_sync_running"),
         _ => (Status::Other, "other"),
     }
 }

@@ -44,6 +44,10 @@ pub enum Error {
     /// (this local database was restored from an older copy). Nothing was merged.
     #[error("sync refused: replica histories diverged ({0})")]
     Diverged(DivergedKind),
+    /// [`Soledad::start_live_sync`](crate::Soledad::start_live_sync) while a live
+    /// sync of this database runs already (stop it first).
+    #[error("a live sync is already running on this database")]
+    LiveSyncRunning,
     /// The server answered with an error this request did not expect.
     #[error("server error {kind:?}: {message}")]
     Server {

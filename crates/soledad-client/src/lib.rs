@@ -20,7 +20,10 @@
 //! server's blobs API; a document can carry one attachment (a blob bound to it by
 //! the document's envelope), downloaded only when asked.
 //!
-//! It does not (yet): the incoming box loop.
+//! Live sync ([`Soledad::start_live_sync`]) keeps a device in step without
+//! calls to `sync()`: it waits on the server's change notifications, uploads
+//! local writes after a short debounce and reports what happened as
+//! [`LiveEvent`]s.
 
 #![forbid(unsafe_code)]
 
@@ -29,6 +32,7 @@ mod batch;
 mod blobs;
 mod error;
 mod incoming;
+mod live;
 mod secrets;
 mod soledad;
 mod sync;
@@ -45,6 +49,10 @@ pub use incoming::{
     ConsumerError, INCOMING_NAMESPACE, IncomingBoxConsumer, IncomingLoop, IncomingProcessor,
     IncomingProgress, IncomingReport, MAIL_CONSUMER_VERSION, MAX_INCOMING_MESSAGE_BYTES,
     MailConsumer, incoming_doc_id, parse_mail_headers,
+};
+pub use live::{
+    DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, DEFAULT_DEBOUNCE, DEFAULT_EVENT_CAPACITY,
+    DEFAULT_WAIT, LiveEvent, LiveOptions, LiveSync, MAX_EVENT_IDS,
 };
 pub use secrecy::SecretString;
 pub use soledad::{Soledad, SoledadBuilder, SyncStatsSnapshot};

@@ -13,6 +13,7 @@ use soledad_store::{Document, OpenOptions, StoreWorker};
 use crate::batch::DocBatch;
 use crate::blobs::{BlobConfig, BlobManager};
 use crate::error::Error;
+use crate::live::{LiveControl, LiveOptions, LiveSync};
 use crate::secrets;
 use crate::sync::{SyncContext, SyncReport, SyncStats};
 use crate::transport::Transport;
@@ -122,6 +123,10 @@ struct Inner {
     stats: Arc<SyncStats>,
     replica_uid: String,
     blobs: Option<BlobManager>,
+    /// Told after every local document write (the live task uploads them).
+    local_writes: tokio::sync::Notify,
+    /// The live sync task, while one runs.
+    live: std::sync::Mutex<Option<Arc<LiveControl>>>,
 }
 
 /// The sync context, present when a server is configured.
@@ -247,6 +252,8 @@ impl Soledad {
                 stats,
                 replica_uid,
                 blobs,
+                local_writes: tokio::sync::Notify::new(),
+                live: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -285,7 +292,8 @@ impl Soledad {
         &self.inner.replica_uid
     }
 
-    async fn call<T, F>(&self, f: F) -> Result<T, Error>
+    /// Runs `f` on the database thread.
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut soledad_store::Database) -> Result<T, soledad_store::StoreError>
@@ -293,6 +301,24 @@ impl Soledad {
             + 'static,
     {
         Ok(self.inner.actor.call(f).await??)
+    }
+
+    /// [`call`](Self::call) for a write: a live sync uploads it.
+    async fn write<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut soledad_store::Database) -> Result<T, soledad_store::StoreError>
+            + Send
+            + 'static,
+    {
+        let written = self.call(f).await?;
+        self.inner.local_writes.notify_one();
+        Ok(written)
+    }
+
+    /// Told after every local document write.
+    pub(crate) fn local_writes(&self) -> &tokio::sync::Notify {
+        &self.inner.local_writes
     }
 
     /// Creates a document from a JSON object (u1db `create_doc`); `doc_id` is
@@ -308,7 +334,7 @@ impl Soledad {
     ) -> Result<Document, Error> {
         let content = content.clone();
         let doc_id = doc_id.map(str::to_owned);
-        self.call(move |db| db.create_doc(&content, doc_id.as_deref()))
+        self.write(move |db| db.create_doc(&content, doc_id.as_deref()))
             .await
     }
 
@@ -323,7 +349,7 @@ impl Soledad {
     ) -> Result<Document, Error> {
         let json = json.to_owned();
         let doc_id = doc_id.map(str::to_owned);
-        self.call(move |db| db.create_doc_from_json(&json, doc_id.as_deref()))
+        self.write(move |db| db.create_doc_from_json(&json, doc_id.as_deref()))
             .await
     }
 
@@ -335,7 +361,7 @@ impl Soledad {
     pub async fn put_doc(&self, doc: &mut Document) -> Result<String, Error> {
         let mut owned = doc.clone();
         let (rev, owned) = self
-            .call(move |db| db.put_doc(&mut owned).map(|rev| (rev, owned)))
+            .write(move |db| db.put_doc(&mut owned).map(|rev| (rev, owned)))
             .await?;
         *doc = owned;
         Ok(rev)
@@ -349,7 +375,7 @@ impl Soledad {
     pub async fn delete_doc(&self, doc: &mut Document) -> Result<String, Error> {
         let mut owned = doc.clone();
         let (rev, owned) = self
-            .call(move |db| db.delete_doc(&mut owned).map(|rev| (rev, owned)))
+            .write(move |db| db.delete_doc(&mut owned).map(|rev| (rev, owned)))
             .await?;
         *doc = owned;
         Ok(rev)
@@ -414,7 +440,7 @@ impl Soledad {
         let mut owned = doc.clone();
         let revs = conflicted_revs.to_vec();
         let owned = self
-            .call(move |db| db.resolve_doc(&mut owned, &revs).map(|()| owned))
+            .write(move |db| db.resolve_doc(&mut owned, &revs).map(|()| owned))
             .await?;
         *doc = owned;
         Ok(())
@@ -529,7 +555,7 @@ impl Soledad {
         T: Send + 'static,
         F: FnOnce(&mut DocBatch<'_, '_>) -> Result<T, soledad_store::StoreError> + Send + 'static,
     {
-        self.call(move |db| db.batch(|batch| writes(&mut DocBatch::new(batch))))
+        self.write(move |db| db.batch(|batch| writes(&mut DocBatch::new(batch))))
             .await
     }
 
@@ -566,6 +592,34 @@ impl Soledad {
         let _syncing = SyncingFlag::raise(&self.inner.syncing);
         let _progress = ctx.stats.watch(Arc::new(progress));
         crate::sync::sync(ctx).await
+    }
+
+    /// Starts live sync: a background task that syncs whenever another
+    /// device changed the user's documents (told by the server's change
+    /// notifications), uploads local writes after `options`' debounce, and
+    /// reports what happens as [`LiveEvent`](crate::LiveEvent)s (see
+    /// [`LiveSync`]). [`close`](Self::close) or [`LiveSync::stop`] stops it.
+    ///
+    /// # Errors
+    /// [`Error::NoServer`] without a server; [`Error::LiveSyncRunning`] when
+    /// this database already has a live sync running.
+    pub async fn start_live_sync(&self, options: LiveOptions) -> Result<LiveSync, Error> {
+        if self.inner.sync.is_none() {
+            return Err(Error::NoServer);
+        }
+        let mut live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if live.as_ref().is_some_and(|control| control.is_running()) {
+            return Err(Error::LiveSyncRunning);
+        }
+        let (events, first) = tokio::sync::broadcast::channel(options.event_capacity);
+        let task = tokio::spawn(crate::live::run(self.clone(), options, events.clone()));
+        let control = Arc::new(LiveControl::new(task));
+        *live = Some(Arc::clone(&control));
+        Ok(LiveSync::new(control, events, first))
     }
 
     /// Whether a sync is running now.
@@ -618,7 +672,7 @@ impl Soledad {
     }
 
     /// Closes the local database once the running sync (if any) and the operations
-    /// queued before this call are done, and reports a failure to close. Every clone
+    /// queued before this call are done (a live sync is stopped first), and reports a failure to close. Every clone
     /// of this handle is closed with it: their later calls fail with
     /// [`Error::Closed`]. The blob store, if any, is flushed and closed first.
     ///
@@ -626,6 +680,15 @@ impl Soledad {
     /// [`Error::Store`] if the database could not be closed cleanly (its data is
     /// still as last committed), [`Error::Closed`] if it was already closed.
     pub async fn close(self) -> Result<(), Error> {
+        let live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(live) = live {
+            live.stop().await;
+        }
         let _wait_for_sync = self.inner.sync_lock.lock().await;
         if let Some(blobs) = &self.inner.blobs {
             blobs.close().await?;

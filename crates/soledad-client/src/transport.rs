@@ -9,7 +9,9 @@ use futures_util::{Stream, TryStreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Body, Response, StatusCode};
 use soledad_protocol::{
-    AuthHeader, ErrorBody, ErrorKind, RecordSyncInfo, SYNC_CONTENT_TYPE, SyncInfo,
+    AuthHeader, CHANGES_PATH, CHANGES_SINCE_PARAM, CHANGES_SOURCE_PARAM, CHANGES_WAIT_PARAM,
+    ChangesResponse, ErrorBody, ErrorKind, RecordSyncInfo, SYNC_CONTENT_TYPE, SyncInfo,
+    is_valid_marker,
 };
 
 use crate::error::Error;
@@ -30,6 +32,10 @@ pub(crate) struct Transport {
     uuid: String,
     authorization: HeaderValue,
 }
+
+/// How much longer than its wait a change request may take before the client
+/// gives up on the server.
+pub(crate) const CHANGES_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long an unused pooled connection is kept (below the server's idle timeout).
 const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -158,6 +164,57 @@ impl Transport {
             return Err(Error::from_server(status.as_u16(), kind, message));
         }
         Ok(response.bytes_stream().map_err(Error::network))
+    }
+
+    /// `GET /changes/{uuid}`: waits (at most `wait`, capped by the server) until
+    /// something of the user changed after `since`, leaving out documents
+    /// `source_replica_uid` uploaded itself. The request gives up `wait` plus
+    /// [`CHANGES_GRACE`] after it was sent (a silent, dead server).
+    pub(crate) async fn wait_changes(
+        &self,
+        since: Option<&str>,
+        source_replica_uid: &str,
+        wait: std::time::Duration,
+    ) -> Result<ChangesResponse, Error> {
+        // Replica uids and markers are URL-safe but for `%` (a replica uid may
+        // hold one), which must reach the server as itself.
+        let mut url = format!(
+            "{}{}{}?{}={}&{}={}",
+            self.base,
+            CHANGES_PATH,
+            self.uuid,
+            CHANGES_SOURCE_PARAM,
+            source_replica_uid.replace('%', "%25"),
+            CHANGES_WAIT_PARAM,
+            wait.as_secs()
+        );
+        if let Some(since) = since {
+            url.push_str(&format!("&{CHANGES_SINCE_PARAM}={since}"));
+        }
+        let response = self
+            .http
+            .get(url)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .timeout(wait.saturating_add(CHANGES_GRACE))
+            .send()
+            .await
+            .map_err(Error::network)?;
+        let bytes = ok_body(response, MAX_JSON_RESPONSE_BYTES).await?;
+        let answer: ChangesResponse = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Protocol(soledad_protocol::ProtocolError::MalformedJson {
+                what: "changes",
+                reason: e.to_string(),
+            })
+        })?;
+        if !is_valid_marker(&answer.marker) {
+            return Err(Error::Protocol(
+                soledad_protocol::ProtocolError::MalformedJson {
+                    what: "changes",
+                    reason: "invalid marker".to_owned(),
+                },
+            ));
+        }
+        Ok(answer)
     }
 
     /// `GET /shared/doc/{id}`: the stored bytes and their revision, `None` if absent.

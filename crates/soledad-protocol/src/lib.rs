@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod changes;
 mod codec;
 mod error;
 mod error_kind;
@@ -38,6 +39,10 @@ mod receive;
 mod sync;
 
 pub use auth::{AUTH_SCHEME, AuthHeader};
+pub use changes::{
+    CHANGES_PATH, CHANGES_SINCE_PARAM, CHANGES_SOURCE_PARAM, CHANGES_WAIT_PARAM, ChangeKind,
+    ChangesResponse, MAX_MARKER_BYTES, is_valid_marker,
+};
 pub use error::ProtocolError;
 pub use error_kind::{ErrorBody, ErrorKind};
 pub use frame::{DocFrame, Frame, FrameDecoder, FrameKind, MAX_FRAME_LEN};

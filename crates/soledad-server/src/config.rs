@@ -45,6 +45,13 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_MAX_SYNC_EXCHANGES_PER_USER: usize = 4;
 /// Default shared-store misses per user and minute: 30.
 pub const DEFAULT_SHARED_MISSES_PER_MINUTE: u32 = 30;
+/// Default longest wait of a change request (`GET /changes/{uuid}`): 25 s,
+/// under the 30 s idle timeouts common in proxies.
+pub const DEFAULT_LIVE_WAIT: Duration = Duration::from_secs(25);
+/// Default change requests one user may have waiting at once: 8 (devices).
+pub const DEFAULT_LIVE_WAITS_PER_USER: usize = 8;
+/// Default change requests waiting on the whole server: 8192.
+pub const DEFAULT_MAX_LIVE_WAITS: usize = 8192;
 /// Longest accepted timeout option: one day.
 const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 
@@ -142,6 +149,17 @@ pub struct Config {
     /// so a device that died does not block it. INI
     /// `processing_threshold_secs`, default 600.
     pub processing_threshold: Duration,
+    /// Longest wait of a change request (`GET /changes/{uuid}`): with nothing
+    /// changed by then, it answers "no change" and the device asks again.
+    /// Keep it under the idle timeout of any proxy in front. INI
+    /// `live_wait_secs`, default 25.
+    pub live_wait: Duration,
+    /// Change requests one user may have waiting at once; beyond, 429
+    /// `too_many_requests`. INI `live_waits_per_user`, default 8.
+    pub live_waits_per_user: usize,
+    /// Change requests waiting on the whole server; beyond, 503
+    /// `unavailable`. INI `max_live_waits`, default 8192.
+    pub max_live_waits: usize,
 }
 
 /// The inputs of [`Config::load`], lowest precedence first.
@@ -185,6 +203,9 @@ impl Config {
             shared_misses_per_minute: DEFAULT_SHARED_MISSES_PER_MINUTE,
             deleted_blob_retention: DEFAULT_DELETED_BLOB_RETENTION,
             processing_threshold: crate::incoming::DEFAULT_PROCESSING_THRESHOLD,
+            live_wait: DEFAULT_LIVE_WAIT,
+            live_waits_per_user: DEFAULT_LIVE_WAITS_PER_USER,
+            max_live_waits: DEFAULT_MAX_LIVE_WAITS,
         }
     }
 
@@ -289,6 +310,9 @@ impl Config {
                 self.deleted_blob_retention = Duration::from_secs(secs);
             }
             "processing_threshold_secs" => self.processing_threshold = secs(key, value)?,
+            "live_wait_secs" => self.live_wait = secs(key, value)?,
+            "live_waits_per_user" => self.live_waits_per_user = parse(key, value)?,
+            "max_live_waits" => self.max_live_waits = parse(key, value)?,
             legacy if LEGACY_OPTIONS.contains(&legacy) => {
                 tracing::warn!(option = legacy, "ignoring CouchDB-era option");
             }
@@ -410,6 +434,7 @@ impl Config {
                 self.http2_keep_alive_timeout,
             ),
             ("body_timeout_secs", self.body_timeout),
+            ("live_wait_secs", self.live_wait),
         ] {
             if value.is_zero() || value > MAX_TIMEOUT {
                 return Err(Error::config(
@@ -426,6 +451,15 @@ impl Config {
         }
         if self.max_connections == 0 {
             return Err(Error::config("max_connections", "must be at least 1"));
+        }
+        if self.live_waits_per_user == 0 {
+            return Err(Error::config("live_waits_per_user", "must be at least 1"));
+        }
+        if self.max_live_waits < self.live_waits_per_user {
+            return Err(Error::config(
+                "max_live_waits",
+                "must be at least live_waits_per_user",
+            ));
         }
         if self.max_sync_exchanges_per_user == 0 {
             return Err(Error::config(
@@ -599,6 +633,28 @@ mod tests {
             ("header_read_timeout_secs", "999999999"),
             ("max_connections", "0"),
             ("max_sync_exchanges_per_user", "0"),
+        ] {
+            let mut config = Config::new("/data");
+            config
+                .apply_ini(&format!("[soledad-server]\n{option} = {text}\n"))
+                .unwrap();
+            assert_eq!(bad_option(config.validate()), option, "{option}");
+        }
+        let mut config = Config::new("/data");
+        config
+            .apply_ini(
+                "[soledad-server]\nlive_wait_secs = 3\nlive_waits_per_user = 2\n\
+                 max_live_waits = 5\n",
+            )
+            .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.live_wait, Duration::from_secs(3));
+        assert_eq!(config.live_waits_per_user, 2);
+        assert_eq!(config.max_live_waits, 5);
+        for (option, text) in [
+            ("live_wait_secs", "0"),
+            ("live_waits_per_user", "0"),
+            ("max_live_waits", "1"),
         ] {
             let mut config = Config::new("/data");
             config

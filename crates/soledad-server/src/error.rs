@@ -106,6 +106,10 @@ pub enum Error {
     /// misses on the shared store; retry later.
     #[error("too many requests, retry later")]
     TooManyRequests,
+    /// The server holds as many waiting change requests as it allows
+    /// (`max_live_waits`); retry later.
+    #[error("too many waiting requests on this server, retry later")]
+    Overloaded,
 }
 
 impl From<soledad_store::WorkerCallError> for Error {
@@ -141,7 +145,7 @@ impl Error {
             | Error::Certificate { .. }
             | Error::Io { .. }
             | Error::Database(_) => ErrorKind::Internal,
-            Error::StorageUnavailable => ErrorKind::Unavailable,
+            Error::StorageUnavailable | Error::Overloaded => ErrorKind::Unavailable,
             Error::UserStore(store) => store_kind(store),
             Error::DatabaseDoesNotExist => ErrorKind::DatabaseDoesNotExist,
             Error::BrokenSyncStream => ErrorKind::BrokenSyncStream,
@@ -171,6 +175,7 @@ impl Error {
         if self.status().is_server_error() {
             match self {
                 Error::StorageUnavailable => "the server is shutting down".to_owned(),
+                Error::Overloaded => self.to_string(),
                 _ => "internal server error".to_owned(),
             }
         } else {
@@ -226,7 +231,10 @@ fn store_kind(error: &soledad_store::StoreError) -> ErrorKind {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if matches!(self, Error::Overloaded) {
+            // Expected under load, and the operator's cap: not an error.
+            tracing::warn!(error = %self, "request refused");
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::debug!(error = %self, status = status.as_u16(), "request refused");

@@ -21,7 +21,9 @@
 //! the embedded defaults (DESIGN §9): [`TokenStore`] ([`SqliteTokenStore`]),
 //! [`SharedStore`] ([`SqliteSharedStore`]), [`blobs::BlobBackend`]
 //! ([`blobs::FsBlobStore`]) and [`UserDocStores`] ([`UserStores`] over
-//! [`EmbeddedUserDocStores`], the seam for the sync routes). [`ServerBuilder`] takes any implementation
+//! [`EmbeddedUserDocStores`], the seam for the sync routes) and
+//! [`notify::ChangeNotifier`] ([`notify::InProcessNotifier`], what the change
+//! notifications of live sync wait on). [`ServerBuilder`] takes any implementation
 //! of each. Every trait has a conformance suite (hidden module
 //! `conformance`, cargo feature `conformance`) that any implementation runs
 //! with one macro call, `soledad_server::conformance_tests!(blobs, factory)`.
@@ -54,6 +56,7 @@ mod error;
 pub mod fuzzing;
 pub mod incoming;
 mod limits;
+pub mod notify;
 mod routes;
 mod server;
 mod shared;
@@ -66,7 +69,8 @@ pub use auth::{
     append_service_token,
 };
 pub use config::{
-    Config, ConfigLayers, DEFAULT_DELETED_BLOB_RETENTION, DEFAULT_QUOTA_BYTES,
+    Config, ConfigLayers, DEFAULT_DELETED_BLOB_RETENTION, DEFAULT_LIVE_WAIT,
+    DEFAULT_LIVE_WAITS_PER_USER, DEFAULT_MAX_LIVE_WAITS, DEFAULT_QUOTA_BYTES,
     DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES, DEFAULT_USERS_PORT, INI_SECTION,
 };
 pub use docsync::UserStores;

@@ -11,6 +11,7 @@ use axum_server::{Control, Handle};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{ServiceTokens, SqliteTokenStore, TokenStore};
 use crate::blobs::{BlobBackend, FsBlobConfig, FsBlobStore, QuotaLedger};
@@ -20,6 +21,7 @@ use crate::docsync::{DocStoreUsage, UserStores};
 use crate::error::Error;
 use crate::incoming::{EmbeddedIncomingBox, IncomingBox};
 use crate::limits::{MissLimiter, UserSlots};
+use crate::notify::{ChangeNotifier, InProcessNotifier, NotifyingDocStores, WaitSlots};
 use crate::routes::{AppState, services_router, users_router};
 use crate::shared::{SharedStore, SqliteSharedStore};
 use crate::tls;
@@ -42,6 +44,7 @@ pub struct ServerBuilder {
     shared: Option<Arc<dyn SharedStore>>,
     blobs: Option<Arc<dyn BlobBackend>>,
     user_docs: Option<Arc<dyn UserDocStores>>,
+    notifier: Option<Arc<dyn ChangeNotifier>>,
 }
 
 impl Server {
@@ -61,6 +64,7 @@ impl Server {
             shared: None,
             blobs: None,
             user_docs: None,
+            notifier: None,
         }
     }
 }
@@ -89,6 +93,14 @@ impl ServerBuilder {
     /// quota after a restart unless `stores` registers its own usage source.
     pub fn user_doc_stores(mut self, stores: Arc<dyn UserDocStores>) -> Self {
         self.user_docs = Some(stores);
+        self
+    }
+
+    /// Uses `notifier` instead of the in-process [`InProcessNotifier`] to
+    /// announce writes and answer change requests (`GET /changes/{uuid}`),
+    /// e.g. one shared by several server processes.
+    pub fn change_notifier(mut self, notifier: Arc<dyn ChangeNotifier>) -> Self {
+        self.notifier = Some(notifier);
         self
     }
 
@@ -149,6 +161,12 @@ impl ServerBuilder {
                 Arc::new(UserStores::new(user_dbs))
             }
         };
+        let notifier = self
+            .notifier
+            .unwrap_or_else(|| Arc::new(InProcessNotifier::new()));
+        // Every batch a sync commits is announced, whatever the backend.
+        let user_stores: Arc<dyn UserDocStores> =
+            Arc::new(NotifyingDocStores::new(user_stores, Arc::clone(&notifier)));
         // So do shared documents (key backups) of the embedded store.
         if let Some(usage) = shared_usage {
             ledger.register_source(usage);
@@ -163,6 +181,7 @@ impl ServerBuilder {
                 config.processing_threshold,
             )) as Arc<dyn IncomingBox>
         });
+        let stopping = CancellationToken::new();
         Ok(Prepared {
             state: AppState {
                 shared,
@@ -177,7 +196,15 @@ impl ServerBuilder {
                 body_timeout: config.body_timeout,
                 incoming,
                 tokens: Arc::clone(&tokens),
+                notifier,
+                live_waits: Arc::new(WaitSlots::new(
+                    config.live_waits_per_user,
+                    config.max_live_waits,
+                )),
+                live_wait: config.live_wait,
+                stopping: stopping.clone(),
             },
+            stopping,
             limits: ConnectionLimits::of(&config),
             tokens,
             services,
@@ -233,6 +260,7 @@ impl ConnectionLimits {
 
 struct Prepared {
     limits: ConnectionLimits,
+    stopping: CancellationToken,
     state: AppState,
     tokens: Arc<dyn TokenStore>,
     services: Arc<ServiceTokens>,
@@ -302,6 +330,7 @@ impl Prepared {
             services_addr,
             cert_path: self.cert_path,
             control,
+            stopping: self.stopping,
             tasks: vec![users_task, services_task],
         })
     }
@@ -315,6 +344,7 @@ pub struct RunningServer {
     services_addr: SocketAddr,
     cert_path: PathBuf,
     control: Control,
+    stopping: CancellationToken,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -334,12 +364,15 @@ impl RunningServer {
         &self.cert_path
     }
 
-    /// Stops accepting connections, lets requests in flight finish (up to
-    /// [`SHUTDOWN_GRACE`]), and waits for both listeners to stop.
+    /// Stops accepting connections, ends waiting change requests at once
+    /// (503, the devices come back to the next server), lets other requests
+    /// in flight finish (up to [`SHUTDOWN_GRACE`]), and waits for both
+    /// listeners to stop.
     ///
     /// # Errors
     /// [`Error::Io`] if a listener failed while serving.
     pub async fn shutdown(self) -> Result<(), Error> {
+        self.stopping.cancel();
         self.control.graceful_shutdown(Some(SHUTDOWN_GRACE));
         let mut result = Ok(());
         for task in self.tasks {

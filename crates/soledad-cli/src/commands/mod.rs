@@ -7,6 +7,7 @@ pub(crate) mod generate;
 pub(crate) mod incoming;
 pub(crate) mod index;
 pub(crate) mod init;
+pub(crate) mod live;
 pub(crate) mod secrets;
 pub(crate) mod status;
 pub(crate) mod sync;
@@ -36,7 +37,8 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<Output, CliError> {
         Command::Init(args) => init::run(&ctx, &args).await,
         Command::Doc(command) => doc::run(&ctx, command).await,
         Command::Index(command) => index::run(&ctx, command).await,
-        Command::Sync => sync::run(&ctx).await,
+        Command::Sync(args) if args.live => live::run(&ctx, &args, json).await,
+        Command::Sync(_) => sync::run(&ctx).await,
         Command::Blob(command) => blob::run(&ctx, command).await,
         Command::Attachment(command) => blob::run_attachment(&ctx, command).await,
         Command::Status => status::run(&ctx).await,

@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -13,6 +14,24 @@ use soledad_client::{Soledad, SyncReport};
 use crate::context::Context;
 use crate::error::CliError;
 use crate::output::{Output, WARN};
+
+/// Options of `soledad sync`.
+#[derive(Debug, Args)]
+pub(crate) struct SyncArgs {
+    /// Stay running: sync whenever another device changed something (told by
+    /// the server) or this device wrote, and print each event until Ctrl-C.
+    #[arg(long)]
+    pub(crate) live: bool,
+    /// With --live: stop after this many seconds.
+    #[arg(long, requires = "live", value_name = "SECS")]
+    pub(crate) for_secs: Option<u64>,
+}
+
+/// Examples of `soledad sync`.
+pub(crate) const EXAMPLES: &str = "Examples:
+  soledad sync && soledad doc list
+  soledad sync --live                  # until Ctrl-C
+  soledad --json sync --live --for-secs 60 | jq -c 'select(.event == \"documents_changed\")'";
 
 /// File of the last successful sync inside the home directory.
 const LAST_SYNC_FILE: &str = "last-sync.json";

@@ -11,6 +11,7 @@ mod failures;
 mod incoming;
 mod lifecycle;
 mod limits;
+mod live;
 mod privacy;
 mod secrets;
 mod tampering;

@@ -68,6 +68,10 @@ fn state(data: &std::path::Path) -> AppState {
             Duration::from_secs(60),
         ))),
         tokens: Arc::new(SqliteTokenStore::open(&data.join("tokens.sqlite")).unwrap()),
+        notifier: Arc::new(crate::notify::InProcessNotifier::new()),
+        live_waits: Arc::new(crate::notify::WaitSlots::new(4, 16)),
+        live_wait: Duration::from_secs(5),
+        stopping: tokio_util::sync::CancellationToken::new(),
     }
 }
 
@@ -105,6 +109,7 @@ fn every_route_is_registered_with_an_explicit_rule() {
             rule("/robots.txt", Access::Public),
             rule("/shared/doc/{id}", Access::AuthenticatedUser),
             rule("/{db}/sync-from/{source}", Access::Owner),
+            rule("/changes/{uuid}", Access::Owner),
             rule("/blobs/{uuid}", Access::Owner),
             rule("/blobs/{uuid}/{blob_id}", Access::Owner),
             rule("/usage/{uuid}", Access::Owner),
@@ -147,7 +152,15 @@ struct OwnerRoute {
     body: &'static str,
 }
 
-const OWNER_ROUTES: [OwnerRoute; 14] = [
+const OWNER_ROUTES: [OwnerRoute; 15] = [
+    // No `since`: answered at once, never waits.
+    OwnerRoute {
+        method: "GET",
+        before: "/changes/",
+        segment_prefix: "",
+        after: "",
+        body: "",
+    },
     OwnerRoute {
         method: "GET",
         before: "/incoming/",
@@ -504,6 +517,7 @@ fn implicit_head_and_other_methods_are_guarded_too() {
             "/blobs/bob/b1",
             "/usage/bob",
             "/user-bob/sync-from/r1",
+            "/changes/bob",
         ] {
             let (status, _) = call(&f.router, "HEAD", path, "", Some(&f.alice)).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "HEAD {path}");

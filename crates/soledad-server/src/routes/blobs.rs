@@ -29,6 +29,7 @@ use crate::blobs::{
     BlobBackend, BlobError, BlobId, ByteStream, Flag, ListQuery, Namespace, Order, RangeSpec,
 };
 use crate::error::Error;
+use crate::notify::ChangeKind;
 
 /// Longest flags body accepted by `POST`.
 const MAX_FLAGS_BODY: usize = 4096;
@@ -234,6 +235,7 @@ pub(crate) async fn put_blob(
     let stored = backend
         .put(&user, &ns, &id, body_stream(body), length, &[])
         .await?;
+    state.notifier.notify(&user, ChangeKind::Blobs, None).await;
     Ok(Json(serde_json::json!({ "size": stored })).into_response())
 }
 
@@ -261,6 +263,7 @@ pub(crate) async fn set_flags(
     }
     let flags = flags_body(&bytes)?;
     backend.set_flags(&user, &ns, &id, flags).await?;
+    state.notifier.notify(&user, ChangeKind::Blobs, None).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -286,6 +289,7 @@ pub(crate) async fn delete_blob(
     let id = path.id()?;
     let ns = args.namespace()?;
     backend.delete(&user, &ns, &id).await?;
+    state.notifier.notify(&user, ChangeKind::Blobs, None).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

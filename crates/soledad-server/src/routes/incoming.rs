@@ -38,6 +38,7 @@ use crate::auth::access::{Owner, ServiceCaller};
 use crate::blobs::{BlobId, ByteStream, Flag, Namespace, UserId};
 use crate::error::Error;
 use crate::incoming::{IncomingBox, IncomingQuery, MAX_PUBLIC_KEY_LEN, Outcome};
+use crate::notify::ChangeKind;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use soledad_crypto::Preamble;
@@ -94,6 +95,10 @@ pub(crate) async fn deliver(
         )
         .await?;
     tracing::info!(service = %service, bytes = stored, "incoming blob delivered");
+    state
+        .notifier
+        .notify(&user, ChangeKind::Incoming, None)
+        .await;
     Ok(Json(serde_json::json!({ "size": stored })).into_response())
 }
 
@@ -146,6 +151,10 @@ pub(crate) async fn claim(
     let claim = incoming_box(&state)?
         .claim(&user, &id, args.version.unwrap_or(1))
         .await?;
+    state
+        .notifier
+        .notify(&user, ChangeKind::Incoming, None)
+        .await;
     tracing::debug!("incoming message claimed");
     Ok(Json(claim).into_response())
 }
@@ -177,6 +186,10 @@ pub(crate) async fn processed(
     incoming_box(&state)?
         .finish(&user, &id, &body.claim, Outcome::Processed)
         .await?;
+    state
+        .notifier
+        .notify(&user, ChangeKind::Incoming, None)
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -195,6 +208,10 @@ pub(crate) async fn failed(
     incoming_box(&state)?
         .finish(&user, &id, &body.claim, Outcome::Failed { version })
         .await?;
+    state
+        .notifier
+        .notify(&user, ChangeKind::Incoming, None)
+        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -5,6 +5,7 @@
 //! only way to add one: a route without a rule cannot exist.
 
 pub(crate) mod blobs;
+mod changes;
 mod extract;
 mod incoming;
 mod info;
@@ -21,6 +22,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware;
 use axum::routing::{MethodRouter, get, post, put};
+use tokio_util::sync::CancellationToken;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -30,6 +32,7 @@ use crate::blobs::{BlobBackend, QuotaLedger};
 use crate::error::Error;
 use crate::incoming::IncomingBox;
 use crate::limits::{MissLimiter, UserSlots};
+use crate::notify::{ChangeNotifier, WaitSlots};
 use crate::shared::SharedStore;
 use crate::userdb::UserDocStores;
 
@@ -56,6 +59,14 @@ pub(crate) struct AppState {
     pub(crate) incoming: Option<Arc<dyn IncomingBox>>,
     /// The known users (an incoming delivery to anyone else is refused).
     pub(crate) tokens: Arc<dyn TokenStore>,
+    /// Where writes are announced and change requests wait.
+    pub(crate) notifier: Arc<dyn ChangeNotifier>,
+    /// Change requests waiting, per user and in all.
+    pub(crate) live_waits: Arc<WaitSlots>,
+    /// Longest wait of a change request (`live_wait_secs`).
+    pub(crate) live_wait: Duration,
+    /// Cancelled when the server starts shutting down: waits end at once.
+    pub(crate) stopping: CancellationToken,
 }
 
 /// JSON 404 for unknown routes.
@@ -171,7 +182,8 @@ pub(crate) fn users_routes(state: &AppState) -> Routes {
             get(sync::get_sync_info)
                 .put(sync::put_sync_info)
                 .post(sync::post_exchange),
-        );
+        )
+        .add("/changes/{uuid}", Access::Owner, get(changes::wait));
     if state.blobs.is_some() {
         routes = routes
             .add("/blobs/{uuid}", Access::Owner, get(blobs::list))

@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod blobs;
+mod changes;
 mod incoming;
 mod info;
 mod robustness;

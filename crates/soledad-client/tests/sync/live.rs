@@ -1,0 +1,230 @@
+//! Live sync between devices with no call to `sync()`: writes propagate, a
+//! conflict reaches the application as an event, a server restart in the
+//! middle of a wait loses nothing, and stopping or closing leaves no task.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use soledad_client::{Error, LiveEvent, LiveOptions, Soledad};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::util::Env;
+
+/// Bounded wait for anything to show up.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Quick retries: a restarted server is found again within a second.
+fn options() -> LiveOptions {
+    LiveOptions::default()
+        .backoff(Duration::from_millis(20), Duration::from_millis(300))
+        .wait(Duration::from_secs(5))
+}
+
+/// The next event `pick` accepts, within [`DEADLINE`].
+async fn next_event<T>(
+    events: &mut Receiver<LiveEvent>,
+    what: &str,
+    mut pick: impl FnMut(&LiveEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {DEADLINE:?}"));
+        match event {
+            Ok(event) => {
+                if let Some(found) = pick(&event) {
+                    return found;
+                }
+            }
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => panic!("event stream closed before {what}"),
+        }
+    }
+}
+
+async fn connected(events: &mut Receiver<LiveEvent>) {
+    next_event(events, "Connected", |e| {
+        matches!(e, LiveEvent::Connected).then_some(())
+    })
+    .await;
+}
+
+/// Polls `device` until it holds `doc_id` with `content`.
+async fn arrives(device: &Soledad, doc_id: &str, content: &serde_json::Value) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(doc) = device.get_doc(doc_id, false).await.unwrap()
+            && doc.value().unwrap().as_ref() == Some(content)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{doc_id} never arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_write_on_one_live_device_appears_on_the_other_without_sync() {
+    let env = Env::start().await;
+    let a = env.device("a").await;
+    let b = env.device("b").await;
+    let live_a = a.start_live_sync(options()).await.unwrap();
+    let live_b = b.start_live_sync(options()).await.unwrap();
+    let mut events_b = live_b.subscribe();
+    connected(&mut events_b).await;
+
+    for n in 0..3 {
+        let content = json!({ "n": n });
+        let id = format!("note-{n}");
+        a.create_doc(&content, Some(&id)).await.unwrap();
+        arrives(&b, &id, &content).await;
+        let ids = next_event(&mut events_b, "DocumentsChanged", |e| match e {
+            LiveEvent::DocumentsChanged { doc_ids, .. } if doc_ids.contains(&id) => {
+                Some(doc_ids.clone())
+            }
+            _ => None,
+        })
+        .await;
+        assert!(ids.contains(&id));
+    }
+    // And back: B's edit reaches A.
+    let mut doc = b.get_doc("note-0", false).await.unwrap().unwrap();
+    doc.set_value(&json!({ "n": "edited on b" })).unwrap();
+    b.put_doc(&mut doc).await.unwrap();
+    arrives(&a, "note-0", &json!({ "n": "edited on b" })).await;
+    // Neither application ever called sync().
+    live_a.stop().await;
+    live_b.stop().await;
+}
+
+#[tokio::test]
+async fn a_conflict_between_two_live_devices_reaches_the_application() {
+    let mut env = Env::start().await;
+    let a = env.device("a").await;
+    let b = env.device("b").await;
+    let live_a = a.start_live_sync(options()).await.unwrap();
+    let live_b = b.start_live_sync(options()).await.unwrap();
+    let (mut events_a, mut events_b) = (live_a.subscribe(), live_b.subscribe());
+    a.create_doc(&json!({ "v": 0 }), Some("shared"))
+        .await
+        .unwrap();
+    arrives(&b, "shared", &json!({ "v": 0 })).await;
+
+    // Both edit while the server is away: the edits are concurrent for sure.
+    env.stop().await;
+    for (device, value) in [(&a, "from a"), (&b, "from b")] {
+        let mut doc = device.get_doc("shared", false).await.unwrap().unwrap();
+        doc.set_value(&json!({ "v": value })).unwrap();
+        device.put_doc(&mut doc).await.unwrap();
+    }
+    env.restart().await;
+
+    // Whichever device uploads second learns of the conflict, as an event.
+    let conflicted = tokio::select! {
+        ids = next_event(&mut events_a, "Conflicts on a", conflicts) => (&a, ids),
+        ids = next_event(&mut events_b, "Conflicts on b", conflicts) => (&b, ids),
+    };
+    let (device, ids) = conflicted;
+    assert_eq!(ids, ["shared"]);
+    let versions = device.get_doc_conflicts("shared").await.unwrap();
+    assert_eq!(versions.len(), 2, "current and the concurrent one");
+    // Resolving on that device converges both, still without sync().
+    let mut current = versions[0].clone();
+    let revs: Vec<String> = versions.iter().filter_map(|d| d.rev.clone()).collect();
+    current.set_value(&json!({ "v": "merged" })).unwrap();
+    device.resolve_doc(&mut current, &revs).await.unwrap();
+    for d in [&a, &b] {
+        arrives(d, "shared", &json!({ "v": "merged" })).await;
+    }
+    live_a.stop().await;
+    live_b.stop().await;
+}
+
+fn conflicts(event: &LiveEvent) -> Option<Vec<String>> {
+    match event {
+        LiveEvent::Conflicts { doc_ids } => Some(doc_ids.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_server_restart_in_the_middle_of_a_wait_loses_no_change() {
+    let mut env = Env::start().await;
+    let a = env.device("a").await;
+    let b = env.device("b").await;
+    let live_a = a.start_live_sync(options()).await.unwrap();
+    let live_b = b.start_live_sync(options()).await.unwrap();
+    let mut events_b = live_b.subscribe();
+    connected(&mut events_b).await;
+
+    // B waits; the server goes away and A writes while it is gone.
+    env.stop().await;
+    next_event(&mut events_b, "Disconnected", |e| {
+        matches!(e, LiveEvent::Disconnected { .. }).then_some(())
+    })
+    .await;
+    a.create_doc(&json!({ "while": "down" }), Some("during"))
+        .await
+        .unwrap();
+    env.restart().await;
+    // B comes back by itself and catches up; so does A's upload.
+    connected(&mut events_b).await;
+    arrives(&b, "during", &json!({ "while": "down" })).await;
+    // Waits after the restart work as before.
+    a.create_doc(&json!({ "while": "up" }), Some("after"))
+        .await
+        .unwrap();
+    arrives(&b, "after", &json!({ "while": "up" })).await;
+    live_a.stop().await;
+    live_b.stop().await;
+}
+
+#[tokio::test]
+async fn stop_and_close_leave_no_task_running() {
+    // One wait per user: a second device waits only once the first is gone.
+    let env = Env::start_with(|c| c.live_waits_per_user = 1).await;
+    let a = env.device("a").await;
+    let b = env.device("b").await;
+    let live_a = a.start_live_sync(options()).await.unwrap();
+    let mut events_a = live_a.subscribe();
+    connected(&mut events_a).await;
+    assert!(matches!(
+        a.start_live_sync(options()).await,
+        Err(Error::LiveSyncRunning)
+    ));
+
+    live_a.stop().await;
+    // The stream ends: nothing of the task is left to send.
+    let end = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match events_a.recv().await {
+                Err(RecvError::Closed) => break,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the event stream must close after stop");
+    // A's wait is gone from the server: B's only slot is free.
+    let live_b = b.start_live_sync(options()).await.unwrap();
+    let mut events_b = live_b.subscribe();
+    let first = next_event(&mut events_b, "first connection outcome", |e| match e {
+        LiveEvent::Connected => Some(true),
+        LiveEvent::Disconnected { .. } => Some(false),
+        _ => None,
+    })
+    .await;
+    assert!(first, "a stopped device must not hold a wait on the server");
+
+    // close() stops the live task of that database too.
+    assert!(live_b.is_running());
+    b.close().await.unwrap();
+    assert!(!live_b.is_running());
+    // And A may go live again once its first task is stopped.
+    let again = a.start_live_sync(options()).await.unwrap();
+    let mut events = again.subscribe();
+    connected(&mut events).await;
+    again.stop().await;
+}

@@ -1,0 +1,192 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! Live sync propagation latency A → server → B, with the real server binary on
+//! loopback: each write on A waits until B's live task reports it before the
+//! next one (no `sync()` call anywhere).
+//!
+//! Run: `cargo bench -p soledad-server --bench live`
+//!
+//! Prints the distribution, the part spent until A's upload finished (the
+//! debounce and A's sync), and one JSON line:
+//! `{"scenario":"live_latency","p50_ms":..,"p90_ms":..,"max_ms":..,"n":..}`.
+//!
+//! Goal (issue 14): p50 ≤ 15 ms, p90 ≤ 30 ms. `SOLEDAD_LIVE_BENCH_WRITES`
+//! changes the number of measured writes (default 40),
+//! `SOLEDAD_LIVE_BENCH_DEBOUNCE_MS` the debounce (default: the library's).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use soledad_client::{KdfParams, LiveEvent, LiveOptions, SecretString, Soledad};
+use tokio::sync::broadcast::error::RecvError;
+
+const UUID: &str = "bench-user";
+const WARMUP: usize = 5;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let writes: usize = std::env::var("SOLEDAD_LIVE_BENCH_WRITES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let debounce = std::env::var("SOLEDAD_LIVE_BENCH_DEBOUNCE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (total, upload) = rt.block_on(run(writes, debounce));
+    let stats = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        let at = |q: f64| s[((s.len() as f64 - 1.0) * q).round() as usize];
+        (at(0.5), at(0.9), s[s.len() - 1], s[0])
+    };
+    let (p50, p90, max, min) = stats(&total);
+    let (u50, u90, umax, _) = stats(&upload);
+    println!(
+        "live sync A -> B, {} writes, debounce {:?} (real server binary, loopback)",
+        total.len(),
+        debounce.unwrap_or(soledad_client::DEFAULT_DEBOUNCE)
+    );
+    println!(
+        "  write on A -> B reports it: p50 {p50:.1} ms, p90 {p90:.1} ms, max {max:.1} ms, min {min:.1} ms"
+    );
+    println!(
+        "  of which until A's upload is done: p50 {u50:.1} ms, p90 {u90:.1} ms, max {umax:.1} ms"
+    );
+    println!(
+        "{{\"scenario\":\"live_latency\",\"p50_ms\":{p50:.2},\"p90_ms\":{p90:.2},\"max_ms\":{max:.2},\"n\":{}}}",
+        total.len()
+    );
+}
+
+/// Returns, per measured write, the total latency and the time until A's
+/// upload finished (ms).
+async fn run(writes: usize, debounce: Option<Duration>) -> (Vec<f64>, Vec<f64>) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("server.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "[soledad-server]\ndata_path = {}\nusers_address = 127.0.0.1:{port}\nservices_address = 127.0.0.1:0\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_soledad-server");
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .args(["user", "add", UUID])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let mut server = Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cert = dir.path().join("data").join("tls").join("cert.pem");
+    let url = format!("https://127.0.0.1:{port}");
+    let a = device(&dir.path().join("a"), &url, &cert, &token).await;
+    let b = device(&dir.path().join("b"), &url, &cert, &token).await;
+    let mut options = LiveOptions::default();
+    if let Some(debounce) = debounce {
+        options = options.debounce(debounce);
+    }
+    let live_a = a.start_live_sync(options).await.unwrap();
+    let live_b = b.start_live_sync(options).await.unwrap();
+    let mut events_a = live_a.subscribe();
+    let mut events_b = live_b.subscribe();
+    for events in [&mut events_a, &mut events_b] {
+        wait_for(events, |e| matches!(e, LiveEvent::Connected)).await;
+    }
+
+    let mut total = Vec::new();
+    let mut upload = Vec::new();
+    for i in 0..WARMUP + writes {
+        let id = format!("doc-{i:04}");
+        let start = Instant::now();
+        a.create_doc(&json!({ "n": i, "body": "x".repeat(200) }), Some(&id))
+            .await
+            .unwrap();
+        let uploaded = async {
+            wait_for(
+                &mut events_a,
+                |e| matches!(e, LiveEvent::Synced { report } if report.sent > 0),
+            )
+            .await;
+            start.elapsed()
+        };
+        let arrived = async {
+            wait_for(&mut events_b, |e| {
+                matches!(e, LiveEvent::DocumentsChanged { doc_ids, .. } if doc_ids.contains(&id))
+            })
+            .await;
+            start.elapsed()
+        };
+        let (up, arrived) = tokio::join!(uploaded, arrived);
+        if i >= WARMUP {
+            total.push(ms(arrived));
+            upload.push(ms(up));
+        }
+    }
+    live_a.stop().await;
+    live_b.stop().await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+    (total, upload)
+}
+
+async fn wait_for(
+    events: &mut tokio::sync::broadcast::Receiver<LiveEvent>,
+    mut want: impl FnMut(&LiveEvent) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => panic!("no expected live event within 30 s"),
+            Ok(Ok(event)) if want(&event) => return,
+            Ok(Ok(_) | Err(RecvError::Lagged(_))) => {}
+            Ok(Err(RecvError::Closed)) => panic!("live task ended"),
+        }
+    }
+}
+
+async fn device(home: &Path, url: &str, cert: &Path, token: &str) -> Soledad {
+    std::fs::create_dir_all(home).unwrap();
+    Soledad::builder(UUID, SecretString::from("bench passphrase"))
+        .secrets_path(home.join("soledad.json"))
+        .local_db_path(home.join("local.db"))
+        .server_url(url)
+        .cert_file(cert)
+        .auth_token(token)
+        .danger_kdf_params(KdfParams::insecure_fast_for_tests())
+        .open()
+        .await
+        .unwrap()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
