@@ -697,3 +697,55 @@ fn a_closed_stdout_ends_quietly() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_eq!(stderr, "");
 }
+
+#[test]
+fn sync_live_prints_events_as_json_lines_until_its_time_is_up() {
+    let env = Env::start();
+    env.init("a");
+    json(env.soledad("b"), &["init"], 0);
+    let a = || bare(&env.home("a"));
+    let b_home = env.home("b");
+    let out = std::thread::scope(|scope| {
+        let live = scope.spawn(|| {
+            bare(&b_home)
+                .args(["--json", "sync", "--live", "--for-secs", "6"])
+                .output()
+                .unwrap()
+        });
+        // Written and uploaded on A while B is live: B gets it by itself.
+        json(
+            a(),
+            &["doc", "create", "--id", "live-doc", r#"{"n": 1}"#],
+            0,
+        );
+        json(a(), &["sync"], 0);
+        live.join().unwrap()
+    });
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout} {:?}", out.stderr);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(events.iter().any(|e| e["event"] == "connected"), "{stdout}");
+    assert!(
+        events.iter().any(|e| e["event"] == "documents_changed"
+            && e["doc_ids"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("live-doc"))),
+        "{stdout}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "stopped");
+    assert_eq!(last["events"].as_u64().unwrap() + 1, events.len() as u64);
+    assert_eq!(
+        json(bare(&b_home), &["doc", "get", "live-doc"], 0)["content"]["n"],
+        1
+    );
+    // --for-secs needs --live.
+    bare(&b_home)
+        .args(["sync", "--for-secs", "1"])
+        .assert()
+        .code(2);
+}

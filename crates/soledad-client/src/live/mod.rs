@@ -4,7 +4,8 @@
 //! [`Soledad::start_live_sync`] starts it. It waits on the server's change
 //! notifications (`GET /changes/{uuid}`, a long poll: `docs/protocol.md`,
 //! "Change notifications") and syncs when another device uploaded documents;
-//! local writes trigger an upload after a short debounce; failures are retried
+//! local writes trigger an upload, debounced so that a burst of writes goes in
+//! few syncs ([`LiveOptions::debounce`]); failures are retried
 //! with a growing back-off. What happens reaches the application as
 //! [`LiveEvent`]s on a broadcast channel ([`LiveSync::subscribe`]). Syncs of
 //! the live task and of the application never overlap (one sync at a time per
@@ -44,8 +45,7 @@ use crate::Soledad;
 
 pub(crate) use task::run;
 
-/// Default pause between a local write and its upload: writes made meanwhile
-/// go in the same sync.
+/// Default debounce of local writes (see [`LiveOptions::debounce`]).
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(5);
 /// Default longest wait of one change request (the server caps it with its
 /// own `live_wait_secs`).
@@ -82,8 +82,12 @@ impl Default for LiveOptions {
 }
 
 impl LiveOptions {
-    /// How long after a local write the upload starts ([`DEFAULT_DEBOUNCE`]);
-    /// zero uploads at once.
+    /// The debounce of local writes ([`DEFAULT_DEBOUNCE`]): syncs started by
+    /// local writes are at least this far apart. A write after a quiet moment
+    /// is uploaded at once (leading edge: no added latency); the writes of a
+    /// burst that arrive during a sync, or within `debounce` of its start,
+    /// go together in the next one. Zero starts a sync after every sync that
+    /// saw new writes.
     pub fn debounce(mut self, debounce: Duration) -> Self {
         self.debounce = debounce;
         self

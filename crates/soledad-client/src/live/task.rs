@@ -134,13 +134,16 @@ async fn sync_when_told(
     let local = soledad.local_writes();
     let mut backoff = Backoff::new(options);
     let mut again = false;
+    // When the last sync started: local writes start one at most every
+    // `debounce` (see `LiveOptions::debounce`).
+    let mut last_start: Option<tokio::time::Instant> = None;
     loop {
         if !again {
             tokio::select! {
                 () = pull.notified() => {}
                 () = local.notified() => {
-                    if !options.debounce.is_zero() {
-                        tokio::time::sleep(options.debounce).await;
+                    if let Some(ready) = last_start.map(|at| at + options.debounce) {
+                        tokio::time::sleep_until(ready).await;
                     }
                 }
             }
@@ -148,6 +151,7 @@ async fn sync_when_told(
         // This sync starts after every signal so far: it covers them.
         absorb(pull);
         absorb(local);
+        last_start = Some(tokio::time::Instant::now());
         match sync_once(soledad).await {
             Ok((report, changed)) => {
                 backoff.reset();

@@ -228,3 +228,41 @@ async fn stop_and_close_leave_no_task_running() {
     connected(&mut events).await;
     again.stop().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_local_writes_goes_in_few_syncs() {
+    let env = Env::start().await;
+    let a = env.device("a").await;
+    let b = env.device("b").await;
+    let live_a = a
+        .start_live_sync(options().debounce(Duration::from_millis(20)))
+        .await
+        .unwrap();
+    let live_b = b.start_live_sync(options()).await.unwrap();
+    let mut events_a = live_a.subscribe();
+    connected(&mut events_a).await;
+    const WRITES: usize = 60;
+    for n in 0..WRITES {
+        a.create_doc(&json!({ "n": n }), Some(&format!("burst-{n:02}")))
+            .await
+            .unwrap();
+    }
+    arrives(&b, "burst-59", &json!({ "n": 59 })).await;
+    // Count A's uploads until every write is on the server.
+    let mut uploads = 0;
+    let mut sent = 0;
+    while sent < WRITES as u64 {
+        sent += next_event(&mut events_a, "uploads of the burst", |e| match e {
+            LiveEvent::Synced { report } if report.sent > 0 => Some(report.sent),
+            _ => None,
+        })
+        .await;
+        uploads += 1;
+    }
+    assert!(
+        uploads < WRITES / 2,
+        "{uploads} uploads for {WRITES} writes: the debounce gathers a burst"
+    );
+    live_a.stop().await;
+    live_b.stop().await;
+}
