@@ -45,9 +45,10 @@
 //! ```
 //!
 //! [`conformance_tests!`](crate::conformance_tests) takes the suite
-//! (`tokens`, `shared`, `blobs`, `docstores` or `incoming`) and an expression making
-//! its factory ([`tokens::Factory`], [`shared::Factory`], [`blobs::Factory`],
-//! [`docstores::Factory`], [`incoming::Factory`]); the
+//! (`tokens`, `shared`, `blobs`, `docstores`, `incoming` or `notifier`) and an
+//! expression making its factory ([`tokens::Factory`], [`shared::Factory`],
+//! [`blobs::Factory`], [`docstores::Factory`], [`incoming::Factory`],
+//! [`notifier::Factory`]); the
 //! expression is evaluated inside each test's runtime. Every case is also a
 //! public `async fn(&dyn Factory)`, so a test can run one case and then check
 //! what only its backend can see (e.g. no temporary file left on disk).
@@ -59,6 +60,7 @@
 pub mod blobs;
 pub mod docstores;
 pub mod incoming;
+pub mod notifier;
 pub mod shared;
 pub mod tokens;
 
@@ -133,6 +135,15 @@ macro_rules! conformance_tests {
             failed_is_retried_only_by_a_newer_version,
             listing_orders_pages_and_skips_oversized,
             keys_are_published_and_rotated,
+        ]);
+    };
+    (notifier, $factory:expr) => {
+        $crate::conformance_tests!(@cases notifier, $factory, [
+            without_a_marker_every_kind_at_once,
+            no_change_ends_empty_after_the_timeout,
+            changes_are_reported_by_kind_and_never_lost,
+            a_replica_is_not_woken_by_its_own_documents,
+            users_are_isolated_and_markers_checked,
         ]);
     };
     (@cases $suite:ident, $factory:expr, [$($case:ident),* $(,)?]) => {

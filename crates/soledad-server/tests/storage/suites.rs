@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::BoxFuture;
 use soledad_server::blobs::{BlobBackend, FsBlobConfig, FsBlobStore};
-use soledad_server::conformance::{blobs, docstores, incoming, shared, tokens};
+use soledad_server::conformance::{blobs, docstores, incoming, notifier, shared, tokens};
 use soledad_server::incoming::{EmbeddedIncomingBox, IncomingBox};
+use soledad_server::notify::{ChangeNotifier, InProcessNotifier};
 use soledad_server::{
     EmbeddedUserDocStores, SharedStore, SqliteSharedStore, SqliteTokenStore, TokenStore,
     UserDocStores, UserStores,
@@ -175,4 +176,14 @@ mod fs_incoming {
 
 mod memory_incoming {
     soledad_server::conformance_tests!(incoming, super::Memory);
+}
+
+impl notifier::Factory for Memory {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn ChangeNotifier>> {
+        Box::pin(async { Arc::new(InProcessNotifier::new()) as Arc<dyn ChangeNotifier> })
+    }
+}
+
+mod in_process_notifier {
+    soledad_server::conformance_tests!(notifier, super::Memory);
 }
