@@ -93,11 +93,11 @@ impl LiveOptions {
         self
     }
 
-    /// The longest wait of one change request ([`DEFAULT_WAIT`], whole
-    /// seconds; the server may cap it lower). Shorter waits cost more requests
-    /// and find a dead connection sooner.
+    /// The longest wait of one change request ([`DEFAULT_WAIT`], in whole
+    /// seconds, at least one; the server may cap it lower). Shorter waits cost
+    /// more requests and find a dead connection sooner.
     pub fn wait(mut self, wait: Duration) -> Self {
-        self.wait = wait;
+        self.wait = wait.max(Duration::from_secs(1));
         self
     }
 

@@ -13,7 +13,8 @@
 //!
 //! The owner a route names comes from the *decoded* route parameters (axum
 //! percent-decodes them once), parsed into the one [`UserId`] type: `{uuid}` on
-//! `/blobs/{uuid}…` and `/usage/{uuid}`, and `{db}` = `user-{uuid}` on
+//! `/blobs/{uuid}…`, `/usage/{uuid}`, `/incoming…/{uuid}…` and
+//! `/changes/{uuid}` (the live sync long poll), and `{db}` = `user-{uuid}` on
 //! `/{db}/sync-from/{source}` (any other database name is 404). Whatever the
 //! spelling of the path (`%75ser-`, `user%2D`, `%2575`), the request acts on
 //! exactly the user the handler sees, and that user is the caller.
@@ -29,7 +30,8 @@ use super::Principal;
 use crate::blobs::UserId;
 use crate::error::Error;
 
-/// Route parameter naming the owner: `/blobs/{uuid}…`, `/usage/{uuid}`.
+/// Route parameter naming the owner: `/blobs/{uuid}…`, `/usage/{uuid}`,
+/// `/changes/{uuid}`, …
 pub(crate) const OWNER_PARAM: &str = "uuid";
 /// Route parameter naming a user's document database: `/{db}/sync-from/…`.
 pub(crate) const DB_PARAM: &str = "db";
