@@ -277,3 +277,43 @@ async fn a_shutdown_ends_waits_at_once_and_a_new_server_announces_everything() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(kinds(&body), ["docs", "blobs", "incoming"]);
 }
+
+#[tokio::test]
+async fn a_flood_of_waits_from_one_user_is_refused_at_once_and_others_still_wait() {
+    let t = TestServer::start().await;
+    let since = current(&t, &t.alice).await;
+    let bob_since = current(&t, &t.bob).await;
+    // 100 waits of Alice at once (one HTTP/2 connection): the server holds
+    // live_waits_per_user of them and refuses the rest at once.
+    let flood: Vec<_> = (0..100).map(|_| park(&t, &t.alice, &since)).collect();
+    let per_user = soledad_server::DEFAULT_LIVE_WAITS_PER_USER;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while flood.iter().filter(|task| task.is_finished()).count() < 100 - per_user {
+        assert!(Instant::now() < deadline, "refusals must come at once");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (refused, held): (Vec<_>, Vec<_>) = flood.into_iter().partition(|t| t.is_finished());
+    for task in refused {
+        assert_eq!(task.await.unwrap(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_eq!(held.len(), per_user, "the others still wait");
+    // Bob still waits, and is woken by his own write.
+    let bob = park(&t, &t.bob, &bob_since);
+    let put = t
+        .client
+        .put(t.url("/blobs/bob/b1"))
+        .header("authorization", &t.bob.header)
+        .body("opaque")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let status = tokio::time::timeout(Duration::from_secs(10), bob)
+        .await
+        .expect("bob's wait is answered")
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    for task in held {
+        task.abort();
+    }
+}
