@@ -80,16 +80,31 @@ async fn watch_server(
     let mut marker: Option<String> = None;
     // None at the start: the first outcome is always announced.
     let mut connected: Option<bool> = None;
+    // Answers in a row that did not know our marker (every kind at once).
+    let mut unknown = 0u32;
     loop {
         let answer = transport
             .wait_changes(marker.as_deref(), soledad.replica_uid(), options.wait)
             .await;
         match answer {
             Ok(answer) => {
-                backoff.reset();
                 if connected != Some(true) {
                     connected = Some(true);
                     emit(events, LiveEvent::Connected);
+                }
+                // After a restart the marker is unknown once. Again and again
+                // means servers that share no notifier (each answers at once):
+                // slow down instead of syncing in a busy loop.
+                let everything = ChangeKind::ALL.iter().all(|k| answer.changed.contains(k));
+                unknown = if marker.is_some() && everything {
+                    unknown.saturating_add(1)
+                } else {
+                    0
+                };
+                if unknown >= 2 {
+                    backoff.pause().await;
+                } else {
+                    backoff.reset();
                 }
                 marker = Some(answer.marker);
                 for kind in answer.changed {

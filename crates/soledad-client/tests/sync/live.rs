@@ -265,3 +265,74 @@ async fn a_burst_of_local_writes_goes_in_few_syncs() {
     live_a.stop().await;
     live_b.stop().await;
 }
+
+/// A notifier that never knows a marker: what servers sharing no notifier
+/// look like to a device (each request lands on a process that answers at
+/// once with every kind). Records when each wait came.
+#[derive(Default)]
+struct Amnesiac {
+    waits: std::sync::Mutex<Vec<Instant>>,
+}
+
+impl soledad_server::notify::ChangeNotifier for Amnesiac {
+    fn notify<'a>(
+        &'a self,
+        _user: &'a soledad_server::blobs::UserId,
+        _kind: soledad_server::notify::ChangeKind,
+        _source: Option<&'a str>,
+    ) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    fn wait<'a>(
+        &'a self,
+        _user: &'a soledad_server::blobs::UserId,
+        _since: Option<&'a str>,
+        _source: Option<&'a str>,
+        _timeout: Duration,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<soledad_server::notify::ChangesResponse, soledad_server::Error>,
+    > {
+        let mut waits = self.waits.lock().unwrap();
+        waits.push(Instant::now());
+        let marker = format!("m{}", waits.len());
+        Box::pin(async move {
+            Ok(soledad_server::notify::ChangesResponse {
+                changed: soledad_server::notify::ChangeKind::ALL.to_vec(),
+                marker,
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn servers_that_never_know_the_marker_get_a_backing_off_client_not_a_busy_loop() {
+    let mut env = Env::start().await;
+    let a = env.device("a").await;
+    env.stop().await;
+    let amnesiac = std::sync::Arc::new(Amnesiac::default());
+    env.server = Some(
+        soledad_server::Server::builder(env.config.clone())
+            .token_store(env.tokens.clone())
+            .change_notifier(amnesiac.clone())
+            .start()
+            .await
+            .unwrap(),
+    );
+    let live = a.start_live_sync(options()).await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    while amnesiac.waits.lock().unwrap().len() < 8 {
+        assert!(Instant::now() < deadline, "the device stopped asking");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    live.stop().await;
+    let waits = amnesiac.waits.lock().unwrap().clone();
+    // Back-off from the second unknown marker in a row on: 20, 40, 80, 160,
+    // 300 ms (the test options) before the 4th to 8th waits.
+    let spent = waits[7] - waits[0];
+    assert!(
+        spent >= Duration::from_millis(500),
+        "8 waits in {spent:?}: the client must back off"
+    );
+}
