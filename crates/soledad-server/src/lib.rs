@@ -76,5 +76,6 @@ pub use shared::{
     LEGACY_OWNER, SharedDoc, SharedDocId, SharedRev, SharedStore, SharedWrite, SqliteSharedStore,
 };
 pub use userdb::{
-    AppliedBatch, ChangesChunk, EmbeddedUserDocStores, SkipChange, UserDbName, UserDocStores,
+    AppliedBatch, ChangesChunk, EmbeddedUserDocStores, SkipChange, SourceDoc, UserDbName,
+    UserDocStores,
 };

@@ -203,3 +203,69 @@ async fn a_sync_exchange_runs_on_in_memory_document_stores() {
     assert!(!config.user_dbs_dir().exists());
     server.shutdown().await.unwrap();
 }
+
+/// A document frame whose id or revision does not parse is refused where it
+/// enters (the exchange) with a typed error: no store implementation sees it.
+#[tokio::test]
+async fn a_frame_with_a_bad_id_or_revision_never_reaches_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::loopback(dir.path().join("data"));
+    let tokens = Arc::new(MemoryTokens::default());
+    let docs = Arc::new(MemoryDocStores::default());
+    let token = tokens.add("alice", None).await.unwrap();
+    let server = Server::builder(config.clone())
+        .token_store(tokens.clone())
+        .user_doc_stores(docs.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = client_for(server.cert_path());
+    let url = format!(
+        "https://{}/user-alice/sync-from/device-1",
+        server.users_addr()
+    );
+    for (id, rev, kind) in [
+        ("a b", "device-1:1", "invalid_doc_id"),
+        ("a%2Fb", "device-1:1|a:0", "invalid_revision"),
+    ] {
+        let mut body = Vec::new();
+        Frame::RequestHeader(ExchangeRequestHeader {
+            last_known_generation: 0,
+            last_known_trans_id: String::new(),
+            ensure: true,
+        })
+        .encode(&mut body)
+        .unwrap();
+        Frame::Doc(DocFrame {
+            id: id.to_owned(),
+            rev: rev.to_owned(),
+            generation: 1,
+            trans_id: "T-1".to_owned(),
+            payload: b"sealed".to_vec().into(),
+        })
+        .encode(&mut body)
+        .unwrap();
+        Frame::End(ExchangeEnd {
+            generation: 1,
+            transaction_id: "T-1".to_owned(),
+        })
+        .encode(&mut body)
+        .unwrap();
+        let response = client
+            .post(&url)
+            .header("authorization", auth("alice", token.expose()))
+            .header("content-type", SYNC_CONTENT_TYPE)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{id} {rev}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"], kind);
+        let alice = UserId::parse("alice").unwrap();
+        assert_eq!(docs.payload(&alice, id), None);
+        let info = docs.sync_info(&alice, "device-1").await.unwrap();
+        assert_eq!(info.target_replica_generation, 0, "nothing stored");
+    }
+    server.shutdown().await.unwrap();
+}

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
-use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo, SyncInfo};
+use soledad_protocol::{BatchLimits, ExchangeEnd, RecordSyncInfo, SyncInfo};
 use soledad_server::blobs::{
     BlobBackend, BlobError, BlobId, BlobRead, ByteStream, DOC_ENTRY_OVERHEAD_BYTES,
     ENTRY_OVERHEAD_BYTES, Flag, ListQuery, Namespace, Order, QuotaLedger, RangeSpec, Usage, UserId,
@@ -20,10 +20,10 @@ use soledad_server::blobs::{
 const BLOB_ENTRIES: u64 = 2 * ENTRY_OVERHEAD_BYTES;
 use soledad_server::{
     AppliedBatch, ChangesChunk, Error, IssuedToken, SharedDoc, SharedDocId, SharedRev, SharedStore,
-    SharedWrite, SkipChange, TokenStore, UserDocStores, UserRecord,
+    SharedWrite, SkipChange, SourceDoc, TokenStore, UserDocStores, UserRecord,
 };
-use soledad_store::vectorclock::{ClockOrdering, VectorClock};
-use soledad_store::{Change, Position, StoreError};
+use soledad_store::vectorclock::ClockOrdering;
+use soledad_store::{Change, DocId, Position, Rev, StoreError};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap()
@@ -496,7 +496,7 @@ pub struct MemoryDocStores {
 struct MemoryDocStore {
     replica_uid: String,
     /// id → (revision, payload, generation of its latest change).
-    docs: HashMap<String, (String, Vec<u8>, u64)>,
+    docs: HashMap<DocId, (Rev, Vec<u8>, u64)>,
     /// Transaction id of each generation (index = generation - 1).
     log: Vec<String>,
     sources: HashMap<String, (u64, String)>,
@@ -657,7 +657,7 @@ impl UserDocStores for MemoryDocStores {
         &'a self,
         user: &'a UserId,
         source: &'a str,
-        docs: Vec<DocFrame>,
+        docs: Vec<SourceDoc>,
         ledger: Option<Arc<QuotaLedger>>,
     ) -> BoxFuture<'a, Result<AppliedBatch, Error>> {
         Box::pin(async move {
@@ -667,20 +667,20 @@ impl UserDocStores for MemoryDocStores {
                 let mut converged = Vec::new();
                 let (mut grow, mut credit) = (0u64, 0u64);
                 for frame in &docs {
-                    let incoming = VectorClock::parse(&frame.rev)?;
-                    let ordering = match store.docs.get(&frame.id) {
+                    let incoming = frame.rev.clock();
+                    let ordering = match store.docs.get(&frame.doc_id) {
                         None => ClockOrdering::Newer,
-                        Some((rev, _, _)) => incoming.compare(&VectorClock::parse(rev)?),
+                        Some((rev, _, _)) => incoming.compare(&rev.clock()),
                     };
                     match ordering {
                         ClockOrdering::Newer => {
-                            grow += doc_charge(&frame.id, &frame.rev, &frame.payload);
-                            if let Some((rev, payload, _)) = store.docs.get(&frame.id) {
-                                credit += doc_charge(&frame.id, rev, payload);
+                            grow += doc_charge(&frame.doc_id, &frame.rev, &frame.payload);
+                            if let Some((rev, payload, _)) = store.docs.get(&frame.doc_id) {
+                                credit += doc_charge(&frame.doc_id, rev, payload);
                             }
                             plan.push(frame.clone());
                         }
-                        ClockOrdering::Equal => converged.push(frame.id.clone()),
+                        ClockOrdering::Equal => converged.push(frame.doc_id.clone()),
                         ClockOrdering::Older | ClockOrdering::Concurrent => {}
                     }
                 }
@@ -694,14 +694,20 @@ impl UserDocStores for MemoryDocStores {
                 for frame in plan {
                     store.log.push(format!("T-mem-{}", store.log.len() + 1));
                     let generation = store.generation();
-                    store
-                        .docs
-                        .insert(frame.id, (frame.rev, frame.payload.to_vec(), generation));
+                    store.docs.insert(
+                        frame.doc_id,
+                        (frame.rev, frame.payload.to_vec(), generation),
+                    );
                 }
                 if let Some(last) = docs.last() {
-                    store
-                        .sources
-                        .insert(source.to_owned(), (last.generation, last.trans_id.clone()));
+                    let position = &last.position;
+                    store.sources.insert(
+                        source.to_owned(),
+                        (
+                            position.generation(),
+                            position.transaction_id().as_str().to_owned(),
+                        ),
+                    );
                 }
                 Ok(store.generation())
             })?;
