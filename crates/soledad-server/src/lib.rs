@@ -20,9 +20,11 @@
 //! Storage sits behind narrow async traits so a distributed engine can replace
 //! the embedded defaults (DESIGN §9): [`TokenStore`] ([`SqliteTokenStore`]),
 //! [`SharedStore`] ([`SqliteSharedStore`]), [`blobs::BlobBackend`]
-//! ([`blobs::FsBlobStore`]) and [`UserDocStores`] ([`UserStores`] over
-//! [`EmbeddedUserDocStores`], the seam for the sync routes). [`ServerBuilder`] takes any implementation
-//! of each. Every trait has a conformance suite (hidden module
+//! ([`blobs::FsBlobStore`]), [`UserDocStores`] ([`UserStores`] over
+//! [`EmbeddedUserDocStores`], the seam for the sync routes),
+//! and [`blobs::QuotaCounters`] ([`blobs::EmbeddedQuotaCounters`], the quota
+//! ledger's counts).
+//! [`ServerBuilder`] takes any implementation of each. Every trait has a conformance suite (hidden module
 //! `conformance`, cargo feature `conformance`) that any implementation runs
 //! with one macro call, `soledad_server::conformance_tests!(blobs, factory)`.
 //!

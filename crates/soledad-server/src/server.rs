@@ -13,7 +13,7 @@ use hyper_util::server::conn::auto::Builder;
 use tokio::task::JoinHandle;
 
 use crate::auth::{ServiceTokens, SqliteTokenStore, TokenStore};
-use crate::blobs::{BlobBackend, FsBlobConfig, FsBlobStore, QuotaLedger};
+use crate::blobs::{BlobBackend, FsBlobConfig, FsBlobStore, QuotaCounters, QuotaLedger};
 use crate::config::Config;
 use crate::conn::LimitAcceptor;
 use crate::docsync::{DocStoreUsage, UserStores};
@@ -42,6 +42,7 @@ pub struct ServerBuilder {
     shared: Option<Arc<dyn SharedStore>>,
     blobs: Option<Arc<dyn BlobBackend>>,
     user_docs: Option<Arc<dyn UserDocStores>>,
+    quota: Option<Arc<dyn QuotaCounters>>,
 }
 
 impl Server {
@@ -61,6 +62,7 @@ impl Server {
             shared: None,
             blobs: None,
             user_docs: None,
+            quota: None,
         }
     }
 }
@@ -89,6 +91,15 @@ impl ServerBuilder {
     /// quota after a restart unless `stores` registers its own usage source.
     pub fn user_doc_stores(mut self, stores: Arc<dyn UserDocStores>) -> Self {
         self.user_docs = Some(stores);
+        self
+    }
+
+    /// Keeps the quota counts in `counters` instead of the embedded,
+    /// in-process [`EmbeddedQuotaCounters`](crate::blobs::EmbeddedQuotaCounters)
+    /// (the limit stays `config.quota_bytes`). The embedded stores register
+    /// their usage sources on it; see [`QuotaCounters`] for what it must do.
+    pub fn quota_ledger(mut self, counters: Arc<dyn QuotaCounters>) -> Self {
+        self.quota = Some(counters);
         self
     }
 
@@ -122,24 +133,24 @@ impl ServerBuilder {
                 (Arc::new(store), Some(usage))
             }
         };
-        let (blobs, ledger): (Option<Arc<dyn BlobBackend>>, Arc<QuotaLedger>) =
-            match (config.blobs, self.blobs) {
-                (false, _) => (None, Arc::new(QuotaLedger::new(config.quota_bytes))),
-                (true, Some(blobs)) => {
-                    (Some(blobs), Arc::new(QuotaLedger::new(config.quota_bytes)))
-                }
-                (true, None) => {
-                    let store = FsBlobStore::open(FsBlobConfig {
-                        root: config.blobs_dir(),
-                        concurrent_blob_writes: config.concurrent_blob_writes,
-                        per_user_blob_writes: config.effective_per_user_blob_writes(),
-                        quota_bytes: config.quota_bytes,
-                        deleted_retention: config.deleted_blob_retention,
-                    })?;
-                    let ledger = store.ledger();
-                    (Some(Arc::new(store)), ledger)
-                }
-            };
+        let ledger = Arc::new(match self.quota {
+            Some(counters) => QuotaLedger::with_counters(config.quota_bytes, counters),
+            None => QuotaLedger::new(config.quota_bytes),
+        });
+        let blobs: Option<Arc<dyn BlobBackend>> = match (config.blobs, self.blobs) {
+            (false, _) => None,
+            (true, Some(blobs)) => Some(blobs),
+            (true, None) => Some(Arc::new(FsBlobStore::open_with_ledger(
+                FsBlobConfig {
+                    root: config.blobs_dir(),
+                    concurrent_blob_writes: config.concurrent_blob_writes,
+                    per_user_blob_writes: config.effective_per_user_blob_writes(),
+                    quota_bytes: config.quota_bytes,
+                    deleted_retention: config.deleted_blob_retention,
+                },
+                Arc::clone(&ledger),
+            )?)),
+        };
         let user_stores: Arc<dyn UserDocStores> = match self.user_docs {
             Some(stores) => stores,
             None => {

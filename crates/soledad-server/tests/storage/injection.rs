@@ -12,12 +12,14 @@ use soledad_protocol::{
     DocFrame, ExchangeEnd, ExchangeRequestHeader, Frame, Receiver, Response, SYNC_CONTENT_TYPE,
     Step,
 };
-use soledad_server::blobs::{BlobBackend as _, BlobId, Namespace, UserId};
+use soledad_server::blobs::{
+    BlobBackend as _, BlobId, DOC_ENTRY_OVERHEAD_BYTES, Namespace, QuotaCounters as _, UserId,
+};
 use soledad_server::{
     Config, Server, SharedDocId, SharedStore as _, TokenStore as _, UserDocStores as _,
 };
 
-use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryShared, MemoryTokens};
+use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryQuota, MemoryShared, MemoryTokens};
 
 fn client_for(cert: &Path) -> reqwest::Client {
     // Err only means another test installed it already.
@@ -131,10 +133,12 @@ async fn a_sync_exchange_runs_on_in_memory_document_stores() {
     let config = Config::loopback(dir.path().join("data"));
     let tokens = Arc::new(MemoryTokens::default());
     let docs = Arc::new(MemoryDocStores::default());
+    let quota = Arc::new(MemoryQuota::default());
     let token = tokens.add("alice", None).await.unwrap();
     let server = Server::builder(config.clone())
         .token_store(tokens.clone())
         .user_doc_stores(docs.clone())
+        .quota_ledger(quota.clone())
         .start()
         .await
         .unwrap();
@@ -199,6 +203,11 @@ async fn a_sync_exchange_runs_on_in_memory_document_stores() {
     assert_eq!(docs.payload(&alice, "b").unwrap(), b"sealed b");
     let info = docs.sync_info(&alice, "device-1").await.unwrap();
     assert_eq!(info.source_replica_generation, 2);
+    // They were charged to the injected quota counters: each document its id,
+    // revision and payload plus the per-entry overhead.
+    let each =
+        ("a".len() + "device-1:1".len() + "sealed a".len()) as u64 + DOC_ENTRY_OVERHEAD_BYTES;
+    assert!(quota.used(&alice) >= 2 * each, "{}", quota.used(&alice));
     // The embedded document stores were never created.
     assert!(!config.user_dbs_dir().exists());
     server.shutdown().await.unwrap();

@@ -12,7 +12,8 @@ use futures_util::future::BoxFuture;
 use soledad_protocol::{BatchLimits, ExchangeEnd, RecordSyncInfo, SyncInfo};
 use soledad_server::blobs::{
     BlobBackend, BlobError, BlobId, BlobRead, ByteStream, DOC_ENTRY_OVERHEAD_BYTES,
-    ENTRY_OVERHEAD_BYTES, Flag, ListQuery, Namespace, Order, QuotaLedger, RangeSpec, Usage, UserId,
+    ENTRY_OVERHEAD_BYTES, Flag, ListQuery, Namespace, Order, QuotaCounters, QuotaLedger, RangeSpec,
+    Usage, UsageSource, UserId,
 };
 
 /// What a live blob costs beyond its bytes in the quota model: its content and its
@@ -796,5 +797,98 @@ impl UserDocStores for MemoryDocStores {
             })
         });
         Box::pin(async move { chunk })
+    }
+}
+
+/// Quota counts in one map under one lock: `(stored, reserved)` per user,
+/// measured from the sources on a user's first load (as the embedded counters).
+#[derive(Default)]
+pub struct MemoryQuota {
+    sources: Mutex<Vec<Arc<dyn UsageSource>>>,
+    counts: Mutex<HashMap<UserId, (u64, u64)>>,
+}
+
+impl MemoryQuota {
+    fn try_add(
+        &self,
+        user: &UserId,
+        bytes: u64,
+        limit_bytes: u64,
+        reserve: bool,
+    ) -> Result<(), BlobError> {
+        let mut counts = lock(&self.counts);
+        let Some((stored, reserved)) = counts.get_mut(user) else {
+            // Not loaded: a reservation always loads first; a charge is skipped.
+            return Ok(());
+        };
+        let charged = *stored + *reserved;
+        if charged + bytes > limit_bytes {
+            return Err(BlobError::QuotaExceeded {
+                used_bytes: charged,
+                limit_bytes,
+            });
+        }
+        if reserve {
+            *reserved += bytes;
+        } else {
+            *stored += bytes;
+        }
+        Ok(())
+    }
+}
+
+impl QuotaCounters for MemoryQuota {
+    fn register_source(&self, source: Arc<dyn UsageSource>) {
+        lock(&self.sources).push(source);
+    }
+
+    fn load<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<(), BlobError>> {
+        let result = (|| -> Result<(), BlobError> {
+            if lock(&self.counts).contains_key(user) {
+                return Ok(());
+            }
+            let mut stored = 0;
+            for source in lock(&self.sources).iter() {
+                stored += source.measure(user)?;
+            }
+            lock(&self.counts)
+                .entry(user.clone())
+                .or_insert((stored, 0));
+            Ok(())
+        })();
+        Box::pin(async move { result })
+    }
+
+    fn used(&self, user: &UserId) -> u64 {
+        lock(&self.counts)
+            .get(user)
+            .map_or(0, |(stored, _)| *stored)
+    }
+
+    fn try_reserve(&self, user: &UserId, bytes: u64, limit_bytes: u64) -> Result<(), BlobError> {
+        self.try_add(user, bytes, limit_bytes, true)
+    }
+
+    fn unreserve(&self, user: &UserId, bytes: u64) {
+        if let Some((_, reserved)) = lock(&self.counts).get_mut(user) {
+            *reserved = reserved.saturating_sub(bytes);
+        }
+    }
+
+    fn commit(&self, user: &UserId, bytes: u64) {
+        if let Some((stored, reserved)) = lock(&self.counts).get_mut(user) {
+            *reserved = reserved.saturating_sub(bytes);
+            *stored += bytes;
+        }
+    }
+
+    fn try_charge(&self, user: &UserId, bytes: u64, limit_bytes: u64) -> Result<(), BlobError> {
+        self.try_add(user, bytes, limit_bytes, false)
+    }
+
+    fn release(&self, user: &UserId, bytes: u64) {
+        if let Some((stored, _)) = lock(&self.counts).get_mut(user) {
+            *stored = stored.saturating_sub(bytes);
+        }
     }
 }

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::BoxFuture;
-use soledad_server::blobs::{BlobBackend, FsBlobConfig, FsBlobStore};
-use soledad_server::conformance::{blobs, docstores, incoming, shared, tokens};
+use soledad_server::blobs::{
+    BlobBackend, EmbeddedQuotaCounters, FsBlobConfig, FsBlobStore, QuotaCounters,
+};
+use soledad_server::conformance::{blobs, docstores, incoming, quota, shared, tokens};
 use soledad_server::incoming::{EmbeddedIncomingBox, IncomingBox};
 use soledad_server::{
     EmbeddedUserDocStores, SharedStore, SqliteSharedStore, SqliteTokenStore, TokenStore,
@@ -15,7 +17,7 @@ use soledad_server::{
 };
 use tempfile::TempDir;
 
-use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryShared, MemoryTokens};
+use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryQuota, MemoryShared, MemoryTokens};
 
 /// Fresh embedded stores, each in its own directory of one temporary
 /// directory (removed when the factory is dropped, at the end of the case).
@@ -175,4 +177,23 @@ mod fs_incoming {
 
 mod memory_incoming {
     soledad_server::conformance_tests!(incoming, super::Memory);
+}
+impl quota::Factory for Embedded {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn QuotaCounters>> {
+        Box::pin(async { Arc::new(EmbeddedQuotaCounters::new()) as Arc<dyn QuotaCounters> })
+    }
+}
+
+impl quota::Factory for Memory {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn QuotaCounters>> {
+        Box::pin(async { Arc::new(MemoryQuota::default()) as Arc<dyn QuotaCounters> })
+    }
+}
+
+mod embedded_quota {
+    soledad_server::conformance_tests!(quota, super::Embedded::new());
+}
+
+mod memory_quota {
+    soledad_server::conformance_tests!(quota, super::Memory);
 }
