@@ -168,12 +168,14 @@ impl ServerBuilder {
         let tls = tls::load(&config)?;
         let users_listener = bind(config.users_address, "binding the users API address")?;
         let services_listener = bind(config.services_address, "binding the services API address")?;
-        let incoming = blobs.as_ref().map(|blobs| {
-            Arc::new(EmbeddedIncomingBox::new(
+        let incoming = match blobs.as_ref() {
+            Some(blobs) => Some(Arc::new(EmbeddedIncomingBox::open(
                 Arc::clone(blobs),
                 config.processing_threshold,
-            )) as Arc<dyn IncomingBox>
-        });
+                &config.incoming_store_path(),
+            )?) as Arc<dyn IncomingBox>),
+            None => None,
+        };
         Ok(Prepared {
             state: AppState {
                 shared,

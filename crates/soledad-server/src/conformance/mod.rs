@@ -135,6 +135,8 @@ macro_rules! conformance_tests {
             failed_is_retried_only_by_a_newer_version,
             listing_orders_pages_and_skips_oversized,
             keys_are_published_and_rotated,
+            claims_and_failed_versions_survive_a_restart,
+            a_claim_expires_after_a_restart,
         ]);
     };
     (quota, $factory:expr) => {
