@@ -217,10 +217,7 @@ impl Rev {
     }
 
     fn check(rev: &str) -> Result<()> {
-        if VectorClock::parse(rev)?.is_empty() {
-            return Err(StoreError::InvalidRevision);
-        }
-        Ok(())
+        crate::vectorclock::check_revision(rev)
     }
 
     /// The vector clock this revision writes down.
