@@ -23,8 +23,8 @@
 //! ([`blobs::FsBlobStore`]), [`UserDocStores`] ([`UserStores`] over
 //! [`EmbeddedUserDocStores`], the seam for the sync routes),
 //! and [`blobs::QuotaCounters`] ([`blobs::EmbeddedQuotaCounters`], the quota
-//! ledger's counts).
-//! [`ServerBuilder`] takes any implementation of each. Every trait has a conformance suite (hidden module
+//! ledger's counts). [`ServerBuilder`] takes any implementation of each.
+//! Every trait has a conformance suite (hidden module
 //! `conformance`, cargo feature `conformance`) that any implementation runs
 //! with one macro call, `soledad_server::conformance_tests!(blobs, factory)`.
 //!

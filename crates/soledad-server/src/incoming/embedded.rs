@@ -102,7 +102,7 @@ impl Records {
         })
     }
 
-    async fn get(&self, user: &UserId, id: &BlobId) -> Result<Option<Record>, Error> {
+    async fn get(&self, user: &UserId, id: &BlobId) -> Result<Option<Record>, IncomingError> {
         let (owner, id) = (user.as_str().to_owned(), id.as_str().to_owned());
         self.actor
             .call(move |conn| {
@@ -116,9 +116,10 @@ impl Records {
                     .optional()?)
             })
             .await
+            .map_err(records_error)
     }
 
-    async fn of_user(&self, user: &UserId) -> Result<HashMap<String, Record>, Error> {
+    async fn of_user(&self, user: &UserId) -> Result<HashMap<String, Record>, IncomingError> {
         let owner = user.as_str().to_owned();
         self.actor
             .call(move |conn| {
@@ -134,9 +135,10 @@ impl Records {
                 Ok(out)
             })
             .await
+            .map_err(records_error)
     }
 
-    async fn put(&self, user: &UserId, id: &BlobId, record: Record) -> Result<(), Error> {
+    async fn put(&self, user: &UserId, id: &BlobId, record: Record) -> Result<(), IncomingError> {
         let (owner, id) = (user.as_str().to_owned(), id.as_str().to_owned());
         self.actor
             .call(move |conn| {
@@ -154,9 +156,10 @@ impl Records {
                 Ok(())
             })
             .await
+            .map_err(records_error)
     }
 
-    async fn remove(&self, user: &UserId, id: &BlobId) -> Result<(), Error> {
+    async fn remove(&self, user: &UserId, id: &BlobId) -> Result<(), IncomingError> {
         let (owner, id) = (user.as_str().to_owned(), id.as_str().to_owned());
         self.actor
             .call(move |conn| {
@@ -167,6 +170,7 @@ impl Records {
                 Ok(())
             })
             .await
+            .map_err(records_error)
     }
 }
 
@@ -194,12 +198,12 @@ impl std::fmt::Debug for EmbeddedIncomingBox {
     }
 }
 
-impl From<Error> for IncomingError {
-    fn from(err: Error) -> Self {
-        match err {
-            Error::Blob(blob) => IncomingError::Blob(blob),
-            other => IncomingError::Blob(BlobError::Io(std::io::Error::other(other))),
-        }
+/// A failure of the records table, as the incoming box reports storage
+/// failures.
+fn records_error(err: Error) -> IncomingError {
+    match err {
+        Error::Blob(blob) => IncomingError::Blob(blob),
+        other => IncomingError::Blob(BlobError::Io(std::io::Error::other(other))),
     }
 }
 
