@@ -183,6 +183,25 @@ fn invalid_input_is_a_usage_error_exit_2() {
         2,
     );
     assert_eq!(err["error"], "invalid_doc_id");
+    // Ids and revisions are parsed where they enter, reads included: a bad id
+    // is a usage error, not "not found".
+    let err = json_error(bare(&env.home("a")), &["doc", "get", "a/b"], 2);
+    assert_eq!(err["error"], "invalid_doc_id");
+    json(
+        bare(&env.home("a")),
+        &["doc", "create", "--id", "d", "{}"],
+        0,
+    );
+    let err = json_error(
+        bare(&env.home("a")),
+        &["doc", "delete", "d", "--rev", "not a rev"],
+        2,
+    );
+    assert_eq!(err["error"], "invalid_revision");
+    // Nothing was deleted.
+    let doc = json(bare(&env.home("a")), &["doc", "get", "d"], 0);
+    assert_eq!(doc["doc_id"], "d");
+    assert!(doc["rev"].as_str().is_some_and(|rev| rev.ends_with(":1")));
 }
 
 #[test]

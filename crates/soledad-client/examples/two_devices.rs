@@ -89,7 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "B sees {} versions of Grace; keeping the laptop's email",
         versions.len()
     );
-    let revs: Vec<String> = versions.iter().filter_map(|d| d.rev.clone()).collect();
+    let revs: Vec<soledad_client::Rev> = versions.iter().filter_map(|d| d.rev.clone()).collect();
     let mut resolved = versions.first().cloned().ok_or("no versions")?;
     resolved
         .set_value(&json!({"name": "Grace", "email": "grace@laptop.example", "resolved": true}))?;

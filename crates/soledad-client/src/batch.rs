@@ -7,7 +7,7 @@
 //! [`Soledad::batch`]: crate::Soledad::batch
 
 use serde_json::Value;
-use soledad_store::{Document, JsonContent, StoreError};
+use soledad_store::{DocId, Document, JsonContent, Rev, StoreError};
 
 /// The writes a [`Soledad::batch`](crate::Soledad::batch) closure can make. Sync
 /// bookkeeping (replica positions, foreign revisions) is deliberately not reachable
@@ -31,7 +31,8 @@ impl<'b, 'c> DocBatch<'b, 'c> {
         content: &Value,
         doc_id: Option<&str>,
     ) -> Result<Document, StoreError> {
-        self.inner.create_doc(content, doc_id)
+        let doc_id = doc_id.map(DocId::parse).transpose()?;
+        self.inner.create_doc(content, doc_id.as_ref())
     }
 
     /// As [`Soledad::create_doc_from_json`](crate::Soledad::create_doc_from_json).
@@ -43,14 +44,15 @@ impl<'b, 'c> DocBatch<'b, 'c> {
         json: &str,
         doc_id: Option<&str>,
     ) -> Result<Document, StoreError> {
-        self.inner.create_doc_from_json(json, doc_id)
+        let doc_id = doc_id.map(DocId::parse).transpose()?;
+        self.inner.create_doc_from_json(json, doc_id.as_ref())
     }
 
     /// As [`Soledad::put_doc`](crate::Soledad::put_doc).
     ///
     /// # Errors
     /// As [`Soledad::put_doc`](crate::Soledad::put_doc).
-    pub fn put_doc(&mut self, doc: &mut Document) -> Result<String, StoreError> {
+    pub fn put_doc(&mut self, doc: &mut Document) -> Result<Rev, StoreError> {
         self.inner.put_doc(doc)
     }
 
@@ -58,7 +60,7 @@ impl<'b, 'c> DocBatch<'b, 'c> {
     ///
     /// # Errors
     /// As [`Soledad::delete_doc`](crate::Soledad::delete_doc).
-    pub fn delete_doc(&mut self, doc: &mut Document) -> Result<String, StoreError> {
+    pub fn delete_doc(&mut self, doc: &mut Document) -> Result<Rev, StoreError> {
         self.inner.delete_doc(doc)
     }
 
@@ -71,18 +73,22 @@ impl<'b, 'c> DocBatch<'b, 'c> {
         doc: &mut Document,
         conflicted_revs: &[S],
     ) -> Result<(), StoreError> {
-        self.inner.resolve_doc(doc, conflicted_revs)
+        let revs = conflicted_revs
+            .iter()
+            .map(|rev| Rev::parse(rev.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.inner.resolve_doc(doc, &revs)
     }
 
     /// The current version of a document, seeing this batch's own writes.
     ///
     /// # Errors
-    /// Storage errors.
+    /// `InvalidDocId`, storage errors.
     pub fn get_doc(
         &self,
         doc_id: &str,
         include_deleted: bool,
     ) -> Result<Option<Document>, StoreError> {
-        self.inner.get_doc(doc_id, include_deleted)
+        self.inner.get_doc(&DocId::parse(doc_id)?, include_deleted)
     }
 }

@@ -57,5 +57,5 @@ pub use live::{
 pub use secrecy::SecretString;
 pub use soledad::{Soledad, SoledadBuilder, SyncStatsSnapshot};
 pub use soledad_crypto::{KdfParams, RecoveryCode};
-pub use soledad_store::{Document, StoreError};
+pub use soledad_store::{DocId, Document, Rev, StoreError};
 pub use sync::{SyncReport, SyncStats};

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use secrecy::SecretString;
 use serde_json::Value;
 use soledad_crypto::{KdfParams, RecoveryCode, StorageSecret, SyncKeys};
-use soledad_store::{Document, OpenOptions, StoreWorker};
+use soledad_store::{DocId, Document, OpenOptions, Rev, StoreWorker};
 
 use crate::batch::DocBatch;
 use crate::blobs::{BlobConfig, BlobManager};
@@ -324,6 +324,10 @@ impl Soledad {
     /// Creates a document from a JSON object (u1db `create_doc`); `doc_id` is
     /// generated when `None`.
     ///
+    /// Like every method here that names a document, `doc_id` is text (a
+    /// [`DocId`] passes as `&doc.doc_id`), parsed before anything is read or
+    /// written: a bad id is refused with `InvalidDocId`.
+    ///
     /// # Errors
     /// u1db's errors as [`Error::Store`] (`InvalidDocId`, `InvalidContent`,
     /// `RevisionConflict` if the id exists, `DocumentTooBig`).
@@ -333,8 +337,8 @@ impl Soledad {
         doc_id: Option<&str>,
     ) -> Result<Document, Error> {
         let content = content.clone();
-        let doc_id = doc_id.map(str::to_owned);
-        self.write(move |db| db.create_doc(&content, doc_id.as_deref()))
+        let doc_id = doc_id.map(DocId::parse).transpose()?;
+        self.write(move |db| db.create_doc(&content, doc_id.as_ref()))
             .await
     }
 
@@ -348,8 +352,8 @@ impl Soledad {
         doc_id: Option<&str>,
     ) -> Result<Document, Error> {
         let json = json.to_owned();
-        let doc_id = doc_id.map(str::to_owned);
-        self.write(move |db| db.create_doc_from_json(&json, doc_id.as_deref()))
+        let doc_id = doc_id.map(DocId::parse).transpose()?;
+        self.write(move |db| db.create_doc_from_json(&json, doc_id.as_ref()))
             .await
     }
 
@@ -358,7 +362,7 @@ impl Soledad {
     ///
     /// # Errors
     /// `RevisionConflict`, `ConflictedDoc`, `InvalidDocId`, `DocumentTooBig`, …
-    pub async fn put_doc(&self, doc: &mut Document) -> Result<String, Error> {
+    pub async fn put_doc(&self, doc: &mut Document) -> Result<Rev, Error> {
         let mut owned = doc.clone();
         let (rev, owned) = self
             .write(move |db| db.put_doc(&mut owned).map(|rev| (rev, owned)))
@@ -372,7 +376,7 @@ impl Soledad {
     /// # Errors
     /// `DocumentDoesNotExist`, `DocumentAlreadyDeleted`, `RevisionConflict`,
     /// `ConflictedDoc`.
-    pub async fn delete_doc(&self, doc: &mut Document) -> Result<String, Error> {
+    pub async fn delete_doc(&self, doc: &mut Document) -> Result<Rev, Error> {
         let mut owned = doc.clone();
         let (rev, owned) = self
             .write(move |db| db.delete_doc(&mut owned).map(|rev| (rev, owned)))
@@ -384,13 +388,13 @@ impl Soledad {
     /// The current version of a document (u1db `get_doc`).
     ///
     /// # Errors
-    /// Storage errors only; a missing document is `Ok(None)`.
+    /// `InvalidDocId`, storage errors; a missing document is `Ok(None)`.
     pub async fn get_doc(
         &self,
         doc_id: &str,
         include_deleted: bool,
     ) -> Result<Option<Document>, Error> {
-        let doc_id = doc_id.to_owned();
+        let doc_id = DocId::parse(doc_id)?;
         self.call(move |db| db.get_doc(&doc_id, include_deleted))
             .await
     }
@@ -398,14 +402,17 @@ impl Soledad {
     /// Several documents in the order asked, skipping missing ones (u1db `get_docs`).
     ///
     /// # Errors
-    /// Storage errors.
-    pub async fn get_docs(
+    /// `InvalidDocId` if any id is invalid, storage errors.
+    pub async fn get_docs<S: AsRef<str>>(
         &self,
-        doc_ids: &[&str],
+        doc_ids: &[S],
         check_for_conflicts: bool,
         include_deleted: bool,
     ) -> Result<Vec<Document>, Error> {
-        let ids: Vec<String> = doc_ids.iter().map(|s| (*s).to_owned()).collect();
+        let ids = doc_ids
+            .iter()
+            .map(|id| DocId::parse(id.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
         self.call(move |db| db.get_docs(&ids, check_for_conflicts, include_deleted))
             .await
     }
@@ -422,23 +429,25 @@ impl Soledad {
     /// conflicts (u1db `get_doc_conflicts`).
     ///
     /// # Errors
-    /// Storage errors.
+    /// `InvalidDocId`, storage errors.
     pub async fn get_doc_conflicts(&self, doc_id: &str) -> Result<Vec<Document>, Error> {
-        let doc_id = doc_id.to_owned();
+        let doc_id = DocId::parse(doc_id)?;
         self.call(move |db| db.get_doc_conflicts(&doc_id)).await
     }
 
     /// Resolves a conflict: `doc` supersedes `conflicted_revs` (u1db `resolve_doc`).
+    /// The revisions are text (the [`Rev`]s of [`get_doc_conflicts`](Self::get_doc_conflicts)
+    /// or strings), parsed before anything is written.
     ///
     /// # Errors
     /// `DocumentDoesNotExist`, `InvalidRevision`, `DocumentTooBig`.
-    pub async fn resolve_doc(
+    pub async fn resolve_doc<S: AsRef<str>>(
         &self,
         doc: &mut Document,
-        conflicted_revs: &[String],
+        conflicted_revs: &[S],
     ) -> Result<(), Error> {
         let mut owned = doc.clone();
-        let revs = conflicted_revs.to_vec();
+        let revs = parse_revs(conflicted_revs)?;
         let owned = self
             .write(move |db| db.resolve_doc(&mut owned, &revs).map(|()| owned))
             .await?;
@@ -696,6 +705,14 @@ impl Soledad {
         self.inner.actor.close().await?;
         Ok(())
     }
+}
+
+/// Revisions given as text, parsed at the edge.
+fn parse_revs<S: AsRef<str>>(revs: &[S]) -> Result<Vec<Rev>, Error> {
+    Ok(revs
+        .iter()
+        .map(|rev| Rev::parse(rev.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Holds [`Soledad::syncing`] up for as long as it lives.

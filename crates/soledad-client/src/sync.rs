@@ -25,8 +25,8 @@ use soledad_protocol::{
     Receiver, RecordSyncInfo, Response, Step,
 };
 use soledad_store::{
-    Document, JsonContent, Position, PutState, ReplicaUid, SaveConflict, Source, StoreError,
-    StoreWorker,
+    DocId, Document, JsonContent, Position, PutState, ReplicaUid, Rev, SaveConflict, Source,
+    StoreError, StoreWorker,
 };
 
 use crate::error::{DivergedKind, Error};
@@ -443,7 +443,7 @@ fn seal_frame(
     let payload = keys.seal_for_server(&doc.doc_id, &rev, doc.json())?;
     let frame = DocFrame {
         id: keys.hidden_id(&doc.doc_id),
-        rev,
+        rev: rev.into_string(),
         generation,
         trans_id,
         payload: payload.into(),
@@ -642,7 +642,11 @@ fn open_frames(keys: &SyncKeys, frames: Vec<DocFrame>) -> Vec<Opened> {
                         Some(text) => Some(JsonContent::from_json(text).ok()?),
                         None => None,
                     };
-                    Some(Document::new(doc_id, Some(frame.rev.clone()), content))
+                    // The envelope bound both; a sealed id or revision that does
+                    // not parse is refused like a bad envelope.
+                    let doc_id = DocId::parse(&doc_id).ok()?;
+                    let rev = Rev::parse(&frame.rev).ok()?;
+                    Some(Document::new(doc_id, Some(rev), content))
                 });
             Opened {
                 generation: frame.generation,

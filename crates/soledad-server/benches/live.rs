@@ -159,7 +159,7 @@ async fn run(writes: usize, debounce: Option<Duration>) -> (Vec<f64>, Vec<f64>) 
         };
         let arrived = async {
             wait_for(&mut events_b, |e| {
-                matches!(e, LiveEvent::DocumentsChanged { doc_ids, .. } if doc_ids.contains(&id))
+                matches!(e, LiveEvent::DocumentsChanged { doc_ids, .. } if doc_ids.iter().any(|d| *d == id))
             })
             .await;
             start.elapsed()

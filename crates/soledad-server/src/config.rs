@@ -237,6 +237,11 @@ impl Config {
         self.data_path.join("tokens.sqlite")
     }
 
+    /// The incoming box's claims and failed versions (SQLite).
+    pub fn incoming_store_path(&self) -> PathBuf {
+        self.data_path.join("incoming.sqlite")
+    }
+
     /// The shared store of key backups (SQLite).
     pub fn shared_store_path(&self) -> PathBuf {
         self.data_path.join("shared.sqlite")

@@ -20,11 +20,12 @@
 //! Storage sits behind narrow async traits so a distributed engine can replace
 //! the embedded defaults (DESIGN §9): [`TokenStore`] ([`SqliteTokenStore`]),
 //! [`SharedStore`] ([`SqliteSharedStore`]), [`blobs::BlobBackend`]
-//! ([`blobs::FsBlobStore`]) and [`UserDocStores`] ([`UserStores`] over
-//! [`EmbeddedUserDocStores`], the seam for the sync routes) and
-//! [`notify::ChangeNotifier`] ([`notify::InProcessNotifier`], what the change
-//! notifications of live sync wait on). [`ServerBuilder`] takes any implementation
-//! of each. Every trait has a conformance suite (hidden module
+//! ([`blobs::FsBlobStore`]), [`UserDocStores`] ([`UserStores`] over
+//! [`EmbeddedUserDocStores`], the seam for the sync routes),
+//! [`blobs::QuotaCounters`] ([`blobs::EmbeddedQuotaCounters`], the quota
+//! ledger's counts) and [`notify::ChangeNotifier`] ([`notify::InProcessNotifier`],
+//! what the change notifications of live sync wait on). [`ServerBuilder`] takes
+//! any implementation of each. Every trait has a conformance suite (hidden module
 //! `conformance`, cargo feature `conformance`) that any implementation runs
 //! with one macro call, `soledad_server::conformance_tests!(blobs, factory)`.
 //!
@@ -80,5 +81,6 @@ pub use shared::{
     LEGACY_OWNER, SharedDoc, SharedDocId, SharedRev, SharedStore, SharedWrite, SqliteSharedStore,
 };
 pub use userdb::{
-    AppliedBatch, ChangesChunk, EmbeddedUserDocStores, SkipChange, UserDbName, UserDocStores,
+    AppliedBatch, ChangesChunk, EmbeddedUserDocStores, SkipChange, SourceDoc, UserDbName,
+    UserDocStores,
 };

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{ServiceTokens, SqliteTokenStore, TokenStore};
-use crate::blobs::{BlobBackend, FsBlobConfig, FsBlobStore, QuotaLedger};
+use crate::blobs::{BlobBackend, FsBlobConfig, FsBlobStore, QuotaCounters, QuotaLedger};
 use crate::config::Config;
 use crate::conn::LimitAcceptor;
 use crate::docsync::{DocStoreUsage, UserStores};
@@ -45,6 +45,7 @@ pub struct ServerBuilder {
     blobs: Option<Arc<dyn BlobBackend>>,
     user_docs: Option<Arc<dyn UserDocStores>>,
     notifier: Option<Arc<dyn ChangeNotifier>>,
+    quota: Option<Arc<dyn QuotaCounters>>,
 }
 
 impl Server {
@@ -65,6 +66,7 @@ impl Server {
             blobs: None,
             user_docs: None,
             notifier: None,
+            quota: None,
         }
     }
 }
@@ -104,6 +106,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Keeps the quota counts in `counters` instead of the embedded,
+    /// in-process [`EmbeddedQuotaCounters`](crate::blobs::EmbeddedQuotaCounters)
+    /// (the limit stays `config.quota_bytes`). The embedded stores register
+    /// their usage sources on it; see [`QuotaCounters`] for what it must do.
+    pub fn quota_ledger(mut self, counters: Arc<dyn QuotaCounters>) -> Self {
+        self.quota = Some(counters);
+        self
+    }
+
     /// Validates the configuration, opens the stores, loads or generates the
     /// certificate, binds both listeners and starts serving.
     ///
@@ -134,24 +145,24 @@ impl ServerBuilder {
                 (Arc::new(store), Some(usage))
             }
         };
-        let (blobs, ledger): (Option<Arc<dyn BlobBackend>>, Arc<QuotaLedger>) =
-            match (config.blobs, self.blobs) {
-                (false, _) => (None, Arc::new(QuotaLedger::new(config.quota_bytes))),
-                (true, Some(blobs)) => {
-                    (Some(blobs), Arc::new(QuotaLedger::new(config.quota_bytes)))
-                }
-                (true, None) => {
-                    let store = FsBlobStore::open(FsBlobConfig {
-                        root: config.blobs_dir(),
-                        concurrent_blob_writes: config.concurrent_blob_writes,
-                        per_user_blob_writes: config.effective_per_user_blob_writes(),
-                        quota_bytes: config.quota_bytes,
-                        deleted_retention: config.deleted_blob_retention,
-                    })?;
-                    let ledger = store.ledger();
-                    (Some(Arc::new(store)), ledger)
-                }
-            };
+        let ledger = Arc::new(match self.quota {
+            Some(counters) => QuotaLedger::with_counters(config.quota_bytes, counters),
+            None => QuotaLedger::new(config.quota_bytes),
+        });
+        let blobs: Option<Arc<dyn BlobBackend>> = match (config.blobs, self.blobs) {
+            (false, _) => None,
+            (true, Some(blobs)) => Some(blobs),
+            (true, None) => Some(Arc::new(FsBlobStore::open_with_ledger(
+                FsBlobConfig {
+                    root: config.blobs_dir(),
+                    concurrent_blob_writes: config.concurrent_blob_writes,
+                    per_user_blob_writes: config.effective_per_user_blob_writes(),
+                    quota_bytes: config.quota_bytes,
+                    deleted_retention: config.deleted_blob_retention,
+                },
+                Arc::clone(&ledger),
+            )?)),
+        };
         let user_stores: Arc<dyn UserDocStores> = match self.user_docs {
             Some(stores) => stores,
             None => {
@@ -175,12 +186,14 @@ impl ServerBuilder {
         let tls = tls::load(&config)?;
         let users_listener = bind(config.users_address, "binding the users API address")?;
         let services_listener = bind(config.services_address, "binding the services API address")?;
-        let incoming = blobs.as_ref().map(|blobs| {
-            Arc::new(EmbeddedIncomingBox::new(
+        let incoming = match blobs.as_ref() {
+            Some(blobs) => Some(Arc::new(EmbeddedIncomingBox::open(
                 Arc::clone(blobs),
                 config.processing_threshold,
-            )) as Arc<dyn IncomingBox>
-        });
+                &config.incoming_store_path(),
+            )?) as Arc<dyn IncomingBox>),
+            None => None,
+        };
         let stopping = CancellationToken::new();
         Ok(Prepared {
             state: AppState {

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo, SyncInfo};
 #[cfg(doc)]
 use soledad_store::StoreError;
-use soledad_store::{Change, Position};
+use soledad_store::{Change, DocId, Position, Rev};
 
 use crate::blobs::{QuotaLedger, UserId};
 use crate::error::Error;
@@ -109,7 +109,7 @@ pub trait UserDocStores: Send + Sync + 'static {
         &'a self,
         user: &'a UserId,
         source: &'a str,
-        docs: Vec<DocFrame>,
+        docs: Vec<SourceDoc>,
         ledger: Option<Arc<QuotaLedger>>,
     ) -> BoxFuture<'a, Result<AppliedBatch, Error>>;
 
@@ -159,6 +159,49 @@ pub trait UserDocStores: Send + Sync + 'static {
 /// Which changes [`UserDocStores::read_changes`] leaves out.
 pub type SkipChange = Arc<dyn Fn(&Change) -> bool + Send + Sync>;
 
+/// One document a source sent, parsed where it entered the server (the
+/// exchange, [`SourceDoc::parse`]): a frame with a bad id, revision or position
+/// is refused there, so no [`UserDocStores`] implementation ever sees one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceDoc {
+    /// The id as the server knows it (for Soledad clients, the hidden id).
+    pub doc_id: DocId,
+    /// The revision the source sent.
+    pub rev: Rev,
+    /// The source's position once this document is applied.
+    pub position: Position,
+    /// The opaque payload.
+    pub payload: bytes::Bytes,
+}
+
+impl SourceDoc {
+    /// A document from its parsed parts.
+    pub fn new(doc_id: DocId, rev: Rev, position: Position, payload: bytes::Bytes) -> Self {
+        SourceDoc {
+            doc_id,
+            rev,
+            position,
+            payload,
+        }
+    }
+
+    /// Parses a received frame.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidDocId`], [`StoreError::InvalidRevision`],
+    /// [`StoreError::InvalidGeneration`], [`StoreError::InvalidTransactionId`]
+    /// (as [`Error::UserStore`]).
+    pub fn parse(frame: DocFrame) -> Result<Self, Error> {
+        Ok(SourceDoc {
+            doc_id: DocId::parse(&frame.id)?,
+            rev: Rev::parse(&frame.rev)?,
+            position: Position::parse(frame.generation, &frame.trans_id)?,
+            payload: frame.payload,
+        })
+    }
+}
+
 /// What [`UserDocStores::apply_from_source`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -166,12 +209,12 @@ pub struct AppliedBatch {
     /// The store's generation before and after the batch.
     pub generations: (u64, u64),
     /// Documents that were already here at the source's revision.
-    pub converged: Vec<String>,
+    pub converged: Vec<DocId>,
 }
 
 impl AppliedBatch {
     /// A batch's result.
-    pub fn new(generations: (u64, u64), converged: Vec<String>) -> Self {
+    pub fn new(generations: (u64, u64), converged: Vec<DocId>) -> Self {
         AppliedBatch {
             generations,
             converged,
@@ -211,7 +254,7 @@ impl ChangesChunk {
         limits: BatchLimits,
         changes: Vec<Change>,
         skip: &SkipChange,
-        mut current: impl FnMut(&str) -> Result<Option<(String, Vec<u8>)>, E>,
+        mut current: impl FnMut(&DocId) -> Result<Option<(Rev, Vec<u8>)>, E>,
     ) -> Result<ChangesChunk, E> {
         let full = changes.len() >= limits.docs.max(1);
         let mut docs = Vec::new();
@@ -230,8 +273,8 @@ impl ChangesChunk {
             };
             bytes = bytes.saturating_add(payload.len());
             docs.push(DocFrame {
-                id: change.doc_id,
-                rev,
+                id: change.doc_id.into_string(),
+                rev: rev.into_string(),
                 generation: change.generation,
                 trans_id: change.transaction_id,
                 payload: payload.into(),

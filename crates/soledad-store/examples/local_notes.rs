@@ -3,8 +3,8 @@
 
 use serde_json::json;
 use soledad_store::{
-    Database, Document, JsonContent, Position, PutState, ReplicaUid, SaveConflict, Source,
-    StoreError,
+    Database, DocId, Document, JsonContent, Position, PutState, ReplicaUid, Rev, SaveConflict,
+    Source, StoreError,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -13,13 +13,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = [0x11u8; 32];
     let mut db = Database::open_encrypted(dir.path().join("notes.db"), &key)?;
 
+    // Ids are parsed once, where they enter: a bad one is refused here.
+    let taxes: DocId = "taxes".parse()?;
     db.create_index("by-tag", &["lower(tags)"])?;
     db.batch(|b| {
         b.create_doc(
             &json!({"title": "Groceries", "tags": ["Home", "todo"]}),
-            Some("groceries"),
+            Some(&DocId::parse("groceries")?),
         )?;
-        b.create_doc_from_json(r#"{"title": "Taxes", "tags": ["todo"]}"#, Some("taxes"))?;
+        b.create_doc_from_json(r#"{"title": "Taxes", "tags": ["todo"]}"#, Some(&taxes))?;
         Ok::<(), StoreError>(())
     })?;
     for doc in db.get_from_index("by-tag", &["todo"])? {
@@ -32,19 +34,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Another device edited "taxes" concurrently; sync brings its revision.
     let theirs = JsonContent::from_json(r#"{"title": "Taxes 2026", "tags": ["todo"]}"#)?;
-    let mut incoming = Document::new("taxes", Some("phone:1".to_owned()), Some(theirs));
+    let mut incoming = Document::new(taxes.clone(), Some(Rev::parse("phone:1")?), Some(theirs));
     let phone = Source::new(
         ReplicaUid::parse("phone")?,
         Position::parse(1, "T-phone-1")?,
     );
     let (state, _) = db.put_doc_if_newer(&mut incoming, SaveConflict::Yes, Some(&phone))?;
     assert_eq!(state, PutState::Conflicted);
-    let versions = db.get_doc_conflicts("taxes")?;
+    let versions = db.get_doc_conflicts(&taxes)?;
     println!("{} versions of taxes", versions.len());
-    let revs: Vec<String> = versions.iter().filter_map(|d| d.rev.clone()).collect();
+    let revs: Vec<Rev> = versions.iter().filter_map(|d| d.rev.clone()).collect();
     let mut merged = versions[0].clone();
     merged.set_value(&json!({"title": "Taxes 2026", "tags": ["todo", "urgent"]}))?;
     db.resolve_doc(&mut merged, &revs)?;
-    println!("resolved to rev {}", merged.rev.unwrap_or_default());
+    println!(
+        "resolved to rev {}",
+        merged.rev.as_deref().unwrap_or_default()
+    );
     Ok(())
 }

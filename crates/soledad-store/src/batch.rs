@@ -5,6 +5,7 @@ use serde_json::Value;
 use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
+use crate::ids::{DocId, Rev};
 use crate::payload::{JsonContent, Payload};
 use crate::position::{Position, ReplicaUid, SaveConflict, Source};
 use crate::read;
@@ -79,7 +80,7 @@ impl<'a, P: Payload> Batch<'a, P> {
     pub fn create_doc_with_content(
         &mut self,
         content: P,
-        doc_id: Option<&str>,
+        doc_id: Option<&DocId>,
     ) -> Result<Document<P>> {
         self.atomic(|conn, ctx| write::create_doc(conn, ctx, content, doc_id))
     }
@@ -88,7 +89,7 @@ impl<'a, P: Payload> Batch<'a, P> {
     ///
     /// # Errors
     /// As [`crate::Database::put_doc`].
-    pub fn put_doc(&mut self, doc: &mut Document<P>) -> Result<String> {
+    pub fn put_doc(&mut self, doc: &mut Document<P>) -> Result<Rev> {
         self.atomic_doc(doc, write::put_doc)
     }
 
@@ -96,7 +97,7 @@ impl<'a, P: Payload> Batch<'a, P> {
     ///
     /// # Errors
     /// As [`crate::Database::delete_doc`].
-    pub fn delete_doc(&mut self, doc: &mut Document<P>) -> Result<String> {
+    pub fn delete_doc(&mut self, doc: &mut Document<P>) -> Result<Rev> {
         self.atomic_doc(doc, write::delete_doc)
     }
 
@@ -104,17 +105,9 @@ impl<'a, P: Payload> Batch<'a, P> {
     ///
     /// # Errors
     /// As [`crate::Database::resolve_doc`].
-    pub fn resolve_doc<S: AsRef<str>>(
-        &mut self,
-        doc: &mut Document<P>,
-        conflicted_revs: &[S],
-    ) -> Result<()> {
-        let revs: Vec<String> = conflicted_revs
-            .iter()
-            .map(|r| r.as_ref().to_owned())
-            .collect();
+    pub fn resolve_doc(&mut self, doc: &mut Document<P>, conflicted_revs: &[Rev]) -> Result<()> {
         self.atomic_doc(doc, |conn, ctx, doc| {
-            write::resolve_doc(conn, ctx, doc, &revs)
+            write::resolve_doc(conn, ctx, doc, conflicted_revs)
         })
     }
 
@@ -145,7 +138,7 @@ impl<'a, P: Payload> Batch<'a, P> {
     ///
     /// # Errors
     /// As [`crate::Database::get_doc`].
-    pub fn get_doc(&self, doc_id: &str, include_deleted: bool) -> Result<Option<Document<P>>> {
+    pub fn get_doc(&self, doc_id: &DocId, include_deleted: bool) -> Result<Option<Document<P>>> {
         Ok(read::get_doc_row(&self.conn, doc_id, true)?
             .map(|(doc, _)| doc)
             .filter(|doc| include_deleted || !doc.is_tombstone()))
@@ -184,7 +177,7 @@ impl Batch<'_, JsonContent> {
     ///
     /// # Errors
     /// As [`crate::Database::create_doc`].
-    pub fn create_doc(&mut self, content: &Value, doc_id: Option<&str>) -> Result<Document> {
+    pub fn create_doc(&mut self, content: &Value, doc_id: Option<&DocId>) -> Result<Document> {
         let content = JsonContent::from_value(content)?;
         self.create_doc_with_content(content, doc_id)
     }
@@ -193,7 +186,7 @@ impl Batch<'_, JsonContent> {
     ///
     /// # Errors
     /// As [`crate::Database::create_doc_from_json`].
-    pub fn create_doc_from_json(&mut self, json: &str, doc_id: Option<&str>) -> Result<Document> {
+    pub fn create_doc_from_json(&mut self, json: &str, doc_id: Option<&DocId>) -> Result<Document> {
         let content = JsonContent::from_json(json)?;
         self.create_doc_with_content(content, doc_id)
     }

@@ -9,6 +9,7 @@ use crate::batch::Batch;
 use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
+use crate::ids::{DocId, Rev};
 use crate::index::{self, ExprCache};
 use crate::open::{KEY_BYTES, OpenOptions};
 use crate::payload::{JsonContent, Payload};
@@ -84,7 +85,7 @@ impl Database<JsonContent> {
     /// # Errors
     /// [`StoreError::InvalidContent`], [`StoreError::InvalidDocId`],
     /// [`StoreError::RevisionConflict`] if the id exists, [`StoreError::DocumentTooBig`].
-    pub fn create_doc(&mut self, content: &Value, doc_id: Option<&str>) -> Result<Document> {
+    pub fn create_doc(&mut self, content: &Value, doc_id: Option<&DocId>) -> Result<Document> {
         let content = JsonContent::from_value(content)?;
         self.write(|conn, ctx| write::create_doc(conn, ctx, content, doc_id))
     }
@@ -94,7 +95,7 @@ impl Database<JsonContent> {
     ///
     /// # Errors
     /// [`StoreError::InvalidJson`], plus those of [`Database::create_doc`].
-    pub fn create_doc_from_json(&mut self, json: &str, doc_id: Option<&str>) -> Result<Document> {
+    pub fn create_doc_from_json(&mut self, json: &str, doc_id: Option<&DocId>) -> Result<Document> {
         let content = JsonContent::from_json(json)?;
         self.write(|conn, ctx| write::create_doc(conn, ctx, content, doc_id))
     }
@@ -336,7 +337,7 @@ impl<P: Payload> Database<P> {
     pub fn create_doc_with_content(
         &mut self,
         content: P,
-        doc_id: Option<&str>,
+        doc_id: Option<&DocId>,
     ) -> Result<Document<P>> {
         self.write(|conn, ctx| write::create_doc(conn, ctx, content, doc_id))
     }
@@ -349,7 +350,7 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::InvalidDocId`], [`StoreError::RevisionConflict`],
     /// [`StoreError::ConflictedDoc`], [`StoreError::DocumentTooBig`],
     /// [`StoreError::InvalidRevision`].
-    pub fn put_doc(&mut self, doc: &mut Document<P>) -> Result<String> {
+    pub fn put_doc(&mut self, doc: &mut Document<P>) -> Result<Rev> {
         self.write(|conn, ctx| restoring(doc, |doc| write::put_doc(conn, ctx, doc)))
     }
 
@@ -358,16 +359,16 @@ impl<P: Payload> Database<P> {
     /// # Errors
     /// [`StoreError::DocumentDoesNotExist`], [`StoreError::RevisionConflict`],
     /// [`StoreError::DocumentAlreadyDeleted`], [`StoreError::ConflictedDoc`].
-    pub fn delete_doc(&mut self, doc: &mut Document<P>) -> Result<String> {
+    pub fn delete_doc(&mut self, doc: &mut Document<P>) -> Result<Rev> {
         self.write(|conn, ctx| restoring(doc, |doc| write::delete_doc(conn, ctx, doc)))
     }
 
     /// u1db `get_doc` (with `has_conflicts`). Deleted documents only with
-    /// `include_deleted`; unknown or invalid ids give `None`.
+    /// `include_deleted`; unknown ids give `None`.
     ///
     /// # Errors
     /// [`StoreError::Storage`], [`StoreError::Corrupt`].
-    pub fn get_doc(&self, doc_id: &str, include_deleted: bool) -> Result<Option<Document<P>>> {
+    pub fn get_doc(&self, doc_id: &DocId, include_deleted: bool) -> Result<Option<Document<P>>> {
         Ok(self
             .get_doc_with_generation(doc_id)?
             .map(|(doc, _)| doc)
@@ -379,7 +380,7 @@ impl<P: Payload> Database<P> {
     ///
     /// # Errors
     /// [`StoreError::Storage`], [`StoreError::Corrupt`].
-    pub fn get_doc_with_generation(&self, doc_id: &str) -> Result<Option<(Document<P>, u64)>> {
+    pub fn get_doc_with_generation(&self, doc_id: &DocId) -> Result<Option<(Document<P>, u64)>> {
         read::get_doc_row(&self.reader(), doc_id, true)
     }
 
@@ -388,16 +389,15 @@ impl<P: Payload> Database<P> {
     ///
     /// # Errors
     /// [`StoreError::Storage`], [`StoreError::Corrupt`].
-    pub fn get_docs<S: AsRef<str>>(
+    pub fn get_docs(
         &self,
-        doc_ids: &[S],
+        doc_ids: &[DocId],
         check_for_conflicts: bool,
         include_deleted: bool,
     ) -> Result<Vec<Document<P>>> {
         let mut out = Vec::with_capacity(doc_ids.len());
         for doc_id in doc_ids {
-            if let Some((doc, _)) =
-                read::get_doc_row(&self.reader(), doc_id.as_ref(), check_for_conflicts)?
+            if let Some((doc, _)) = read::get_doc_row(&self.reader(), doc_id, check_for_conflicts)?
                 && (include_deleted || !doc.is_tombstone())
             {
                 out.push(doc);
@@ -433,7 +433,7 @@ impl<P: Payload> Database<P> {
     ///
     /// # Errors
     /// [`StoreError::Storage`], [`StoreError::Corrupt`].
-    pub fn get_doc_conflicts(&self, doc_id: &str) -> Result<Vec<Document<P>>> {
+    pub fn get_doc_conflicts(&self, doc_id: &DocId) -> Result<Vec<Document<P>>> {
         let tx = self.conn.unchecked_transaction()?;
         let tx = Conn::new(&tx);
         let conflicts = read::get_conflicts::<P>(&tx, doc_id)?;
@@ -456,18 +456,14 @@ impl<P: Payload> Database<P> {
     /// stored as one more conflict. Sets `doc.has_conflicts` to what remains.
     ///
     /// # Errors
-    /// [`StoreError::DocumentDoesNotExist`], [`StoreError::InvalidRevision`],
-    /// [`StoreError::DocumentTooBig`].
-    pub fn resolve_doc<S: AsRef<str>>(
-        &mut self,
-        doc: &mut Document<P>,
-        conflicted_revs: &[S],
-    ) -> Result<()> {
-        let revs: Vec<String> = conflicted_revs
-            .iter()
-            .map(|r| r.as_ref().to_owned())
-            .collect();
-        self.write(|conn, ctx| restoring(doc, |doc| write::resolve_doc(conn, ctx, doc, &revs)))
+    /// [`StoreError::DocumentDoesNotExist`], [`StoreError::InvalidRevision`]
+    /// if a counter would overflow, [`StoreError::DocumentTooBig`].
+    pub fn resolve_doc(&mut self, doc: &mut Document<P>, conflicted_revs: &[Rev]) -> Result<()> {
+        self.write(|conn, ctx| {
+            restoring(doc, |doc| {
+                write::resolve_doc(conn, ctx, doc, conflicted_revs)
+            })
+        })
     }
 
     /// u1db `_put_doc_if_newer` (sync): stores `doc` if its rev supersedes ours,

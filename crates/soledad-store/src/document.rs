@@ -3,15 +3,16 @@
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::ids::{DocId, Rev};
 use crate::payload::{JsonContent, Payload};
 
 /// A document as u1db has it. `content == None` is a tombstone (deleted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document<P: Payload = JsonContent> {
-    /// The id (`[A-Za-z0-9.%_-]+`).
-    pub doc_id: String,
+    /// The id (`[A-Za-z0-9.%_-]+`, checked when the [`DocId`] was parsed).
+    pub doc_id: DocId,
     /// The revision (a vector clock), `None` for a document never stored.
-    pub rev: Option<String>,
+    pub rev: Option<Rev>,
     /// The content; `None` once deleted.
     pub content: Option<P>,
     /// Whether the store holds conflicting revisions of this document (false
@@ -21,9 +22,9 @@ pub struct Document<P: Payload = JsonContent> {
 
 impl<P: Payload> Document<P> {
     /// A document to store.
-    pub fn new(doc_id: impl Into<String>, rev: Option<String>, content: Option<P>) -> Self {
+    pub fn new(doc_id: DocId, rev: Option<Rev>, content: Option<P>) -> Self {
         Self {
-            doc_id: doc_id.into(),
+            doc_id,
             rev,
             content,
             has_conflicts: false,

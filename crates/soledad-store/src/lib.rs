@@ -49,12 +49,12 @@ pub use batch::Batch;
 pub use database::{Database, OpaqueDatabase};
 pub use document::Document;
 pub use error::{Result, StoreError};
-pub use ids::is_valid_doc_id;
+pub use ids::{DocId, MAX_DOC_ID_BYTES, Rev, is_valid_doc_id};
 #[doc(hidden)]
 pub use index::fuzz_index_expression;
 pub use open::{KEY_BYTES, OpenOptions, PAGE_SIZE_BYTES};
 pub use payload::{JsonContent, Payload};
-pub use position::{DocId, Position, ReplicaUid, Rev, SaveConflict, Source, TransId};
+pub use position::{Position, ReplicaUid, SaveConflict, Source, TransId};
 pub use size::StoredSize;
 pub use sync::{Change, ChangedDoc, Changes, PutState};
 pub use vectorclock::{ClockOrdering, VectorClock};

@@ -7,6 +7,7 @@ use rusqlite::{OptionalExtension, Row};
 use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
+use crate::ids::{DocId, Rev};
 use crate::payload::Payload;
 
 /// Columns 0–4 of every document read: id, rev, content, generation, conflicts.
@@ -34,8 +35,8 @@ pub(crate) fn payload_column<P: Payload>(value: ValueRef<'_>) -> Result<Option<P
 /// Reads a row selected with [`DOC_SELECT`].
 pub(crate) fn doc_from_row<P: Payload>(row: &Row<'_>) -> Result<(Document<P>, u64)> {
     let doc = Document {
-        doc_id: row.get(0)?,
-        rev: Some(row.get(1)?),
+        doc_id: DocId::from_stored(row.get(0)?)?,
+        rev: Some(Rev::from_stored(row.get(1)?)?),
         content: payload_column(row.get_ref(2)?)?,
         has_conflicts: row.get(4)?,
     };
@@ -45,7 +46,7 @@ pub(crate) fn doc_from_row<P: Payload>(row: &Row<'_>) -> Result<(Document<P>, u6
 /// The stored document (tombstones included) with its generation.
 pub(crate) fn get_doc_row<P: Payload>(
     conn: &Conn<'_>,
-    doc_id: &str,
+    doc_id: &DocId,
     check_for_conflicts: bool,
 ) -> Result<Option<(Document<P>, u64)>> {
     let sql = if check_for_conflicts {
@@ -66,7 +67,7 @@ pub(crate) fn get_doc_row<P: Payload>(
 }
 
 /// True if the document has stored conflicts.
-pub(crate) fn has_conflicts(conn: &Conn<'_>, doc_id: &str) -> Result<bool> {
+pub(crate) fn has_conflicts(conn: &Conn<'_>, doc_id: &DocId) -> Result<bool> {
     conn.with(
         "SELECT EXISTS(SELECT 1 FROM conflicts WHERE doc_id = ?1)",
         |stmt| Ok(stmt.query_row([doc_id], |r| r.get(0))?),
@@ -74,15 +75,18 @@ pub(crate) fn has_conflicts(conn: &Conn<'_>, doc_id: &str) -> Result<bool> {
 }
 
 /// The conflicting revisions stored for a document, oldest first.
-pub(crate) fn get_conflicts<P: Payload>(conn: &Conn<'_>, doc_id: &str) -> Result<Vec<Document<P>>> {
+pub(crate) fn get_conflicts<P: Payload>(
+    conn: &Conn<'_>,
+    doc_id: &DocId,
+) -> Result<Vec<Document<P>>> {
     let mut stmt =
         conn.prepare("SELECT doc_rev, content FROM conflicts WHERE doc_id = ?1 ORDER BY rowid")?;
     let mut rows = stmt.query([doc_id])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         out.push(Document {
-            doc_id: doc_id.to_owned(),
-            rev: Some(row.get(0)?),
+            doc_id: doc_id.clone(),
+            rev: Some(Rev::from_stored(row.get(0)?)?),
             content: payload_column(row.get_ref(1)?)?,
             has_conflicts: true,
         });

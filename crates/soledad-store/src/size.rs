@@ -188,6 +188,14 @@ mod tests {
 
     use super::*;
 
+    fn id(text: &str) -> crate::DocId {
+        crate::DocId::parse(text).unwrap()
+    }
+
+    fn rev(text: &str) -> crate::Rev {
+        crate::Rev::parse(text).unwrap()
+    }
+
     fn src(replica: &str, generation: u64, trans_id: &str) -> crate::Source {
         crate::Source::new(
             crate::ReplicaUid::parse(replica).unwrap(),
@@ -251,7 +259,9 @@ mod tests {
         let check = |db: &OpaqueDatabase| {
             assert_eq!(counted(db.connection()), scanned(db.connection()));
         };
-        let mut a = db.create_doc_with_content(vec![1; 10], Some("a")).unwrap();
+        let mut a = db
+            .create_doc_with_content(vec![1; 10], Some(&id("a")))
+            .unwrap();
         let mut b = db.create_doc_with_content(vec![2; 300], None).unwrap();
         check(&db);
         a.content = Some(vec![3; 1000]);
@@ -259,7 +269,7 @@ mod tests {
         db.delete_doc(&mut b).unwrap();
         check(&db);
         // A concurrent revision from another replica, kept as a conflict.
-        let mut theirs = Document::new("a", Some("other:5".to_owned()), Some(vec![4; 50]));
+        let mut theirs = Document::new(id("a"), Some(rev("other:5")), Some(vec![4; 50]));
         db.put_doc_if_newer(
             &mut theirs,
             crate::SaveConflict::Yes,
@@ -267,9 +277,9 @@ mod tests {
         )
         .unwrap();
         check(&db);
-        let conflicts = db.get_doc_conflicts("a").unwrap();
+        let conflicts = db.get_doc_conflicts(&id("a")).unwrap();
         assert_eq!(conflicts.len(), 2);
-        let revs: Vec<String> = conflicts.iter().filter_map(|d| d.rev.clone()).collect();
+        let revs: Vec<crate::Rev> = conflicts.iter().filter_map(|d| d.rev.clone()).collect();
         let mut resolved = conflicts.into_iter().next().unwrap();
         resolved.content = Some(vec![5; 20]);
         db.resolve_doc(&mut resolved, &revs).unwrap();

@@ -6,6 +6,7 @@ use rusqlite::OptionalExtension;
 use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
+use crate::ids::DocId;
 use crate::payload::Payload;
 use crate::read::{self, from_generation, to_generation};
 use crate::vectorclock::is_valid_replica_uid;
@@ -33,7 +34,7 @@ pub enum PutState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The document.
-    pub doc_id: String,
+    pub doc_id: DocId,
     /// The generation of its latest change.
     pub generation: u64,
     /// The transaction id of that change.
@@ -73,7 +74,7 @@ pub(crate) fn whats_changed(conn: &Conn<'_>, since: u64) -> Result<Changes> {
     let mut changes = Vec::new();
     while let Some(row) = rows.next()? {
         changes.push(Change {
-            doc_id: row.get(0)?,
+            doc_id: DocId::from_stored(row.get(0)?)?,
             generation: to_generation(row.get(1)?)?,
             transaction_id: row.get(2)?,
         });
@@ -98,7 +99,7 @@ pub(crate) fn changes_since(conn: &Conn<'_>, since: u64, limit: usize) -> Result
     let mut changes = Vec::new();
     while let Some(row) = rows.next()? {
         changes.push(Change {
-            doc_id: row.get(0)?,
+            doc_id: DocId::from_stored(row.get(0)?)?,
             generation: to_generation(row.get(1)?)?,
             transaction_id: row.get(2)?,
         });

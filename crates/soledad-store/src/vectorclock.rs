@@ -41,6 +41,48 @@ pub fn is_valid_replica_uid(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'%' | b'_' | b'-'))
 }
 
+/// Walks the entries of a revision text, checking that it is canonical (what
+/// [`VectorClock::parse`] accepts) without allocating. `""` has no entries.
+fn for_each_entry(text: &str, mut entry: impl FnMut(&str, u64)) -> Result<()> {
+    if text.len() > MAX_REVISION_BYTES {
+        return Err(StoreError::InvalidRevision);
+    }
+    if text.is_empty() {
+        return Ok(());
+    }
+    let mut previous: Option<&str> = None;
+    for part in text.split('|') {
+        let (replica, counter) = part.split_once(':').ok_or(StoreError::InvalidRevision)?;
+        if !is_valid_replica_uid(replica) {
+            return Err(StoreError::InvalidRevision);
+        }
+        if counter.is_empty()
+            || counter.len() > 20
+            || counter.starts_with('0')
+            || !counter.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(StoreError::InvalidRevision);
+        }
+        let value: u64 = counter.parse().map_err(|_| StoreError::InvalidRevision)?;
+        if let Some(prev) = previous
+            && prev >= replica
+        {
+            return Err(StoreError::InvalidRevision);
+        }
+        previous = Some(replica);
+        entry(replica, value);
+    }
+    Ok(())
+}
+
+/// Checks that `text` is a canonical, non-empty revision (no allocation).
+pub(crate) fn check_revision(text: &str) -> Result<()> {
+    if text.is_empty() {
+        return Err(StoreError::InvalidRevision);
+    }
+    for_each_entry(text, |_, _| {})
+}
+
 impl VectorClock {
     /// The empty clock (a document that was never written).
     pub fn new() -> Self {
@@ -52,35 +94,10 @@ impl VectorClock {
     /// # Errors
     /// [`StoreError::InvalidRevision`] unless the text is canonical.
     pub fn parse(text: &str) -> Result<Self> {
-        if text.len() > MAX_REVISION_BYTES {
-            return Err(StoreError::InvalidRevision);
-        }
         let mut counters = BTreeMap::new();
-        if text.is_empty() {
-            return Ok(Self { counters });
-        }
-        let mut previous: Option<&str> = None;
-        for part in text.split('|') {
-            let (replica, counter) = part.split_once(':').ok_or(StoreError::InvalidRevision)?;
-            if !is_valid_replica_uid(replica) {
-                return Err(StoreError::InvalidRevision);
-            }
-            if counter.is_empty()
-                || counter.len() > 20
-                || counter.starts_with('0')
-                || !counter.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(StoreError::InvalidRevision);
-            }
-            let value: u64 = counter.parse().map_err(|_| StoreError::InvalidRevision)?;
-            if let Some(prev) = previous
-                && prev >= replica
-            {
-                return Err(StoreError::InvalidRevision);
-            }
-            previous = Some(replica);
+        for_each_entry(text, |replica, value| {
             counters.insert(replica.to_owned(), value);
-        }
+        })?;
         Ok(Self { counters })
     }
 
@@ -257,6 +274,13 @@ mod tests {
         #[test]
         fn parse_never_panics(s in ".{0,40}") {
             let _ = VectorClock::parse(&s);
+        }
+
+        #[test]
+        fn check_agrees_with_parse(s in "([a-c]{1,2}:[0-9]{1,2}[|]?){0,3}") {
+            let parsed = VectorClock::parse(&s);
+            let accepted = parsed.as_ref().is_ok_and(|c| !c.is_empty());
+            prop_assert_eq!(check_revision(&s).is_ok(), accepted, "{:?}", s);
         }
 
         #[test]

@@ -140,20 +140,24 @@ pub enum WorkerCallError {
 mod tests {
     use super::*;
 
+    fn id(text: &str) -> crate::DocId {
+        crate::DocId::parse(text).unwrap()
+    }
+
     #[test]
     fn runs_jobs_in_order_on_its_own_thread() {
         let db = Database::<JsonContent>::open_in_memory().unwrap();
         let worker = StoreWorker::spawn(db, "test-worker").unwrap();
         let run = async {
             let doc = worker
-                .run(|db| db.create_doc(&serde_json::json!({"k": 1}), Some("d1")))
+                .run(|db| db.create_doc(&serde_json::json!({"k": 1}), Some(&id("d1"))))
                 .await
                 .unwrap();
             let name = worker
                 .call(|_| thread::current().name().map(str::to_owned))
                 .await
                 .unwrap();
-            let read = worker.run(|db| db.get_doc("d1", false)).await.unwrap();
+            let read = worker.run(|db| db.get_doc(&id("d1"), false)).await.unwrap();
             (doc, name, read)
         };
         let (doc, name, read) = futures_executor_block_on(run);
@@ -167,9 +171,10 @@ mod tests {
         let worker = StoreWorker::spawn(db, "test-worker").unwrap();
         let other = worker.clone();
         let outcome = futures_executor_block_on(async {
-            let queued = worker.run(|db| db.create_doc(&serde_json::json!({"k": 1}), Some("d1")));
+            let queued =
+                worker.run(|db| db.create_doc(&serde_json::json!({"k": 1}), Some(&id("d1"))));
             let (created, closed) = (queued.await.is_ok(), worker.close().await);
-            let after = other.run(|db| db.get_doc("d1", false)).await;
+            let after = other.run(|db| db.get_doc(&id("d1"), false)).await;
             (
                 created,
                 closed.is_ok(),

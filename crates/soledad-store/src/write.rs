@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
-use crate::ids;
+use crate::ids::{self, DocId, Rev};
 use crate::index::ExprCache;
 use crate::payload::Payload;
 use crate::payload::sealed::Sealed;
@@ -35,10 +35,10 @@ impl Ctx {
         self.exprs.forget_fields();
     }
 
-    fn next_rev(&self, rev: Option<&str>) -> Result<String> {
-        let mut clock = VectorClock::parse_opt(rev)?;
+    fn next_rev(&self, rev: Option<&Rev>) -> Result<Rev> {
+        let mut clock = rev.map(Rev::clock).unwrap_or_default();
         clock.increment(&self.replica_uid)?;
-        Ok(clock.to_string())
+        Rev::from_clock(&clock)
     }
 
     /// Refuses a document over the size limit, counted as u1db's `get_size`
@@ -49,7 +49,7 @@ impl Ctx {
             .as_ref()
             .map_or(0, Sealed::size)
             .saturating_add(doc.doc_id.len())
-            .saturating_add(doc.rev.as_ref().map_or(0, String::len));
+            .saturating_add(doc.rev.as_ref().map_or(0, |rev| rev.len()));
         match self.document_size_limit {
             Some(limit) if size > limit => Err(StoreError::DocumentTooBig),
             _ => Ok(()),
@@ -65,7 +65,7 @@ fn put_and_update_indexes<P: Payload>(
     old_exists: bool,
     doc: &Document<P>,
 ) -> Result<u64> {
-    let rev = doc.rev.as_deref().ok_or(StoreError::InvalidRevision)?;
+    let rev = doc.rev.as_ref().ok_or(StoreError::InvalidRevision)?;
     let current = match ctx.tx_generation {
         Some(generation) => generation,
         None => read::generation_info(conn)?.0,
@@ -110,20 +110,19 @@ pub(crate) fn put_doc<P: Payload>(
     conn: &Conn<'_>,
     ctx: &mut Ctx,
     doc: &mut Document<P>,
-) -> Result<String> {
-    ids::check_doc_id(&doc.doc_id)?;
+) -> Result<Rev> {
     ctx.check_size(doc)?;
     let old = read::get_doc_row::<P>(conn, &doc.doc_id, true)?;
     let new_rev = match &old {
         Some((old_doc, _)) if old_doc.has_conflicts => return Err(StoreError::ConflictedDoc),
         Some((old_doc, _)) if doc.rev.is_none() && old_doc.is_tombstone() => {
-            ctx.next_rev(old_doc.rev.as_deref())?
+            ctx.next_rev(old_doc.rev.as_ref())?
         }
         Some((old_doc, _)) => {
             if old_doc.rev != doc.rev {
                 return Err(StoreError::RevisionConflict);
             }
-            ctx.next_rev(doc.rev.as_deref())?
+            ctx.next_rev(doc.rev.as_ref())?
         }
         None => {
             if doc.rev.is_some() {
@@ -144,10 +143,10 @@ pub(crate) fn create_doc<P: Payload>(
     conn: &Conn<'_>,
     ctx: &mut Ctx,
     content: P,
-    doc_id: Option<&str>,
+    doc_id: Option<&DocId>,
 ) -> Result<Document<P>> {
     let doc_id = match doc_id {
-        Some(id) => id.to_owned(),
+        Some(id) => id.clone(),
         None => ctx.random.new_doc_id()?,
     };
     let mut doc = Document::new(doc_id, None, Some(content));
@@ -160,7 +159,7 @@ pub(crate) fn delete_doc<P: Payload>(
     conn: &Conn<'_>,
     ctx: &mut Ctx,
     doc: &mut Document<P>,
-) -> Result<String> {
+) -> Result<Rev> {
     let Some((old_doc, _)) = read::get_doc_row::<P>(conn, &doc.doc_id, true)? else {
         return Err(StoreError::DocumentDoesNotExist);
     };
@@ -173,7 +172,7 @@ pub(crate) fn delete_doc<P: Payload>(
     if old_doc.has_conflicts {
         return Err(StoreError::ConflictedDoc);
     }
-    let new_rev = ctx.next_rev(doc.rev.as_deref())?;
+    let new_rev = ctx.next_rev(doc.rev.as_ref())?;
     let tombstone = Document::<P>::new(doc.doc_id.clone(), Some(new_rev.clone()), None);
     put_and_update_indexes(conn, ctx, true, &tombstone)?;
     doc.rev = Some(new_rev.clone());
@@ -184,8 +183,8 @@ pub(crate) fn delete_doc<P: Payload>(
 
 fn add_conflict<P: Payload>(
     conn: &Conn<'_>,
-    doc_id: &str,
-    rev: &str,
+    doc_id: &DocId,
+    rev: &Rev,
     content: Option<&P>,
 ) -> Result<()> {
     let mut stmt = conn.prepare(
@@ -195,9 +194,9 @@ fn add_conflict<P: Payload>(
     Ok(())
 }
 
-fn delete_conflict(conn: &Conn<'_>, doc_id: &str, rev: &str) -> Result<()> {
+fn delete_conflict(conn: &Conn<'_>, doc_id: &DocId, rev: &Rev) -> Result<()> {
     let mut stmt = conn.prepare("DELETE FROM conflicts WHERE doc_id = ?1 AND doc_rev = ?2")?;
-    stmt.execute([doc_id, rev])?;
+    stmt.execute(rusqlite::params![doc_id, rev])?;
     Ok(())
 }
 
@@ -214,9 +213,11 @@ fn prune_conflicts<P: Payload>(
     }
     let mut autoresolved = false;
     for conflict in read::get_conflicts::<P>(conn, &doc.doc_id)? {
-        let conflict_rev = conflict.rev.as_deref().unwrap_or_default();
-        let conflict_clock = VectorClock::parse(conflict_rev)
-            .map_err(|_| StoreError::Corrupt("stored conflict revision"))?;
+        let conflict_rev = conflict
+            .rev
+            .as_ref()
+            .ok_or(StoreError::Corrupt("stored conflict revision"))?;
+        let conflict_clock = conflict_rev.clock();
         if doc_clock.is_newer(&conflict_clock) {
             delete_conflict(conn, &doc.doc_id, conflict_rev)?;
         } else if P::same_content(doc.content.as_ref(), conflict.content.as_ref())? {
@@ -227,7 +228,7 @@ fn prune_conflicts<P: Payload>(
     }
     if autoresolved {
         doc_clock.increment(&ctx.replica_uid)?;
-        doc.rev = Some(doc_clock.to_string());
+        doc.rev = Some(Rev::from_clock(doc_clock)?);
     }
     Ok(())
 }
@@ -240,16 +241,11 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
     save_conflict: bool,
     source: Option<&crate::Source>,
 ) -> Result<(PutState, u64)> {
-    ids::check_doc_id(&doc.doc_id)?;
     let incoming_rev = doc.rev.clone().ok_or(StoreError::InvalidRevision)?;
-    let mut doc_clock = VectorClock::parse(&incoming_rev)?;
-    if doc_clock.is_empty() {
-        return Err(StoreError::InvalidRevision);
-    }
+    let mut doc_clock = incoming_rev.clock();
     let current = read::get_doc_row::<P>(conn, &doc.doc_id, false)?;
     let current_clock = match &current {
-        Some((cur, _)) => VectorClock::parse_opt(cur.rev.as_deref())
-            .map_err(|_| StoreError::Corrupt("stored revision"))?,
+        Some((cur, _)) => cur.rev.as_ref().map(Rev::clock).unwrap_or_default(),
         None => VectorClock::new(),
     };
     if let Some(source) = source {
@@ -264,20 +260,20 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
         prune_conflicts(conn, ctx, doc, &mut doc_clock)?;
         put_and_update_indexes(conn, ctx, current.is_some(), doc)?;
         doc.has_conflicts = read::has_conflicts(conn, &doc.doc_id)?;
-        if doc.rev.as_deref() == Some(incoming_rev.as_str()) {
+        if doc.rev.as_ref() == Some(&incoming_rev) {
             PutState::Inserted
         } else {
             PutState::Superseded
         }
     } else if let Some((cur, _)) = current {
-        if cur.rev.as_deref() == Some(incoming_rev.as_str()) {
+        if cur.rev.as_ref() == Some(&incoming_rev) {
             PutState::Converged
         } else if current_clock.is_newer(&doc_clock) {
             PutState::Superseded
         } else if P::same_content(cur.content.as_ref(), doc.content.as_ref())? {
             doc_clock.maximize(&current_clock);
             doc_clock.increment(&ctx.replica_uid)?;
-            doc.rev = Some(doc_clock.to_string());
+            doc.rev = Some(Rev::from_clock(&doc_clock)?);
             put_and_update_indexes(conn, ctx, true, doc)?;
             doc.has_conflicts = read::has_conflicts(conn, &doc.doc_id)?;
             PutState::Superseded
@@ -286,7 +282,10 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
                 // u1db `_force_doc_sync_conflict`: incoming becomes current,
                 // ours is kept as a conflict.
                 prune_conflicts(conn, ctx, doc, &mut doc_clock)?;
-                let cur_rev = cur.rev.as_deref().unwrap_or_default();
+                let cur_rev = cur
+                    .rev
+                    .as_ref()
+                    .ok_or(StoreError::Corrupt("stored revision"))?;
                 add_conflict(conn, &doc.doc_id, cur_rev, cur.content.as_ref())?;
                 put_and_update_indexes(conn, ctx, true, doc)?;
                 doc.has_conflicts = true;
@@ -313,24 +312,22 @@ pub(crate) fn resolve_doc<P: Payload>(
     conn: &Conn<'_>,
     ctx: &mut Ctx,
     doc: &mut Document<P>,
-    conflicted_revs: &[String],
+    conflicted_revs: &[Rev],
 ) -> Result<()> {
-    ids::check_doc_id(&doc.doc_id)?;
     ctx.check_size(doc)?;
     let Some((current, _)) = read::get_doc_row::<P>(conn, &doc.doc_id, false)? else {
         return Err(StoreError::DocumentDoesNotExist);
     };
-    let cur_rev = current.rev.clone().unwrap_or_default();
-    let mut clock =
-        VectorClock::parse(&cur_rev).map_err(|_| StoreError::Corrupt("stored revision"))?;
+    let cur_rev = current.rev.ok_or(StoreError::Corrupt("stored revision"))?;
+    let mut clock = cur_rev.clock();
     for rev in conflicted_revs {
-        clock.maximize(&VectorClock::parse(rev)?);
+        clock.maximize(&rev.clock());
     }
     clock.increment(&ctx.replica_uid)?;
-    let superseded: HashSet<&str> = conflicted_revs.iter().map(String::as_str).collect();
-    let new_rev = clock.to_string();
+    let superseded: HashSet<&Rev> = conflicted_revs.iter().collect();
+    let new_rev = Rev::from_clock(&clock)?;
     doc.rev = Some(new_rev.clone());
-    if superseded.contains(cur_rev.as_str()) {
+    if superseded.contains(&cur_rev) {
         put_and_update_indexes(conn, ctx, true, doc)?;
     } else {
         add_conflict(conn, &doc.doc_id, &new_rev, doc.content.as_ref())?;

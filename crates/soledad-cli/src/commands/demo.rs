@@ -190,7 +190,7 @@ async fn scenario(devices: &Devices<'_>, say: &mut Narrator) -> Result<(), CliEr
     )?;
 
     let versions = phone.get_doc_conflicts("grace").await?;
-    let revs: Vec<String> = versions.iter().filter_map(|d| d.rev.clone()).collect();
+    let revs: Vec<soledad_client::Rev> = versions.iter().filter_map(|d| d.rev.clone()).collect();
     let emails: Vec<String> = versions
         .iter()
         .filter_map(|d| d.value().ok().flatten())

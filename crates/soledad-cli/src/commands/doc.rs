@@ -2,7 +2,7 @@
 
 use clap::Subcommand;
 use serde_json::json;
-use soledad_client::{Document, Soledad};
+use soledad_client::{DocId, Document, Rev, Soledad};
 
 use super::json_argument;
 use crate::context::Context;
@@ -127,15 +127,19 @@ async fn run_open(soledad: &Soledad, command: DocCommand) -> Result<Output, CliE
         DocCommand::Put { id, content, rev } => {
             let text = json_argument(content.as_deref())?;
             let current = soledad.get_doc(&id, true).await?;
-            let mut doc = Document::new(id, rev.or_else(|| current.and_then(|d| d.rev)), None);
+            let rev = match rev {
+                Some(rev) => Some(Rev::parse(&rev)?),
+                None => current.and_then(|d| d.rev),
+            };
+            let mut doc = Document::new(DocId::parse(&id)?, rev, None);
             doc.set_json(text)?;
             soledad.put_doc(&mut doc).await?;
             Ok(written("stored", &doc))
         }
         DocCommand::Delete { id, rev } => {
             let mut doc = existing(soledad, &id, true).await?;
-            if rev.is_some() {
-                doc.rev = rev;
+            if let Some(rev) = rev {
+                doc.rev = Some(Rev::parse(&rev)?);
             }
             soledad.delete_doc(&mut doc).await?;
             Ok(written("deleted", &doc))
@@ -174,7 +178,10 @@ async fn resolve(
         ));
     };
     let revs = if revs.is_empty() {
-        versions.iter().filter_map(|d| d.rev.clone()).collect()
+        versions
+            .iter()
+            .filter_map(|d| d.rev.as_ref().map(ToString::to_string))
+            .collect()
     } else {
         revs
     };

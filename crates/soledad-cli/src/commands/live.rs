@@ -72,8 +72,9 @@ fn print(json: bool, value: &Value, text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
-fn ids(doc_ids: &[String]) -> String {
-    doc_ids.join(", ")
+fn ids(doc_ids: &[soledad_client::DocId]) -> String {
+    let ids: Vec<&str> = doc_ids.iter().map(|id| id.as_str()).collect();
+    ids.join(", ")
 }
 
 /// An event as a JSON object and a line of text; `None` for kinds this

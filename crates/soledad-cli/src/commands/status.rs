@@ -33,7 +33,7 @@ pub(crate) async fn run(ctx: &Context) -> Result<Output, CliError> {
         .await?
         .into_iter()
         .filter(|d| d.has_conflicts)
-        .map(|d| d.doc_id)
+        .map(|d| d.doc_id.into_string())
         .collect();
     let replica = soledad.replica_uid().to_owned();
     let uuid = soledad.uuid().to_owned();

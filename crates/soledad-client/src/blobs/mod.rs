@@ -419,9 +419,7 @@ impl BlobManager {
         let path = store.content_path(&row.file);
         let tracked = self.inner.progress.start(ns, blob_id, true);
         if let Ok(meta) = tokio::fs::metadata(&path).await {
-            tracked
-                .total
-                .store(meta.len(), std::sync::atomic::Ordering::Relaxed);
+            tracked.total.store(meta.len());
         }
         let result = self
             .with_retries(|| {
@@ -805,6 +803,31 @@ impl BlobManager {
     /// Progress of transfers: counters and each transfer in flight.
     pub fn sync_progress(&self) -> SyncProgress {
         self.inner.progress.snapshot()
+    }
+
+    /// Progress as it happens, without polling: the receiver holds the latest
+    /// [`SyncProgress`] and wakes ([`changed`](tokio::sync::watch::Receiver::changed))
+    /// when a transfer starts, learns its size, moves by 256 KiB, or ends. It
+    /// gives the total (`queued`, `done`, `failed`, `done_bytes`) and each blob
+    /// in flight ([`SyncProgress::transfer`]); a blob's own outcome is the
+    /// result of the call that moves it. Intermediate values may be skipped
+    /// (only the latest is kept). Any number of watchers; each costs a snapshot
+    /// per change.
+    ///
+    /// ```no_run
+    /// # async fn show(blobs: &soledad_client::BlobManager) {
+    /// let mut progress = blobs.watch_progress();
+    /// while progress.changed().await.is_ok() {
+    ///     let now = progress.borrow_and_update().clone();
+    ///     if let Some(t) = now.transfer("default", "photo-1") {
+    ///         println!("photo-1: {} of {:?} bytes", t.done_bytes, t.total_bytes);
+    ///     }
+    ///     println!("{} done, {} failed, {} bytes", now.done, now.failed, now.done_bytes);
+    /// }
+    /// # }
+    /// ```
+    pub fn watch_progress(&self) -> tokio::sync::watch::Receiver<SyncProgress> {
+        self.inner.progress.subscribe()
     }
 
     /// Makes the local blob database durable and closes it (called by

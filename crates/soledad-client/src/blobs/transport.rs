@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -16,6 +15,7 @@ use reqwest::{Body, Response, StatusCode};
 use soledad_protocol::{ErrorBody, ErrorKind};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use super::progress::Counter;
 use super::types::{Flag, Order, RemoteListQuery};
 use crate::error::Error;
 use crate::transport::Transport;
@@ -82,11 +82,11 @@ impl BlobTransport {
         namespace: &str,
         blob_id: &str,
         path: &Path,
-        sent: Arc<AtomicU64>,
+        sent: Arc<Counter>,
     ) -> Result<(), Failure> {
         let file = tokio::fs::File::open(path).await?;
         let len = file.metadata().await?.len();
-        sent.store(0, Ordering::Relaxed);
+        sent.store(0);
         let chunks = futures_util::stream::unfold(file, move |mut file| {
             let sent = sent.clone();
             async move {
@@ -95,7 +95,7 @@ impl BlobTransport {
                     Ok(0) => None,
                     Ok(n) => {
                         buf.truncate(n);
-                        sent.fetch_add(n as u64, Ordering::Relaxed);
+                        sent.fetch_add(n as u64);
                         Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), file))
                     }
                     Err(err) => Some((Err(err), file)),
@@ -124,7 +124,7 @@ impl BlobTransport {
         namespace: &str,
         blob_id: &str,
         part: &Path,
-        progress: (&AtomicU64, &AtomicU64),
+        progress: (&Counter, &Counter),
         max_len: Option<u64>,
     ) -> Result<(), Failure> {
         let (received, total) = progress;
@@ -168,14 +168,14 @@ impl BlobTransport {
                     .unwrap_or(Failure::Retry(unexpected("status"))));
             }
         };
-        received.store(start, Ordering::Relaxed);
+        received.store(start);
         if let Some(len) = response.content_length() {
             let len = start.saturating_add(len);
             if too_long(len) {
                 file.set_len(0).await?;
                 return Err(Failure::Final(Error::Integrity { count: 1 }));
             }
-            total.store(len, Ordering::Relaxed);
+            total.store(len);
         }
         let mut out = tokio::io::BufWriter::with_capacity(CHUNK_BYTES, file);
         let mut body = response.bytes_stream();
@@ -184,7 +184,7 @@ impl BlobTransport {
             match chunk {
                 Ok(chunk) => {
                     out.write_all(&chunk).await?;
-                    let now = received.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    let now = received.fetch_add(chunk.len() as u64);
                     if too_long(now.saturating_add(chunk.len() as u64)) {
                         result = Err(Failure::Final(Error::Integrity { count: 1 }));
                         break;

@@ -241,6 +241,21 @@ pub struct SyncProgress {
     pub transfers: Vec<TransferProgress>,
 }
 
+impl SyncProgress {
+    /// The transfer of `blob_id` in `namespace` (`""` is [`DEFAULT_NAMESPACE`]),
+    /// if one is in flight.
+    pub fn transfer(&self, namespace: &str, blob_id: &str) -> Option<&TransferProgress> {
+        let namespace = if namespace.is_empty() {
+            DEFAULT_NAMESPACE
+        } else {
+            namespace
+        };
+        self.transfers
+            .iter()
+            .find(|t| t.namespace == namespace && t.blob_id == blob_id)
+    }
+}
+
 /// What a blob sync did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlobSyncReport {

@@ -37,6 +37,8 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use soledad_store::DocId;
+
 use crate::error::Error;
 use crate::sync::SyncReport;
 
@@ -143,13 +145,13 @@ pub enum LiveEvent {
         count: u64,
         /// Their ids (at most [`MAX_EVENT_IDS`]; documents the application
         /// wrote during that sync may be among them).
-        doc_ids: Vec<String>,
+        doc_ids: Vec<DocId>,
     },
     /// A sync left documents in conflict: resolve them with
     /// [`Soledad::get_doc_conflicts`] and [`Soledad::resolve_doc`].
     Conflicts {
         /// The conflicted documents among those the sync changed.
-        doc_ids: Vec<String>,
+        doc_ids: Vec<DocId>,
     },
     /// The user's blobs may have changed on the server (see
     /// [`BlobManager::sync`](crate::BlobManager::sync)).

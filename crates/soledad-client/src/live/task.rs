@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use soledad_protocol::ChangeKind;
+use soledad_store::DocId;
 use tokio::sync::{Notify, broadcast};
 
 use super::{LiveEvent, LiveOptions, MAX_EVENT_IDS};
@@ -191,8 +192,8 @@ async fn sync_when_told(
 /// What a sync changed locally: ids, and which of them are conflicted.
 #[derive(Default)]
 struct Changed {
-    doc_ids: Vec<String>,
-    conflicted: Vec<String>,
+    doc_ids: Vec<DocId>,
+    conflicted: Vec<DocId>,
 }
 
 /// One sync, and the ids of the documents it changed here.
@@ -206,7 +207,7 @@ async fn sync_once(soledad: &Soledad) -> Result<(SyncReport, Changed), Error> {
     }
     let changed = soledad
         .call(move |db| {
-            let doc_ids: Vec<String> = db
+            let doc_ids: Vec<DocId> = db
                 .changes_since(before, MAX_EVENT_IDS)?
                 .into_iter()
                 .map(|change| change.doc_id)

@@ -170,7 +170,15 @@ async fn put_on_a_get_on_b_byte_identical() {
             .await
             .unwrap();
     }
+    let mut watch = bm(&b).watch_progress();
+    watch.borrow_and_update();
     assert_eq!(get(&b, "big", "").await, big);
+    // The watcher was told, without polling, and holds the latest totals.
+    assert!(watch.has_changed().unwrap());
+    let seen = watch.borrow_and_update().clone();
+    assert_eq!((seen.done, seen.failed), (1, 0), "{seen:?}");
+    assert!(seen.done_bytes > 300_000, "{seen:?}");
+    assert_eq!(seen, bm(&b).sync_progress());
     assert_eq!(
         bm(&b).sync_status("big", "").await.unwrap(),
         Some(SyncStatus::Synced)

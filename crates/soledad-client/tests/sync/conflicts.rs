@@ -27,7 +27,7 @@ async fn concurrent_edits_conflict_and_a_resolution_reaches_every_device() {
     // B holds the server's (A's) version as current and its own as a conflict.
     let conflicts = b.get_doc_conflicts("doc").await.unwrap();
     assert_eq!(conflicts.len(), 2);
-    let revs: Vec<String> = conflicts.iter().map(|d| d.rev.clone().unwrap()).collect();
+    let revs: Vec<soledad_client::Rev> = conflicts.iter().map(|d| d.rev.clone().unwrap()).collect();
     assert!(revs.contains(&on_a.rev.clone().unwrap()) && revs.contains(&on_b.rev.clone().unwrap()));
     let mut current = b.get_doc("doc", false).await.unwrap().unwrap();
     assert!(current.has_conflicts);
@@ -107,7 +107,7 @@ async fn three_devices_see_deletes_and_resolutions() {
     let conflicts = b.get_doc_conflicts("fight").await.unwrap();
     assert_eq!(conflicts.len(), 2);
     let mut winner = conflicts[0].clone();
-    let revs: Vec<String> = conflicts.iter().map(|d| d.rev.clone().unwrap()).collect();
+    let revs: Vec<soledad_client::Rev> = conflicts.iter().map(|d| d.rev.clone().unwrap()).collect();
     b.resolve_doc(&mut winner, &revs).await.unwrap();
     for d in [&b, &a, &c, &a] {
         d.sync().await.unwrap();

@@ -216,7 +216,7 @@ async fn issue16_a_merge_is_sent_in_the_sync_that_made_it() {
     let state = snapshot(&a).await;
     assert_eq!(state, snapshot(&b).await);
     assert_eq!(state, snapshot(&c).await);
-    assert_eq!(state[0].1, merged.rev);
+    assert_eq!(state[0].1.as_deref(), merged.rev.as_deref());
     // Nothing was lost: the merged revision dominates both writes.
     let final_rev = soledad_store::VectorClock::parse(merged.rev.as_deref().unwrap()).unwrap();
     for written in [&on_b.rev, &on_c.rev] {

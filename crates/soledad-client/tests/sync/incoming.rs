@@ -54,7 +54,7 @@ async fn mail_docs(device: &Soledad) -> Vec<(String, Value)> {
     docs.into_iter()
         .filter_map(|doc| {
             let content: Value = serde_json::from_str(doc.content?.as_str()).ok()?;
-            (content["type"] == "mail").then_some((doc.doc_id, content))
+            (content["type"] == "mail").then_some((doc.doc_id.into_string(), content))
         })
         .collect()
 }

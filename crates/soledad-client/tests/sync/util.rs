@@ -135,7 +135,13 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub async fn snapshot(device: &Soledad) -> Vec<(String, Option<String>, Option<String>)> {
     let (_, docs) = device.get_all_docs(true).await.unwrap();
     docs.into_iter()
-        .map(|d| (d.doc_id.clone(), d.rev.clone(), d.json().map(str::to_owned)))
+        .map(|d| {
+            (
+                d.doc_id.to_string(),
+                d.rev.as_ref().map(ToString::to_string),
+                d.json().map(str::to_owned),
+            )
+        })
         .collect()
 }
 

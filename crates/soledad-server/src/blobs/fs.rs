@@ -101,13 +101,26 @@ impl FsBlobStore {
     /// [`BlobError::Io`] if the root or its temporary directory cannot be
     /// created or cleaned.
     pub fn open(config: FsBlobConfig) -> Result<Self, BlobError> {
+        let ledger = Arc::new(QuotaLedger::new(config.quota_bytes));
+        Self::open_with_ledger(config, ledger)
+    }
+
+    /// As [`open`](Self::open), charging `ledger` (whose limit then applies
+    /// instead of `config.quota_bytes`); the store registers its usage source
+    /// on it.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with_ledger(
+        config: FsBlobConfig,
+        ledger: Arc<QuotaLedger>,
+    ) -> Result<Self, BlobError> {
         std::fs::create_dir_all(&config.root)?;
         let temp_dir = config.root.join(TEMP_DIR);
         let stale = clean_dir(&temp_dir)?;
         if stale > 0 {
             tracing::info!(stale, "removed temporary blob files of a previous run");
         }
-        let ledger = Arc::new(QuotaLedger::new(config.quota_bytes));
         let claims = Arc::new(Claims::new());
         ledger.register_source(Arc::new(FsUsage::new(
             config.root.clone(),

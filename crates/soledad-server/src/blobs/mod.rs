@@ -37,6 +37,7 @@ pub use ids::{BlobId, MAX_BLOB_ID_LEN, MAX_NAMESPACE_LEN, MAX_USER_ID_LEN, Names
 pub use permits::default_per_user_writes;
 pub use query::{ListQuery, Order};
 pub use quota::{
-    DOC_ENTRY_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, QuotaLedger, Reservation, Usage, UsageSource,
+    DOC_ENTRY_OVERHEAD_BYTES, ENTRY_OVERHEAD_BYTES, EmbeddedQuotaCounters, QuotaCounters,
+    QuotaLedger, Reservation, Usage, UsageSource,
 };
 pub use range::RangeSpec;

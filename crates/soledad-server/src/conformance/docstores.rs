@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo};
-use soledad_store::{Position, StoreError};
+use soledad_store::{DocId, Position, Rev, StoreError};
 
 use crate::blobs::{BlobError, DOC_ENTRY_OVERHEAD_BYTES, QuotaLedger, UserId};
 use crate::error::Error;
-use crate::userdb::{SkipChange, UserDocStores};
+use crate::userdb::{SkipChange, SourceDoc, UserDocStores};
 
 /// Makes the document stores the cases run on.
 pub trait Factory: Sync {
@@ -26,14 +26,13 @@ fn user(name: &str) -> UserId {
     UserId::parse(name).unwrap()
 }
 
-fn doc(id: &str, rev: &str, generation: u64, payload: &[u8]) -> DocFrame {
-    DocFrame {
-        id: id.to_owned(),
-        rev: rev.to_owned(),
-        generation,
-        trans_id: format!("T-{generation}"),
-        payload: payload.to_vec().into(),
-    }
+fn doc(id: &str, rev: &str, generation: u64, payload: &[u8]) -> SourceDoc {
+    SourceDoc::new(
+        DocId::parse(id).unwrap(),
+        Rev::parse(rev).unwrap(),
+        Position::parse(generation, &format!("T-{generation}")).unwrap(),
+        payload.to_vec().into(),
+    )
 }
 
 fn skip_none() -> SkipChange {
@@ -269,7 +268,7 @@ pub async fn changes_after_in_order_and_bounded(factory: &dyn Factory) {
     let alice = user("alice");
     stores.create(&alice).await.unwrap();
     let stores = stores.as_ref();
-    let batch: Vec<DocFrame> = (1..=5)
+    let batch: Vec<SourceDoc> = (1..=5)
         .map(|i| doc(&format!("d{i}"), "s:1", i, &[b'x'; 10]))
         .collect();
     stores

@@ -1,5 +1,6 @@
 //! The [`IncomingBox`] contract: atomic claims that expire, outcomes that need
-//! the current claim, failed versions, ordered and paged listings, keys.
+//! the current claim, failed versions, ordered and paged listings, keys; and
+//! claims and failed versions that survive a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,11 @@ pub trait Factory: Sync {
         &self,
         threshold: Duration,
     ) -> BoxFuture<'_, (Arc<dyn IncomingBox>, Arc<dyn BlobBackend>)>;
+
+    /// The box `fresh` made last, as a restarted server opens it again: a new
+    /// instance over the same blobs and the same claim storage (the old
+    /// instance is dropped first).
+    fn reopen(&self, threshold: Duration) -> BoxFuture<'_, Arc<dyn IncomingBox>>;
 }
 
 fn user(s: &str) -> UserId {
@@ -191,4 +197,98 @@ pub async fn keys_are_published_and_rotated(factory: &dyn Factory) {
         Err(IncomingError::InvalidKey)
     ));
     assert!(inbox.public_key(&user("bob")).await.is_err());
+}
+
+/// After a restart a claimed message is still PROCESSING (its claim still
+/// finishes it, nobody else claims it) and a FAILED message still records
+/// its version (the same version skips it, a newer one retries it).
+pub async fn claims_and_failed_versions_survive_a_restart(factory: &dyn Factory) {
+    let threshold = Duration::from_secs(60);
+    let (inbox, blobs) = factory.fresh(threshold).await;
+    deliver(blobs.as_ref(), "alice", "claimed", 10).await;
+    deliver(blobs.as_ref(), "alice", "failed", 10).await;
+    let (alice, claimed, failed) = (user("alice"), id("claimed"), id("failed"));
+    let held = inbox.claim(&alice, &claimed, 1).await.unwrap();
+    let lost = inbox.claim(&alice, &failed, 1).await.unwrap();
+    inbox
+        .finish(&alice, &failed, &lost.claim, Outcome::Failed { version: 1 })
+        .await
+        .unwrap();
+    drop(inbox);
+
+    let inbox = factory.reopen(threshold).await;
+    for message in [&claimed, &failed] {
+        assert!(matches!(
+            inbox.claim(&alice, message, 1).await,
+            Err(IncomingError::Claimed)
+        ));
+    }
+    let listing = inbox
+        .list(
+            &alice,
+            &IncomingQuery {
+                include_processing: true,
+                version: Some(1),
+                ..IncomingQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    let states: Vec<_> = listing
+        .messages
+        .iter()
+        .map(|m| (m.id.as_str(), m.state))
+        .collect();
+    assert_eq!(states, [("claimed", MessageState::Processing)]);
+    assert_eq!(listing.pending, 0);
+    let newer = inbox
+        .list(
+            &alice,
+            &IncomingQuery {
+                version: Some(2),
+                ..IncomingQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(newer.messages.len(), 1);
+    assert_eq!(newer.messages[0].failed_version, Some(1));
+    inbox
+        .finish(&alice, &claimed, &held.claim, Outcome::Processed)
+        .await
+        .unwrap();
+    inbox.claim(&alice, &failed, 2).await.unwrap();
+}
+
+/// A claim made before a restart still expires after its threshold, and the
+/// message is then claimable again.
+pub async fn a_claim_expires_after_a_restart(factory: &dyn Factory) {
+    let threshold = Duration::from_millis(300);
+    let (inbox, blobs) = factory.fresh(threshold).await;
+    deliver(blobs.as_ref(), "alice", "m1", 10).await;
+    let (alice, m1) = (user("alice"), id("m1"));
+    let first = inbox.claim(&alice, &m1, 1).await.unwrap();
+    drop(inbox);
+    let inbox = factory.reopen(threshold).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        match inbox.claim(&alice, &m1, 1).await {
+            Ok(claim) => break claim,
+            Err(IncomingError::Claimed) => {
+                assert!(std::time::Instant::now() < deadline, "claim never expired");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    };
+    assert!(matches!(
+        inbox
+            .finish(&alice, &m1, &first.claim, Outcome::Processed)
+            .await,
+        Err(IncomingError::Claimed)
+    ));
+    inbox
+        .finish(&alice, &m1, &second.claim, Outcome::Processed)
+        .await
+        .unwrap();
 }

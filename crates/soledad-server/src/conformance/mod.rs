@@ -45,10 +45,10 @@
 //! ```
 //!
 //! [`conformance_tests!`](crate::conformance_tests) takes the suite
-//! (`tokens`, `shared`, `blobs`, `docstores`, `incoming` or `notifier`) and an
-//! expression making its factory ([`tokens::Factory`], [`shared::Factory`],
+//! (`tokens`, `shared`, `blobs`, `docstores`, `incoming`, `quota` or `notifier`)
+//! and an expression making its factory ([`tokens::Factory`], [`shared::Factory`],
 //! [`blobs::Factory`], [`docstores::Factory`], [`incoming::Factory`],
-//! [`notifier::Factory`]); the
+//! [`quota::Factory`], [`notifier::Factory`]); the
 //! expression is evaluated inside each test's runtime. Every case is also a
 //! public `async fn(&dyn Factory)`, so a test can run one case and then check
 //! what only its backend can see (e.g. no temporary file left on disk).
@@ -61,6 +61,7 @@ pub mod blobs;
 pub mod docstores;
 pub mod incoming;
 pub mod notifier;
+pub mod quota;
 pub mod shared;
 pub mod tokens;
 
@@ -135,6 +136,17 @@ macro_rules! conformance_tests {
             failed_is_retried_only_by_a_newer_version,
             listing_orders_pages_and_skips_oversized,
             keys_are_published_and_rotated,
+            claims_and_failed_versions_survive_a_restart,
+            a_claim_expires_after_a_restart,
+        ]);
+    };
+    (quota, $factory:expr) => {
+        $crate::conformance_tests!(@cases quota, $factory, [
+            reserved_bytes_count_once_committed,
+            the_limit_holds_and_refusals_change_nothing,
+            charge_and_release_adjust_the_stored_bytes,
+            users_are_isolated,
+            concurrent_reservations_never_pass_the_limit,
         ]);
     };
     (notifier, $factory:expr) => {

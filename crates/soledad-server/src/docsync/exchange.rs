@@ -23,12 +23,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 use soledad_protocol::{
-    Batch as ReceivedBatch, BatchLimits, DocFrame, ErrorBody, ExchangeEnd, ExchangeResponseHeader,
-    Frame, Receiver, RecordSyncInfo, Request, Step, SyncInfo,
+    Batch as ReceivedBatch, BatchLimits, ErrorBody, ExchangeEnd, ExchangeResponseHeader, Frame,
+    Receiver, RecordSyncInfo, Request, Step, SyncInfo,
 };
 use soledad_store::vectorclock::is_valid_replica_uid;
 use soledad_store::{
-    Change, Document, Position, PutState, ReplicaUid, SaveConflict, Source, StoreError,
+    Change, DocId, Document, Position, PutState, ReplicaUid, SaveConflict, Source, StoreError,
 };
 
 #[cfg(doc)]
@@ -36,7 +36,7 @@ use super::stores::UserStores;
 use super::stores::{Commit, UserStore, charged_batch};
 use crate::blobs::{QuotaLedger, UserId};
 use crate::error::Error;
-use crate::userdb::{SkipChange, UserDocStores};
+use crate::userdb::{SkipChange, SourceDoc, UserDocStores};
 
 /// Changed ids read per store call while counting the response's documents.
 const COUNT_BATCH_IDS: usize = 4096;
@@ -168,7 +168,7 @@ struct Seen {
     /// Generation ranges `(after, upto]` written by this exchange's batches.
     ranges: Vec<(u64, u64)>,
     /// Converged documents: id → our generation once the batch was applied.
-    converged: HashMap<String, u64>,
+    converged: HashMap<DocId, u64>,
 }
 
 impl Seen {
@@ -185,7 +185,7 @@ impl Seen {
         }
     }
 
-    fn converged(&mut self, doc_id: String, at: u64) {
+    fn converged(&mut self, doc_id: DocId, at: u64) {
         if self.converged.len() < MAX_CONVERGED_SEEN || self.converged.contains_key(&doc_id) {
             self.converged.insert(doc_id, at);
         }
@@ -224,13 +224,15 @@ impl Applier {
         if batch.is_empty() {
             return Ok(());
         }
+        // The edge: ids, revisions and positions are parsed here, before any
+        // store sees them.
+        let docs = batch
+            .into_docs()
+            .into_iter()
+            .map(SourceDoc::parse)
+            .collect::<Result<Vec<_>, _>>()?;
         let applied = stores
-            .apply_from_source(
-                &self.user,
-                &self.source,
-                batch.into_docs(),
-                self.ledger.clone(),
-            )
+            .apply_from_source(&self.user, &self.source, docs, self.ledger.clone())
             .await?;
         let (before, after) = applied.generations;
         // Opaque payloads are never merged: every revision this batch wrote is
@@ -257,7 +259,7 @@ pub(super) struct Applied {
     /// Our generation before and after the batch.
     pub(super) generations: (u64, u64),
     /// Documents that were already here at the source's revision.
-    pub(super) converged: Vec<String>,
+    pub(super) converged: Vec<DocId>,
 }
 
 /// The embedded store's batch of one source's documents, with u1db's target
@@ -272,7 +274,7 @@ pub(super) struct EmbeddedApply<'a> {
 impl EmbeddedApply<'_> {
     /// Applies `docs` in one transaction, charging the quota what they really
     /// stored (see [`charged_batch`]).
-    pub(super) async fn apply(&self, docs: Vec<DocFrame>) -> Result<Applied, Error> {
+    pub(super) async fn apply(&self, docs: Vec<SourceDoc>) -> Result<Applied, Error> {
         let store = self.store;
         let source = self.source.clone();
         // Ordered: `record_end` makes every batch durable before the response.
@@ -286,13 +288,10 @@ impl EmbeddedApply<'_> {
                 let replica = ReplicaUid::parse(&source)?;
                 let mut converged = Vec::new();
                 let mut last = None;
-                for frame in docs {
+                for sent in docs {
                     let mut doc =
-                        Document::new(frame.id, Some(frame.rev), Some(frame.payload.to_vec()));
-                    let from = Source::new(
-                        replica.clone(),
-                        Position::parse(frame.generation, &frame.trans_id)?,
-                    );
+                        Document::new(sent.doc_id, Some(sent.rev), Some(sent.payload.to_vec()));
+                    let from = Source::new(replica.clone(), sent.position);
                     let (state, _) =
                         batch.put_doc_if_newer(&mut doc, SaveConflict::No, Some(&from))?;
                     last = Some(from);
@@ -460,7 +459,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use soledad_protocol::{BATCH_DOCS, ErrorKind, FrameDecoder, Response};
-    use soledad_store::{OpaqueDatabase, StoreWorker};
+    use soledad_store::{OpaqueDatabase, Rev, StoreWorker};
 
     use super::*;
 
@@ -469,8 +468,8 @@ mod tests {
         let mut db = OpaqueDatabase::open_opaque_in_memory().unwrap();
         for i in 0..count {
             let mut doc = Document::new(
-                format!("d{i:04}"),
-                Some("src:1".to_owned()),
+                DocId::parse(&format!("d{i:04}")).unwrap(),
+                Some(Rev::parse("src:1").unwrap()),
                 Some(vec![7; 10]),
             );
             db.put_doc_if_newer(&mut doc, SaveConflict::No, None)
@@ -557,7 +556,7 @@ mod tests {
         seen.wrote(2, 5);
         seen.wrote(5, 8);
         assert_eq!(seen.ranges, vec![(2, 8)], "adjacent batches merge");
-        seen.converged("d0009".to_owned(), 10);
+        seen.converged(DocId::parse("d0009").unwrap(), 10);
         let (_, frames) = collect(store_with(12), 1, seen).await;
         let ids = doc_ids(&frames);
         assert_eq!(ids, ["d0001", "d0008", "d0010", "d0011"]);
@@ -576,8 +575,11 @@ mod tests {
         // A concurrent writer changes a document after the header is made.
         store
             .run(|db| {
-                let mut doc =
-                    Document::new("d0000".to_owned(), Some("src:2".to_owned()), Some(vec![1]));
+                let mut doc = Document::new(
+                    DocId::parse("d0000").unwrap(),
+                    Some(Rev::parse("src:2").unwrap()),
+                    Some(vec![1]),
+                );
                 db.put_doc_if_newer(&mut doc, SaveConflict::No, None)
                     .map(|_| ())
             })

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
-use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo, SyncInfo};
+use soledad_protocol::{BatchLimits, ExchangeEnd, RecordSyncInfo, SyncInfo};
 use soledad_store::{
     Batch, Change, OpaqueDatabase, Position, ReplicaUid, Source, StoreError, StoreWorker,
     StoredSize,
@@ -14,7 +14,9 @@ use soledad_store::{
 use super::exchange::EmbeddedApply;
 use crate::blobs::{DOC_ENTRY_OVERHEAD_BYTES, QuotaLedger, UsageSource, UserId};
 use crate::error::Error;
-use crate::userdb::{AppliedBatch, ChangesChunk, EmbeddedUserDocStores, SkipChange, UserDocStores};
+use crate::userdb::{
+    AppliedBatch, ChangesChunk, EmbeddedUserDocStores, SkipChange, SourceDoc, UserDocStores,
+};
 
 /// A user's store on its worker thread.
 pub(crate) type UserStore = Arc<StoreWorker<Vec<u8>>>;
@@ -223,7 +225,7 @@ impl UserDocStores for UserStores {
         &'a self,
         user: &'a UserId,
         source: &'a str,
-        docs: Vec<DocFrame>,
+        docs: Vec<SourceDoc>,
         ledger: Option<Arc<QuotaLedger>>,
     ) -> BoxFuture<'a, Result<AppliedBatch, Error>> {
         Box::pin(async move {

@@ -1,13 +1,27 @@
-//! The embedded incoming box: claims kept in memory, message state in the
-//! blob flags of any [`BlobBackend`], keys as blobs of namespace `MX-keys`.
+//! The embedded incoming box: message state in the blob flags of any
+//! [`BlobBackend`], claims and failed versions in a small SQLite table, keys
+//! as blobs of namespace `MX-keys`.
+//!
+//! Why a table of its own (`incoming.sqlite` in the data directory) and not
+//! the blob flags or the user's document store: flags are the blobs API's
+//! closed set (`PENDING`, `PROCESSING` …) with no room for a claim's deadline,
+//! its secret or a processor version, and widening them would change every
+//! [`BlobBackend`]; the user's document store holds what devices sync, and a
+//! claim is server bookkeeping that must not create a user's store nor be
+//! charged to their quota. A table of `(user, message)` rows, updated in one
+//! statement under the box's lock, survives a restart and costs nothing when
+//! the box is empty (rows go when a message is processed).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
+use rusqlite::OptionalExtension as _;
+use sha2::{Digest as _, Sha256};
 use tokio::sync::Mutex;
 
 use super::{
@@ -17,34 +31,163 @@ use super::{
 use crate::blobs::{
     BlobBackend, BlobError, BlobId, ByteStream, Flag, ListQuery, Namespace, Order, UserId,
 };
+use crate::error::Error;
+use crate::sqlite::SqliteActor;
 
 /// Namespace of the published incoming keys (one blob per user).
 const KEYS_NAMESPACE: &str = "MX-keys";
 /// Blob id of a user's incoming public key.
 const KEY_BLOB_ID: &str = "incoming-public-key";
 
+/// One row per message the server remembers more of than its flag. Claim
+/// secrets are kept as SHA-256 hashes; deadlines as wall-clock Unix
+/// milliseconds (a claim must outlive a restart).
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS incoming_records (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    claim_hash BLOB,
+    claim_expires_ms INTEGER,
+    failed_version INTEGER,
+    PRIMARY KEY (owner, id)
+);";
+
 /// What the server remembers of one message beyond its flag.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Record {
-    /// The current claim: its secret and when it expires.
-    claim: Option<(String, Instant)>,
+    /// The current claim: the hash of its secret and when it expires (Unix ms).
+    claim: Option<([u8; 32], u64)>,
     /// The version of the processor that failed on it.
     failed_version: Option<u64>,
 }
 
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn to_sql(value: u64) -> i64 {
+    // Versions and deadlines past i64::MAX are clamped (never reached).
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_sql(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn hash_claim(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// The records table, on its own thread.
+#[derive(Clone)]
+struct Records {
+    actor: SqliteActor,
+}
+
+impl Records {
+    fn row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+        let hash: Option<Vec<u8>> = row.get(0)?;
+        let expires: Option<i64> = row.get(1)?;
+        let failed: Option<i64> = row.get(2)?;
+        let claim = match (hash.and_then(|h| <[u8; 32]>::try_from(h).ok()), expires) {
+            (Some(hash), Some(expires)) => Some((hash, from_sql(expires))),
+            _ => None,
+        };
+        Ok(Record {
+            claim,
+            failed_version: failed.map(from_sql),
+        })
+    }
+
+    async fn get(&self, user: &UserId, id: &BlobId) -> Result<Option<Record>, IncomingError> {
+        let (owner, id) = (user.as_str().to_owned(), id.as_str().to_owned());
+        self.actor
+            .call(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT claim_hash, claim_expires_ms, failed_version \
+                         FROM incoming_records WHERE owner = ?1 AND id = ?2",
+                        [&owner, &id],
+                        Self::row,
+                    )
+                    .optional()?)
+            })
+            .await
+            .map_err(records_error)
+    }
+
+    async fn of_user(&self, user: &UserId) -> Result<HashMap<String, Record>, IncomingError> {
+        let owner = user.as_str().to_owned();
+        self.actor
+            .call(move |conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT claim_hash, claim_expires_ms, failed_version, id \
+                     FROM incoming_records WHERE owner = ?1",
+                )?;
+                let mut rows = stmt.query([&owner])?;
+                let mut out = HashMap::new();
+                while let Some(row) = rows.next()? {
+                    out.insert(row.get::<_, String>(3)?, Self::row(row)?);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(records_error)
+    }
+
+    async fn put(&self, user: &UserId, id: &BlobId, record: Record) -> Result<(), IncomingError> {
+        let (owner, id) = (user.as_str().to_owned(), id.as_str().to_owned());
+        self.actor
+            .call(move |conn| {
+                let (hash, expires) = match record.claim {
+                    Some((hash, expires)) => (Some(hash.to_vec()), Some(to_sql(expires))),
+                    None => (None, None),
+                };
+                conn.execute(
+                    "INSERT INTO incoming_records \
+                     (owner, id, claim_hash, claim_expires_ms, failed_version) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(owner, id) DO UPDATE SET \
+                     claim_hash = ?3, claim_expires_ms = ?4, failed_version = ?5",
+                    rusqlite::params![owner, id, hash, expires, record.failed_version.map(to_sql)],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(records_error)
+    }
+
+    async fn remove(&self, user: &UserId, id: &BlobId) -> Result<(), IncomingError> {
+        let (owner, id) = (user.as_str().to_owned(), id.as_str().to_owned());
+        self.actor
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM incoming_records WHERE owner = ?1 AND id = ?2",
+                    [&owner, &id],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(records_error)
+    }
+}
+
 /// The embedded [`IncomingBox`] over a [`BlobBackend`].
 ///
-/// Claims live in this process's memory, serialised by one lock (claims are
-/// short and rare next to deliveries): a restart forgets them, which makes
-/// every `PROCESSING` message claimable again — the same as an expired claim,
-/// so nothing is lost, at worst processed again (documents have ids derived
-/// from the message id, so a second processing rewrites the same documents).
-/// A restart also forgets failed versions: a `FAILED` message then counts as
-/// failed at version 0, so any processor retries it once more.
+/// Claims and failed versions are rows of a small SQLite table (see the
+/// module doc for why), serialised by one lock (claims are short and rare
+/// next to deliveries). They survive a restart: a claimed message stays
+/// `PROCESSING` until its claim's deadline (wall clock), and a `FAILED`
+/// message keeps the version that failed, so the same version still skips
+/// it and only a newer one retries it.
 pub struct EmbeddedIncomingBox {
     blobs: Arc<dyn BlobBackend>,
     threshold: Duration,
-    records: Mutex<HashMap<(UserId, BlobId), Record>>,
+    records: Records,
+    /// Serialises claims and outcomes (a flag change and its record row).
+    lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for EmbeddedIncomingBox {
@@ -52,6 +195,15 @@ impl std::fmt::Debug for EmbeddedIncomingBox {
         f.debug_struct("EmbeddedIncomingBox")
             .field("threshold", &self.threshold)
             .finish_non_exhaustive()
+    }
+}
+
+/// A failure of the records table, as the incoming box reports storage
+/// failures.
+fn records_error(err: Error) -> IncomingError {
+    match err {
+        Error::Blob(blob) => IncomingError::Blob(blob),
+        other => IncomingError::Blob(BlobError::Io(std::io::Error::other(other))),
     }
 }
 
@@ -69,8 +221,8 @@ fn keys_namespace() -> Result<(Namespace, BlobId), IncomingError> {
     ))
 }
 
-/// The state of a message from its flags and record, at `now`.
-fn state_of(flags: &[Flag], record: Option<&Record>, now: Instant) -> (MessageState, Option<u64>) {
+/// The state of a message from its flags and record, at `now` (Unix ms).
+fn state_of(flags: &[Flag], record: Option<&Record>, now: u64) -> (MessageState, Option<u64>) {
     let claimed = record
         .and_then(|r| r.claim.as_ref())
         .is_some_and(|(_, until)| *until > now);
@@ -87,13 +239,30 @@ fn state_of(flags: &[Flag], record: Option<&Record>, now: Instant) -> (MessageSt
 }
 
 impl EmbeddedIncomingBox {
-    /// An incoming box over `blobs` whose claims hold for `threshold`.
-    pub fn new(blobs: Arc<dyn BlobBackend>, threshold: Duration) -> Self {
-        Self {
+    /// An incoming box over `blobs` whose claims hold for `threshold`, its
+    /// claims and failed versions kept in the SQLite file at `records_path`
+    /// (created if needed; reopening it after a restart keeps them).
+    ///
+    /// # Errors
+    /// [`Error::Database`] or [`Error::Io`] when the file cannot be opened.
+    pub fn open(
+        blobs: Arc<dyn BlobBackend>,
+        threshold: Duration,
+        records_path: &Path,
+    ) -> Result<Self, Error> {
+        Ok(Self {
             blobs,
             threshold,
-            records: Mutex::new(HashMap::new()),
-        }
+            records: Records {
+                actor: SqliteActor::open(records_path, "incoming", SCHEMA)?,
+            },
+            lock: Mutex::new(()),
+        })
+    }
+
+    fn deadline(&self, now: u64) -> u64 {
+        let threshold = u64::try_from(self.threshold.as_millis()).unwrap_or(u64::MAX);
+        now.saturating_add(threshold)
     }
 
     async fn claim_impl(
@@ -103,22 +272,28 @@ impl EmbeddedIncomingBox {
         version: u64,
     ) -> Result<Claim, IncomingError> {
         let ns = Namespace::incoming();
-        let mut records = self.records.lock().await;
-        let key = (user.clone(), id.clone());
+        let _lock = self.lock.lock().await;
         let flags = self.blobs.get_flags(user, &ns, id).await?;
-        let now = Instant::now();
-        let (state, failed) = state_of(&flags, records.get(&key), now);
+        let record = self.records.get(user, id).await?;
+        let now = now_ms();
+        let (state, failed) = state_of(&flags, record.as_ref(), now);
         match state {
             MessageState::Pending => {}
             MessageState::Failed if failed.unwrap_or(0) < version => {}
             _ => return Err(IncomingError::Claimed),
         }
         let secret = new_secret()?;
+        // The record first: a crash in between leaves the flag as it was,
+        // which decides the state (`state_of`), so the message stays
+        // claimable by whoever could claim it before.
+        let record = Record {
+            claim: Some((hash_claim(&secret), self.deadline(now))),
+            failed_version: record.and_then(|r| r.failed_version),
+        };
+        self.records.put(user, id, record).await?;
         self.blobs
             .set_flags(user, &ns, id, vec![Flag::Processing])
             .await?;
-        let record = records.entry(key).or_default();
-        record.claim = Some((secret.clone(), now + self.threshold));
         Ok(Claim {
             claim: secret,
             expires_in_secs: self.threshold.as_secs(),
@@ -133,15 +308,15 @@ impl EmbeddedIncomingBox {
         outcome: Outcome,
     ) -> Result<(), IncomingError> {
         let ns = Namespace::incoming();
-        let mut records = self.records.lock().await;
-        let key = (user.clone(), id.clone());
-        let now = Instant::now();
-        let held = records
-            .get(&key)
-            .and_then(|r| r.claim.as_ref())
-            .is_some_and(|(secret, until)| {
-                *until > now && constant_time_eq(secret.as_bytes(), claim.as_bytes())
-            });
+        let _lock = self.lock.lock().await;
+        let now = now_ms();
+        let offered = hash_claim(claim);
+        let held = self
+            .records
+            .get(user, id)
+            .await?
+            .and_then(|r| r.claim)
+            .is_some_and(|(hash, until)| until > now && constant_time_eq(&hash, &offered));
         if !held {
             // Tell a missing message apart from a lost claim.
             self.blobs.get_flags(user, &ns, id).await?;
@@ -150,19 +325,25 @@ impl EmbeddedIncomingBox {
         match outcome {
             Outcome::Processed => {
                 self.blobs.delete(user, &ns, id).await?;
-                records.remove(&key);
+                self.records.remove(user, id).await?;
             }
             Outcome::Failed { version } => {
+                // The version first: a crash in between leaves a PROCESSING
+                // flag without a claim, which `state_of` reads as FAILED at
+                // `version`.
+                self.records
+                    .put(
+                        user,
+                        id,
+                        Record {
+                            claim: None,
+                            failed_version: Some(version),
+                        },
+                    )
+                    .await?;
                 self.blobs
                     .set_flags(user, &ns, id, vec![Flag::Failed])
                     .await?;
-                records.insert(
-                    key,
-                    Record {
-                        claim: None,
-                        failed_version: Some(version),
-                    },
-                );
             }
         }
         Ok(())
@@ -186,15 +367,8 @@ impl EmbeddedIncomingBox {
                 },
             )
             .await?;
-        let snapshot: HashMap<BlobId, Record> = {
-            let records = self.records.lock().await;
-            records
-                .iter()
-                .filter(|((owner, _), _)| owner == user)
-                .map(|((_, id), record)| (id.clone(), record.clone()))
-                .collect()
-        };
-        let now = Instant::now();
+        let snapshot = self.records.of_user(user).await?;
+        let now = now_ms();
         let mut listing = Listing::default();
         let mut matching = Vec::new();
         for raw in ids {
@@ -207,7 +381,7 @@ impl EmbeddedIncomingBox {
                 Err(BlobError::NotFound) => continue,
                 Err(err) => return Err(err.into()),
             };
-            let (state, failed_version) = state_of(&flags, snapshot.get(&id), now);
+            let (state, failed_version) = state_of(&flags, snapshot.get(id.as_str()), now);
             let wanted = match state {
                 MessageState::Pending => {
                     listing.pending = listing.pending.saturating_add(1);
@@ -252,7 +426,7 @@ impl EmbeddedIncomingBox {
         check_key(key)?;
         let (ns, id) = keys_namespace()?;
         // Rotation replaces the key: blobs are immutable, so delete first.
-        let _records = self.records.lock().await;
+        let _lock = self.lock.lock().await;
         match self.blobs.delete(user, &ns, &id).await {
             Ok(()) | Err(BlobError::NotFound) => {}
             Err(err) => return Err(err.into()),

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! [`IncomingBox`] is the interface the HTTP layer calls; [`EmbeddedIncomingBox`]
-//! keeps claims in memory over any [`BlobBackend`] (see its doc for what a
-//! restart forgets). `docs/incoming.md` has the protocol.
+//! keeps claims and failed versions in a small SQLite table next to any
+//! [`BlobBackend`], so they survive a restart. `docs/incoming.md` has the
+//! protocol.
 
 mod embedded;
 
@@ -131,11 +132,14 @@ pub enum IncomingError {
 
 /// Claims, outcomes, listings and published keys of the incoming box.
 ///
-/// Contract (tested by the API tests of `tests/api/incoming.rs`):
+/// Contract (tested by the conformance suite `conformance::incoming`, feature
+/// `conformance`, and the API tests of `tests/api/incoming.rs`):
 /// - `claim` is atomic: of concurrent claimers of a claimable message exactly
 ///   one gets a [`Claim`], the others [`IncomingError::Claimed`];
 /// - a claim expires after the threshold; the message is claimable again;
-/// - `finish` needs the current claim's secret.
+/// - `finish` needs the current claim's secret;
+/// - claims (with their deadlines) and failed versions survive a restart of
+///   the box over the same storage.
 pub trait IncomingBox: Send + Sync + 'static {
     /// Claims message `id` for a processor of `version`: `PENDING` (or
     /// `PROCESSING` past its claim, or `FAILED` at an older version) becomes

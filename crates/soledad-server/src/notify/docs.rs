@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo, SyncInfo};
+use soledad_protocol::{BatchLimits, ExchangeEnd, RecordSyncInfo, SyncInfo};
 use soledad_store::{Change, Position};
 
 use super::{ChangeKind, ChangeNotifier};
 use crate::blobs::{QuotaLedger, UserId};
 use crate::error::Error;
-use crate::userdb::{AppliedBatch, ChangesChunk, SkipChange, UserDocStores};
+use crate::userdb::{AppliedBatch, ChangesChunk, SkipChange, SourceDoc, UserDocStores};
 
 /// A [`UserDocStores`] that calls [`ChangeNotifier::notify`] (kind
 /// [`ChangeKind::Docs`], with the uploading replica as source) after each
@@ -71,7 +71,7 @@ impl UserDocStores for NotifyingDocStores {
         &'a self,
         user: &'a UserId,
         source: &'a str,
-        docs: Vec<DocFrame>,
+        docs: Vec<SourceDoc>,
         ledger: Option<Arc<QuotaLedger>>,
     ) -> BoxFuture<'a, Result<AppliedBatch, Error>> {
         Box::pin(async move {

@@ -63,10 +63,14 @@ fn state(data: &std::path::Path) -> AppState {
         sync_slots: Arc::new(UserSlots::new(4)),
         shared_misses: Arc::new(MissLimiter::new(0)),
         body_timeout: Duration::from_secs(5),
-        incoming: Some(Arc::new(EmbeddedIncomingBox::new(
-            Arc::clone(&blobs),
-            Duration::from_secs(60),
-        ))),
+        incoming: Some(Arc::new(
+            EmbeddedIncomingBox::open(
+                Arc::clone(&blobs),
+                Duration::from_secs(60),
+                &data.join("incoming.sqlite"),
+            )
+            .unwrap(),
+        )),
         tokens: Arc::new(SqliteTokenStore::open(&data.join("tokens.sqlite")).unwrap()),
         notifier: Arc::new(crate::notify::InProcessNotifier::new()),
         live_waits: Arc::new(crate::notify::WaitSlots::new(4, 16)),

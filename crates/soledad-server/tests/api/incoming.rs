@@ -442,6 +442,70 @@ async fn a_failed_message_is_retried_only_by_a_newer_version() {
     t.shutdown().await;
 }
 
+/// Issue 12: a server restart keeps claims and failed versions (they are in
+/// the data directory, not in memory).
+#[tokio::test]
+async fn issue12_claims_and_failed_versions_survive_a_server_restart() {
+    let mut t = TestServer::start().await;
+    for id in ["held", "failed"] {
+        assert_eq!(
+            deliver_owned(&t, "alice", id, b"sealed".to_vec()).await,
+            StatusCode::OK
+        );
+    }
+    let (status, held) = claim_as(&t, &t.alice, "alice", "held", 1).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, lost) = claim_as(&t, &t.alice, "alice", "failed", 2).await;
+    assert_eq!(
+        finish(
+            &t,
+            &t.alice,
+            "failed",
+            "failed",
+            serde_json::json!({"claim": lost["claim"], "version": 2})
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+
+    t.restart().await;
+
+    // Still claimed: nobody else takes it, it is listed as PROCESSING.
+    assert_eq!(
+        claim_as(&t, &t.alice, "alice", "held", 1).await.0,
+        StatusCode::CONFLICT
+    );
+    let (_, listing) = box_list(&t, &t.alice, "?include_processing=true").await;
+    assert_eq!(ids_of(&listing), ["held"]);
+    assert_eq!(listing["messages"][0]["state"], "PROCESSING");
+    assert_eq!(listing["pending"], 0);
+    // Still failed at version 2: version 2 skips it, version 3 retries it.
+    assert_eq!(
+        claim_as(&t, &t.alice, "alice", "failed", 2).await.0,
+        StatusCode::CONFLICT
+    );
+    let (_, listing) = box_list(&t, &t.alice, "?version=3").await;
+    assert_eq!(ids_of(&listing), ["failed"]);
+    assert_eq!(listing["messages"][0]["failed_version"], 2);
+    // The claim made before the restart still confirms its message.
+    assert_eq!(
+        finish(
+            &t,
+            &t.alice,
+            "held",
+            "processed",
+            serde_json::json!({"claim": held["claim"]})
+        )
+        .await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        claim_as(&t, &t.alice, "alice", "failed", 3).await.0,
+        StatusCode::OK
+    );
+    t.shutdown().await;
+}
+
 #[tokio::test]
 async fn listing_pages_skips_oversized_and_refuses_unknown_options() {
     let t = TestServer::start().await;

@@ -247,7 +247,7 @@ impl Run {
             self.clean[d] = false;
             self.remember(d, id);
             self.log.push(format!("   {id} -> {rev}"));
-            self.writes.push((id.to_owned(), rev));
+            self.writes.push((id.to_owned(), rev.to_string()));
             self.outcome.writes += 1;
         }
         Ok(())
@@ -264,7 +264,8 @@ impl Run {
             if conflicts.is_empty() {
                 continue;
             }
-            let revs: Vec<String> = conflicts.iter().filter_map(|c| c.rev.clone()).collect();
+            let revs: Vec<soledad_client::Rev> =
+                conflicts.iter().filter_map(|c| c.rev.clone()).collect();
             // Keep one side's content (or a new one): both are u1db resolutions.
             let mut doc = dev
                 .get_doc(id, true)
@@ -286,7 +287,7 @@ impl Run {
             let rev = doc.rev.clone().ok_or("resolved without a revision")?;
             self.clean[d] = false;
             self.log.push(format!("   resolved {id} -> {rev}"));
-            self.writes.push((id.to_owned(), rev));
+            self.writes.push((id.to_owned(), rev.to_string()));
             self.outcome.writes += 1;
             return Ok(());
         }
@@ -437,7 +438,7 @@ impl Run {
         for (id, rev) in done {
             self.log.push(format!("   {id} -> {rev} (during sync)"));
             self.remember(d, id);
-            self.writes.push((id.to_owned(), rev));
+            self.writes.push((id.to_owned(), rev.to_string()));
             self.outcome.writes += 1;
         }
         self.account(d, result?, killed, wrote_during)?;
@@ -505,7 +506,8 @@ impl Run {
                 if found.is_empty() {
                     continue;
                 }
-                let revs: Vec<String> = found.iter().filter_map(|c| c.rev.clone()).collect();
+                let revs: Vec<soledad_client::Rev> =
+                    found.iter().filter_map(|c| c.rev.clone()).collect();
                 let mut doc = dev
                     .get_doc(id, true)
                     .await
@@ -516,7 +518,7 @@ impl Run {
                     .map_err(|e| format!("final resolve of {id} on {d}: {e:?}"))?;
                 let rev = doc.rev.clone().ok_or("resolved without a revision")?;
                 self.clean[d] = false;
-                self.writes.push((id.to_owned(), rev));
+                self.writes.push((id.to_owned(), rev.to_string()));
             }
             self.sync_until_ok(d).await?;
         }
@@ -540,7 +542,10 @@ impl Run {
                 docs.into_iter()
                     .map(|doc| {
                         let json = doc.json().map(str::to_owned);
-                        (doc.doc_id, (doc.rev.unwrap_or_default(), json))
+                        (
+                            doc.doc_id.to_string(),
+                            (doc.rev.map(String::from).unwrap_or_default(), json),
+                        )
                     })
                     .collect(),
             );
@@ -556,7 +561,7 @@ impl Run {
                 let found = dev.get_doc_conflicts(id).await.map_err(|e| e.to_string())?;
                 out.entry(id.to_owned())
                     .or_default()
-                    .extend(found.into_iter().filter_map(|c| c.rev));
+                    .extend(found.into_iter().filter_map(|c| c.rev.map(String::from)));
             }
         }
         Ok(out)
@@ -639,7 +644,7 @@ async fn write_doc(
         }
     };
     match result {
-        Ok(rev) => Ok(rev),
+        Ok(rev) => Ok(rev.map(String::from)),
         Err(Error::Store(StoreError::RevisionConflict | StoreError::ConflictedDoc)) => Ok(None),
         Err(e) => Err(format!("write of {id} failed: {e:?}")),
     }

@@ -12,12 +12,14 @@ use soledad_protocol::{
     DocFrame, ExchangeEnd, ExchangeRequestHeader, Frame, Receiver, Response, SYNC_CONTENT_TYPE,
     Step,
 };
-use soledad_server::blobs::{BlobBackend as _, BlobId, Namespace, UserId};
+use soledad_server::blobs::{
+    BlobBackend as _, BlobId, DOC_ENTRY_OVERHEAD_BYTES, Namespace, QuotaCounters as _, UserId,
+};
 use soledad_server::{
     Config, Server, SharedDocId, SharedStore as _, TokenStore as _, UserDocStores as _,
 };
 
-use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryShared, MemoryTokens};
+use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryQuota, MemoryShared, MemoryTokens};
 
 fn client_for(cert: &Path) -> reqwest::Client {
     // Err only means another test installed it already.
@@ -131,10 +133,12 @@ async fn a_sync_exchange_runs_on_in_memory_document_stores() {
     let config = Config::loopback(dir.path().join("data"));
     let tokens = Arc::new(MemoryTokens::default());
     let docs = Arc::new(MemoryDocStores::default());
+    let quota = Arc::new(MemoryQuota::default());
     let token = tokens.add("alice", None).await.unwrap();
     let server = Server::builder(config.clone())
         .token_store(tokens.clone())
         .user_doc_stores(docs.clone())
+        .quota_ledger(quota.clone())
         .start()
         .await
         .unwrap();
@@ -199,7 +203,78 @@ async fn a_sync_exchange_runs_on_in_memory_document_stores() {
     assert_eq!(docs.payload(&alice, "b").unwrap(), b"sealed b");
     let info = docs.sync_info(&alice, "device-1").await.unwrap();
     assert_eq!(info.source_replica_generation, 2);
+    // They were charged to the injected quota counters: each document its id,
+    // revision and payload plus the per-entry overhead.
+    let each =
+        ("a".len() + "device-1:1".len() + "sealed a".len()) as u64 + DOC_ENTRY_OVERHEAD_BYTES;
+    assert!(quota.used(&alice) >= 2 * each, "{}", quota.used(&alice));
     // The embedded document stores were never created.
     assert!(!config.user_dbs_dir().exists());
+    server.shutdown().await.unwrap();
+}
+
+/// A document frame whose id or revision does not parse is refused where it
+/// enters (the exchange) with a typed error: no store implementation sees it.
+#[tokio::test]
+async fn a_frame_with_a_bad_id_or_revision_never_reaches_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::loopback(dir.path().join("data"));
+    let tokens = Arc::new(MemoryTokens::default());
+    let docs = Arc::new(MemoryDocStores::default());
+    let token = tokens.add("alice", None).await.unwrap();
+    let server = Server::builder(config.clone())
+        .token_store(tokens.clone())
+        .user_doc_stores(docs.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = client_for(server.cert_path());
+    let url = format!(
+        "https://{}/user-alice/sync-from/device-1",
+        server.users_addr()
+    );
+    for (id, rev, kind) in [
+        ("a b", "device-1:1", "invalid_doc_id"),
+        ("a%2Fb", "device-1:1|a:0", "invalid_revision"),
+    ] {
+        let mut body = Vec::new();
+        Frame::RequestHeader(ExchangeRequestHeader {
+            last_known_generation: 0,
+            last_known_trans_id: String::new(),
+            ensure: true,
+        })
+        .encode(&mut body)
+        .unwrap();
+        Frame::Doc(DocFrame {
+            id: id.to_owned(),
+            rev: rev.to_owned(),
+            generation: 1,
+            trans_id: "T-1".to_owned(),
+            payload: b"sealed".to_vec().into(),
+        })
+        .encode(&mut body)
+        .unwrap();
+        Frame::End(ExchangeEnd {
+            generation: 1,
+            transaction_id: "T-1".to_owned(),
+        })
+        .encode(&mut body)
+        .unwrap();
+        let response = client
+            .post(&url)
+            .header("authorization", auth("alice", token.expose()))
+            .header("content-type", SYNC_CONTENT_TYPE)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{id} {rev}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"], kind);
+        let alice = UserId::parse("alice").unwrap();
+        assert_eq!(docs.payload(&alice, id), None);
+        let info = docs.sync_info(&alice, "device-1").await.unwrap();
+        assert_eq!(info.target_replica_generation, 0, "nothing stored");
+    }
     server.shutdown().await.unwrap();
 }

@@ -9,10 +9,11 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
-use soledad_protocol::{BatchLimits, DocFrame, ExchangeEnd, RecordSyncInfo, SyncInfo};
+use soledad_protocol::{BatchLimits, ExchangeEnd, RecordSyncInfo, SyncInfo};
 use soledad_server::blobs::{
     BlobBackend, BlobError, BlobId, BlobRead, ByteStream, DOC_ENTRY_OVERHEAD_BYTES,
-    ENTRY_OVERHEAD_BYTES, Flag, ListQuery, Namespace, Order, QuotaLedger, RangeSpec, Usage, UserId,
+    ENTRY_OVERHEAD_BYTES, Flag, ListQuery, Namespace, Order, QuotaCounters, QuotaLedger, RangeSpec,
+    Usage, UsageSource, UserId,
 };
 
 /// What a live blob costs beyond its bytes in the quota model: its content and its
@@ -20,10 +21,10 @@ use soledad_server::blobs::{
 const BLOB_ENTRIES: u64 = 2 * ENTRY_OVERHEAD_BYTES;
 use soledad_server::{
     AppliedBatch, ChangesChunk, Error, IssuedToken, SharedDoc, SharedDocId, SharedRev, SharedStore,
-    SharedWrite, SkipChange, TokenStore, UserDocStores, UserRecord,
+    SharedWrite, SkipChange, SourceDoc, TokenStore, UserDocStores, UserRecord,
 };
-use soledad_store::vectorclock::{ClockOrdering, VectorClock};
-use soledad_store::{Change, Position, StoreError};
+use soledad_store::vectorclock::ClockOrdering;
+use soledad_store::{Change, DocId, Position, Rev, StoreError};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap()
@@ -496,7 +497,7 @@ pub struct MemoryDocStores {
 struct MemoryDocStore {
     replica_uid: String,
     /// id → (revision, payload, generation of its latest change).
-    docs: HashMap<String, (String, Vec<u8>, u64)>,
+    docs: HashMap<DocId, (Rev, Vec<u8>, u64)>,
     /// Transaction id of each generation (index = generation - 1).
     log: Vec<String>,
     sources: HashMap<String, (u64, String)>,
@@ -657,7 +658,7 @@ impl UserDocStores for MemoryDocStores {
         &'a self,
         user: &'a UserId,
         source: &'a str,
-        docs: Vec<DocFrame>,
+        docs: Vec<SourceDoc>,
         ledger: Option<Arc<QuotaLedger>>,
     ) -> BoxFuture<'a, Result<AppliedBatch, Error>> {
         Box::pin(async move {
@@ -667,20 +668,20 @@ impl UserDocStores for MemoryDocStores {
                 let mut converged = Vec::new();
                 let (mut grow, mut credit) = (0u64, 0u64);
                 for frame in &docs {
-                    let incoming = VectorClock::parse(&frame.rev)?;
-                    let ordering = match store.docs.get(&frame.id) {
+                    let incoming = frame.rev.clock();
+                    let ordering = match store.docs.get(&frame.doc_id) {
                         None => ClockOrdering::Newer,
-                        Some((rev, _, _)) => incoming.compare(&VectorClock::parse(rev)?),
+                        Some((rev, _, _)) => incoming.compare(&rev.clock()),
                     };
                     match ordering {
                         ClockOrdering::Newer => {
-                            grow += doc_charge(&frame.id, &frame.rev, &frame.payload);
-                            if let Some((rev, payload, _)) = store.docs.get(&frame.id) {
-                                credit += doc_charge(&frame.id, rev, payload);
+                            grow += doc_charge(&frame.doc_id, &frame.rev, &frame.payload);
+                            if let Some((rev, payload, _)) = store.docs.get(&frame.doc_id) {
+                                credit += doc_charge(&frame.doc_id, rev, payload);
                             }
                             plan.push(frame.clone());
                         }
-                        ClockOrdering::Equal => converged.push(frame.id.clone()),
+                        ClockOrdering::Equal => converged.push(frame.doc_id.clone()),
                         ClockOrdering::Older | ClockOrdering::Concurrent => {}
                     }
                 }
@@ -694,14 +695,20 @@ impl UserDocStores for MemoryDocStores {
                 for frame in plan {
                     store.log.push(format!("T-mem-{}", store.log.len() + 1));
                     let generation = store.generation();
-                    store
-                        .docs
-                        .insert(frame.id, (frame.rev, frame.payload.to_vec(), generation));
+                    store.docs.insert(
+                        frame.doc_id,
+                        (frame.rev, frame.payload.to_vec(), generation),
+                    );
                 }
                 if let Some(last) = docs.last() {
-                    store
-                        .sources
-                        .insert(source.to_owned(), (last.generation, last.trans_id.clone()));
+                    let position = &last.position;
+                    store.sources.insert(
+                        source.to_owned(),
+                        (
+                            position.generation(),
+                            position.transaction_id().as_str().to_owned(),
+                        ),
+                    );
                 }
                 Ok(store.generation())
             })?;
@@ -790,5 +797,98 @@ impl UserDocStores for MemoryDocStores {
             })
         });
         Box::pin(async move { chunk })
+    }
+}
+
+/// Quota counts in one map under one lock: `(stored, reserved)` per user,
+/// measured from the sources on a user's first load (as the embedded counters).
+#[derive(Default)]
+pub struct MemoryQuota {
+    sources: Mutex<Vec<Arc<dyn UsageSource>>>,
+    counts: Mutex<HashMap<UserId, (u64, u64)>>,
+}
+
+impl MemoryQuota {
+    fn try_add(
+        &self,
+        user: &UserId,
+        bytes: u64,
+        limit_bytes: u64,
+        reserve: bool,
+    ) -> Result<(), BlobError> {
+        let mut counts = lock(&self.counts);
+        let Some((stored, reserved)) = counts.get_mut(user) else {
+            // Not loaded: a reservation always loads first; a charge is skipped.
+            return Ok(());
+        };
+        let charged = *stored + *reserved;
+        if charged + bytes > limit_bytes {
+            return Err(BlobError::QuotaExceeded {
+                used_bytes: charged,
+                limit_bytes,
+            });
+        }
+        if reserve {
+            *reserved += bytes;
+        } else {
+            *stored += bytes;
+        }
+        Ok(())
+    }
+}
+
+impl QuotaCounters for MemoryQuota {
+    fn register_source(&self, source: Arc<dyn UsageSource>) {
+        lock(&self.sources).push(source);
+    }
+
+    fn load<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<(), BlobError>> {
+        let result = (|| -> Result<(), BlobError> {
+            if lock(&self.counts).contains_key(user) {
+                return Ok(());
+            }
+            let mut stored = 0;
+            for source in lock(&self.sources).iter() {
+                stored += source.measure(user)?;
+            }
+            lock(&self.counts)
+                .entry(user.clone())
+                .or_insert((stored, 0));
+            Ok(())
+        })();
+        Box::pin(async move { result })
+    }
+
+    fn used(&self, user: &UserId) -> u64 {
+        lock(&self.counts)
+            .get(user)
+            .map_or(0, |(stored, _)| *stored)
+    }
+
+    fn try_reserve(&self, user: &UserId, bytes: u64, limit_bytes: u64) -> Result<(), BlobError> {
+        self.try_add(user, bytes, limit_bytes, true)
+    }
+
+    fn unreserve(&self, user: &UserId, bytes: u64) {
+        if let Some((_, reserved)) = lock(&self.counts).get_mut(user) {
+            *reserved = reserved.saturating_sub(bytes);
+        }
+    }
+
+    fn commit(&self, user: &UserId, bytes: u64) {
+        if let Some((stored, reserved)) = lock(&self.counts).get_mut(user) {
+            *reserved = reserved.saturating_sub(bytes);
+            *stored += bytes;
+        }
+    }
+
+    fn try_charge(&self, user: &UserId, bytes: u64, limit_bytes: u64) -> Result<(), BlobError> {
+        self.try_add(user, bytes, limit_bytes, false)
+    }
+
+    fn release(&self, user: &UserId, bytes: u64) {
+        if let Some((stored, _)) = lock(&self.counts).get_mut(user) {
+            *stored = stored.saturating_sub(bytes);
+        }
     }
 }

@@ -2,12 +2,14 @@
 //! filesystem) and on the in-memory ones of `memory.rs`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use soledad_server::blobs::{BlobBackend, FsBlobConfig, FsBlobStore};
-use soledad_server::conformance::{blobs, docstores, incoming, notifier, shared, tokens};
+use soledad_server::blobs::{
+    BlobBackend, EmbeddedQuotaCounters, FsBlobConfig, FsBlobStore, QuotaCounters,
+};
+use soledad_server::conformance::{blobs, docstores, incoming, notifier, quota, shared, tokens};
 use soledad_server::incoming::{EmbeddedIncomingBox, IncomingBox};
 use soledad_server::notify::{ChangeNotifier, InProcessNotifier};
 use soledad_server::{
@@ -16,13 +18,15 @@ use soledad_server::{
 };
 use tempfile::TempDir;
 
-use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryShared, MemoryTokens};
+use crate::memory::{MemoryBlobs, MemoryDocStores, MemoryQuota, MemoryShared, MemoryTokens};
 
 /// Fresh embedded stores, each in its own directory of one temporary
 /// directory (removed when the factory is dropped, at the end of the case).
 pub struct Embedded {
     dir: TempDir,
     next: AtomicUsize,
+    /// The last incoming box's blobs and claim file, for `reopen`.
+    last_incoming: Mutex<Option<(Arc<dyn BlobBackend>, PathBuf)>>,
 }
 
 impl Embedded {
@@ -30,6 +34,7 @@ impl Embedded {
         Embedded {
             dir: tempfile::tempdir().unwrap(),
             next: AtomicUsize::new(0),
+            last_incoming: Mutex::new(None),
         }
     }
 
@@ -92,8 +97,18 @@ impl incoming::Factory for Embedded {
     ) -> BoxFuture<'_, (Arc<dyn IncomingBox>, Arc<dyn BlobBackend>)> {
         Box::pin(async move {
             let blobs = blobs::Factory::fresh(self, u64::MAX).await;
-            let inbox = EmbeddedIncomingBox::new(Arc::clone(&blobs), threshold);
+            let path = self.fresh_dir().join("incoming.sqlite");
+            let inbox = EmbeddedIncomingBox::open(Arc::clone(&blobs), threshold, &path).unwrap();
+            *self.last_incoming.lock().unwrap() = Some((Arc::clone(&blobs), path));
             (Arc::new(inbox) as Arc<dyn IncomingBox>, blobs)
+        })
+    }
+
+    fn reopen(&self, threshold: std::time::Duration) -> BoxFuture<'_, Arc<dyn IncomingBox>> {
+        let (blobs, path) = self.last_incoming.lock().unwrap().clone().unwrap();
+        Box::pin(async move {
+            Arc::new(EmbeddedIncomingBox::open(blobs, threshold, &path).unwrap())
+                as Arc<dyn IncomingBox>
         })
     }
 }
@@ -101,15 +116,42 @@ impl incoming::Factory for Embedded {
 /// Fresh in-memory stores.
 pub struct Memory;
 
-impl incoming::Factory for Memory {
+/// The embedded incoming box over in-memory blobs (its claim file in a
+/// temporary directory).
+pub struct MemoryIncoming {
+    dir: TempDir,
+    last: Mutex<Option<Arc<dyn BlobBackend>>>,
+}
+
+impl MemoryIncoming {
+    pub fn new() -> MemoryIncoming {
+        MemoryIncoming {
+            dir: tempfile::tempdir().unwrap(),
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl incoming::Factory for MemoryIncoming {
     fn fresh(
         &self,
         threshold: std::time::Duration,
     ) -> BoxFuture<'_, (Arc<dyn IncomingBox>, Arc<dyn BlobBackend>)> {
         Box::pin(async move {
             let blobs = Arc::new(MemoryBlobs::new(u64::MAX)) as Arc<dyn BlobBackend>;
-            let inbox = EmbeddedIncomingBox::new(Arc::clone(&blobs), threshold);
+            let path = self.dir.path().join("incoming.sqlite");
+            let inbox = EmbeddedIncomingBox::open(Arc::clone(&blobs), threshold, &path).unwrap();
+            *self.last.lock().unwrap() = Some(Arc::clone(&blobs));
             (Arc::new(inbox) as Arc<dyn IncomingBox>, blobs)
+        })
+    }
+
+    fn reopen(&self, threshold: std::time::Duration) -> BoxFuture<'_, Arc<dyn IncomingBox>> {
+        let blobs = self.last.lock().unwrap().clone().unwrap();
+        let path = self.dir.path().join("incoming.sqlite");
+        Box::pin(async move {
+            Arc::new(EmbeddedIncomingBox::open(blobs, threshold, &path).unwrap())
+                as Arc<dyn IncomingBox>
         })
     }
 }
@@ -136,6 +178,26 @@ impl docstores::Factory for Memory {
     fn fresh(&self) -> BoxFuture<'_, Arc<dyn UserDocStores>> {
         Box::pin(async { Arc::new(MemoryDocStores::default()) as Arc<dyn UserDocStores> })
     }
+}
+
+impl quota::Factory for Embedded {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn QuotaCounters>> {
+        Box::pin(async { Arc::new(EmbeddedQuotaCounters::new()) as Arc<dyn QuotaCounters> })
+    }
+}
+
+impl quota::Factory for Memory {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn QuotaCounters>> {
+        Box::pin(async { Arc::new(MemoryQuota::default()) as Arc<dyn QuotaCounters> })
+    }
+}
+
+mod embedded_quota {
+    soledad_server::conformance_tests!(quota, super::Embedded::new());
+}
+
+mod memory_quota {
+    soledad_server::conformance_tests!(quota, super::Memory);
 }
 
 mod sqlite_tokens {
@@ -175,7 +237,7 @@ mod fs_incoming {
 }
 
 mod memory_incoming {
-    soledad_server::conformance_tests!(incoming, super::Memory);
+    soledad_server::conformance_tests!(incoming, super::MemoryIncoming::new());
 }
 
 impl notifier::Factory for Memory {

@@ -345,7 +345,7 @@ fn matching_docs(conn: &Conn<'_>, fields: &[String], preds: &[Vec<Pred>]) -> Res
     let mut seen = HashSet::new();
     let mut docs = Vec::new();
     while let Some(row) = rows.next()? {
-        let doc_id: String = row.get(0)?;
+        let doc_id = crate::ids::DocId::from_stored(row.get(0)?)?;
         if !seen.insert(doc_id.clone()) {
             continue;
         }

@@ -6,26 +6,27 @@ use soledad_store::SaveConflict;
 use soledad_store::{PutState, StoreError, VectorClock};
 
 use crate::util::{NESTED, SIMPLE, conflicts_of, db, doc, expect_conflicts, ids};
+use crate::util::{id, ids_of, rev, revs_of};
 
 #[test]
 fn get_doc_conflicts_unconflicted_and_unknown() {
     let mut db = db();
-    db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
-    assert!(db.get_doc_conflicts("d").unwrap().is_empty());
-    assert!(db.get_doc_conflicts("no-such-id").unwrap().is_empty());
+    db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
+    assert!(db.get_doc_conflicts(&id("d")).unwrap().is_empty());
+    assert!(db.get_doc_conflicts(&id("no-such-id")).unwrap().is_empty());
 }
 
 #[test]
 fn put_doc_if_newer_save_conflicted() {
     let mut db = db();
-    let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let d1 = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
     let (state, generation) = db
         .put_doc_if_newer(&mut d2, SaveConflict::Yes, Some(&src("r", 1, "foo")))
         .unwrap();
     assert_eq!((state, generation), (PutState::Conflicted, 2));
     assert!(d2.has_conflicts);
-    let read = db.get_doc("d", false).unwrap().unwrap();
+    let read = db.get_doc(&id("d"), false).unwrap().unwrap();
     assert_eq!(
         (read.rev.as_deref(), read.json(), read.has_conflicts),
         (Some("alternate:1"), Some(NESTED), true)
@@ -38,32 +39,32 @@ fn put_doc_if_newer_save_conflicted() {
         ])
     );
     // has_conflicts on every read path
-    assert!(db.get_docs(&["d"], true, false).unwrap()[0].has_conflicts);
+    assert!(db.get_docs(&ids_of(&["d"]), true, false).unwrap()[0].has_conflicts);
     assert!(
-        !db.get_docs(&["d"], false, false).unwrap()[0].has_conflicts,
+        !db.get_docs(&ids_of(&["d"]), false, false).unwrap()[0].has_conflicts,
         "check skipped"
     );
     assert!(db.get_all_docs(false).unwrap().1[0].has_conflicts);
     assert!(
-        db.get_doc_with_generation("d")
+        db.get_doc_with_generation(&id("d"))
             .unwrap()
             .unwrap()
             .0
             .has_conflicts
     );
     assert!(db.docs_changed_since(0, 10).unwrap()[0].doc.has_conflicts);
-    let conflicts = db.get_doc_conflicts("d").unwrap();
+    let conflicts = db.get_doc_conflicts(&id("d")).unwrap();
     assert!(conflicts.iter().all(|c| c.has_conflicts));
 }
 
 #[test]
 fn put_and_delete_of_a_conflicted_doc_fail() {
     let mut db = db();
-    db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
     db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
         .unwrap();
-    let mut current = db.get_doc("d", false).unwrap().unwrap();
+    let mut current = db.get_doc(&id("d"), false).unwrap().unwrap();
     current.set_json("{\"x\": 1}").unwrap();
     assert!(matches!(
         db.put_doc(&mut current),
@@ -75,7 +76,7 @@ fn put_and_delete_of_a_conflicted_doc_fail() {
         Err(StoreError::ConflictedDoc)
     ));
     assert_eq!(
-        db.get_doc("d", false).unwrap().unwrap().json(),
+        db.get_doc(&id("d"), false).unwrap().unwrap().json(),
         Some(NESTED)
     );
     assert_eq!(db.get_generation_info().unwrap().generation(), 2);
@@ -84,7 +85,7 @@ fn put_and_delete_of_a_conflicted_doc_fail() {
 #[test]
 fn force_doc_conflict_supersedes_properly() {
     let mut db = db();
-    let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let d1 = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut d2 = doc("d", "alternate:1", Some("{\"b\": 1}"));
     db.put_doc_if_newer(&mut d2, SaveConflict::Yes, Some(&src("r", 1, "a")))
         .unwrap();
@@ -108,13 +109,13 @@ fn force_doc_conflict_supersedes_properly() {
 #[test]
 fn put_doc_if_newer_save_conflict_was_deleted() {
     let mut db = db();
-    let mut d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let mut d1 = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     db.delete_doc(&mut d1).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
     db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
         .unwrap();
     assert!(d2.has_conflicts);
-    let read = db.get_doc("d", false).unwrap().unwrap();
+    let read = db.get_doc(&id("d"), false).unwrap().unwrap();
     assert_eq!(
         (read.rev.as_deref(), read.json(), read.has_conflicts),
         (Some("alternate:1"), Some(NESTED), true)
@@ -131,7 +132,7 @@ fn put_doc_if_newer_save_conflict_was_deleted() {
 #[test]
 fn put_doc_if_newer_propagates_full_resolution() {
     let mut db = db();
-    let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let d1 = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
     db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
         .unwrap();
@@ -144,14 +145,14 @@ fn put_doc_if_newer_propagates_full_resolution() {
         .unwrap();
     assert_eq!(state, PutState::Inserted);
     assert!(!d3.has_conflicts);
-    assert!(db.get_doc_conflicts("d").unwrap().is_empty());
-    assert!(!db.get_doc("d", false).unwrap().unwrap().has_conflicts);
+    assert!(db.get_doc_conflicts(&id("d")).unwrap().is_empty());
+    assert!(!db.get_doc(&id("d"), false).unwrap().unwrap().has_conflicts);
 }
 
 #[test]
 fn put_doc_if_newer_propagates_partial_resolution() {
     let mut db = db();
-    db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut d2 = doc("d", "altalt:1", Some("{}"));
     db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
         .unwrap();
@@ -185,7 +186,7 @@ fn put_doc_if_newer_propagates_partial_resolution() {
 #[test]
 fn put_doc_if_newer_autoresolve_2() {
     let mut db = db();
-    db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut a2 = doc("d", "test:2", Some("{}"));
     let mut a1b1 = doc("d", "other:1|test:1", Some("{\"a\":\"42\"}"));
     let mut a3 = doc("d", "other:1|test:2", Some("{}"));
@@ -207,13 +208,13 @@ fn put_doc_if_newer_autoresolve_2() {
             .0,
         PutState::Inserted
     );
-    assert!(!db.get_doc("d", false).unwrap().unwrap().has_conflicts);
+    assert!(!db.get_doc(&id("d"), false).unwrap().unwrap().has_conflicts);
 }
 
 #[test]
 fn put_doc_if_newer_autoresolve_3() {
     let mut db = db();
-    db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut a1b1 = doc("d", "other:1|test:1", Some("{}"));
     let mut a2 = doc("d", "test:2", Some("{\"a\":\"42\"}"));
     let mut a3 = doc("d", "test:3", Some("{}"));
@@ -235,7 +236,7 @@ fn put_doc_if_newer_autoresolve_3() {
             .0,
         PutState::Superseded
     );
-    let stored = db.get_doc("d", true).unwrap().unwrap();
+    let stored = db.get_doc(&id("d"), true).unwrap().unwrap();
     assert!(!stored.has_conflicts);
     assert_eq!(stored.rev.as_deref(), Some("other:1|test:4"));
     let rev = VectorClock::parse(stored.rev.as_deref().unwrap()).unwrap();
@@ -246,7 +247,7 @@ fn put_doc_if_newer_autoresolve_3() {
 #[test]
 fn resolve_doc() {
     let mut db = db();
-    let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let mut d = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut alt = doc("d", "alternate:1", Some(NESTED));
     db.put_doc_if_newer(&mut alt, SaveConflict::Yes, None)
         .unwrap();
@@ -256,16 +257,17 @@ fn resolve_doc() {
     );
     let orig_rev = d.rev.clone();
     let (generation_before, _) = parts(db.get_generation_info().unwrap());
-    db.resolve_doc(&mut d, &["alternate:1", "test:1"]).unwrap();
+    db.resolve_doc(&mut d, &revs_of(&["alternate:1", "test:1"]))
+        .unwrap();
     assert_ne!(d.rev, orig_rev);
     assert_eq!(d.rev.as_deref(), Some("alternate:1|test:2"));
     assert!(!d.has_conflicts);
-    let read = db.get_doc("d", false).unwrap().unwrap();
+    let read = db.get_doc(&id("d"), false).unwrap().unwrap();
     assert_eq!(
         (read.rev.clone(), read.json(), read.has_conflicts),
         (d.rev.clone(), Some(SIMPLE), false)
     );
-    assert!(db.get_doc_conflicts("d").unwrap().is_empty());
+    assert!(db.get_doc_conflicts(&id("d")).unwrap().is_empty());
     assert_eq!(
         db.get_generation_info().unwrap().generation(),
         generation_before + 1
@@ -281,7 +283,7 @@ fn resolve_doc() {
 #[test]
 fn resolve_doc_partial_not_winning() {
     let mut db = db();
-    let mut d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let mut d1 = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
     db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
         .unwrap();
@@ -297,9 +299,10 @@ fn resolve_doc_partial_not_winning() {
             ("alternate:1", Some(NESTED))
         ])
     );
-    db.resolve_doc(&mut d1, &["alternate:1", "test:1"]).unwrap();
+    db.resolve_doc(&mut d1, &revs_of(&["alternate:1", "test:1"]))
+        .unwrap();
     assert!(d1.has_conflicts);
-    let read = db.get_doc("d", false).unwrap().unwrap();
+    let read = db.get_doc(&id("d"), false).unwrap().unwrap();
     assert_eq!(
         (read.rev.as_deref(), read.json(), read.has_conflicts),
         (Some("third:1"), Some(content3), true)
@@ -316,7 +319,7 @@ fn resolve_doc_partial_not_winning() {
 #[test]
 fn resolve_doc_partial_winning() {
     let mut db = db();
-    let mut d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let mut d1 = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
     db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
         .unwrap();
@@ -324,7 +327,8 @@ fn resolve_doc_partial_winning() {
     let mut d3 = doc("d", "third:1", Some(content3));
     db.put_doc_if_newer(&mut d3, SaveConflict::Yes, None)
         .unwrap();
-    db.resolve_doc(&mut d1, &["third:1", "test:1"]).unwrap();
+    db.resolve_doc(&mut d1, &revs_of(&["third:1", "test:1"]))
+        .unwrap();
     assert!(d1.has_conflicts);
     assert_eq!(
         conflicts_of(&db, "d"),
@@ -338,7 +342,7 @@ fn resolve_doc_partial_winning() {
 #[test]
 fn resolve_doc_with_delete_conflict() {
     let mut db = db();
-    let mut d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let mut d1 = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     db.delete_doc(&mut d1).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
     db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
@@ -350,10 +354,10 @@ fn resolve_doc_with_delete_conflict() {
             (d1.rev.as_deref().unwrap(), None)
         ])
     );
-    let revs = [d1.rev.clone().unwrap(), "alternate:1".to_owned()];
+    let revs = [d1.rev.clone().unwrap(), rev("alternate:1")];
     db.resolve_doc(&mut d2, &revs).unwrap();
-    assert!(db.get_doc_conflicts("d").unwrap().is_empty());
-    let read = db.get_doc("d", false).unwrap().unwrap();
+    assert!(db.get_doc_conflicts(&id("d")).unwrap().is_empty());
+    let read = db.get_doc(&id("d"), false).unwrap().unwrap();
     assert_eq!(
         (read.rev.clone(), read.json(), read.has_conflicts),
         (d2.rev.clone(), Some(NESTED), false)
@@ -363,16 +367,16 @@ fn resolve_doc_with_delete_conflict() {
 #[test]
 fn resolve_doc_with_delete_to_delete() {
     let mut db = db();
-    let mut d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let mut d1 = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     db.delete_doc(&mut d1).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
     db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
         .unwrap();
-    let revs = [d1.rev.clone().unwrap(), "alternate:1".to_owned()];
+    let revs = [d1.rev.clone().unwrap(), rev("alternate:1")];
     db.resolve_doc(&mut d1, &revs).unwrap();
-    assert!(db.get_doc_conflicts("d").unwrap().is_empty());
-    assert_eq!(db.get_doc("d", false).unwrap(), None);
-    let read = db.get_doc("d", true).unwrap().unwrap();
+    assert!(db.get_doc_conflicts(&id("d")).unwrap().is_empty());
+    assert_eq!(db.get_doc(&id("d"), false).unwrap(), None);
+    let read = db.get_doc(&id("d"), true).unwrap().unwrap();
     assert_eq!(
         (read.rev.clone(), read.is_tombstone(), read.has_conflicts),
         (d1.rev.clone(), true, false)
@@ -384,12 +388,17 @@ fn resolve_doc_errors() {
     let mut db = db();
     let mut ghost = doc("ghost", "test:1", Some(SIMPLE));
     assert!(matches!(
-        db.resolve_doc(&mut ghost, &["test:1"]),
+        db.resolve_doc(&mut ghost, &revs_of(&["test:1"])),
         Err(StoreError::DocumentDoesNotExist)
     ));
-    let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let mut d = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     assert!(matches!(
-        db.resolve_doc(&mut d, &["not a rev"]),
+        soledad_store::Rev::parse("not a rev"),
+        Err(StoreError::InvalidRevision)
+    ));
+    // A counter that would overflow is refused, nothing written.
+    assert!(matches!(
+        db.resolve_doc(&mut d, &revs_of(&["test:18446744073709551615"])),
         Err(StoreError::InvalidRevision)
     ));
     assert_eq!(d.rev.as_deref(), Some("test:1"));
@@ -399,16 +408,16 @@ fn resolve_doc_errors() {
 #[test]
 fn get_docs_conflicted_and_conflicts_ignored() {
     let mut db = db();
-    db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
-    db.create_doc_from_json(SIMPLE, Some("other")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("other"))).unwrap();
     let mut d2 = doc("d", "alternate:1", Some(NESTED));
     db.put_doc_if_newer(&mut d2, SaveConflict::Yes, None)
         .unwrap();
-    let got = db.get_docs(&["d"], true, false).unwrap();
+    let got = db.get_docs(&ids_of(&["d"]), true, false).unwrap();
     assert_eq!(got, vec![d2.clone()]);
     let mut no_conflict = d2.clone();
     no_conflict.has_conflicts = false;
-    let got = db.get_docs(&["d", "other"], false, false).unwrap();
+    let got = db.get_docs(&ids_of(&["d", "other"]), false, false).unwrap();
     assert_eq!(ids(&got), ["d", "other"]);
     assert_eq!(got[0], no_conflict);
 }

@@ -1,6 +1,7 @@
 //! Opening: SQLCipher with a raw key, wrong keys, plaintext only on request,
 //! schema checks, corrupt files.
 
+use crate::util::id;
 use crate::util::{pos, src, uid};
 use soledad_store::{Database, JsonContent, OpaqueDatabase, OpenOptions, StoreError};
 
@@ -30,7 +31,7 @@ fn keyed_database_hides_content_and_needs_the_key() {
     let mut db = Database::open_encrypted(&path, &key).unwrap();
     db.create_index("m", &["marker"]).unwrap();
     let json = format!("{{\"marker\": \"{MARKER}\"}}");
-    db.create_doc_from_json(&json, Some(MARKER)).unwrap();
+    db.create_doc_from_json(&json, Some(&id(MARKER))).unwrap();
     db.set_replica_gen_and_trans_id(&src("peer", 1, MARKER))
         .unwrap();
     // While open (data in the -wal file) ...
@@ -67,7 +68,7 @@ fn keyed_database_hides_content_and_needs_the_key() {
     assert!(matches!(err, StoreError::WrongKeyOrNotADatabase), "{err:?}");
     // Right key reads it back.
     let db = Database::open_encrypted(&path, &key).unwrap();
-    let read = db.get_doc(MARKER, false).unwrap().unwrap();
+    let read = db.get_doc(&id(MARKER), false).unwrap().unwrap();
     assert_eq!(read.json(), Some(json.as_str()));
     assert_eq!(db.get_from_index("m", &[MARKER]).unwrap().len(), 1);
     assert_eq!(
@@ -81,7 +82,7 @@ fn plaintext_file_cannot_be_opened_with_a_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plain.db");
     let mut db = Database::open_unencrypted(&path).unwrap();
-    db.create_doc_from_json("{\"visible\": \"yes-plaintext\"}", Some("p"))
+    db.create_doc_from_json("{\"visible\": \"yes-plaintext\"}", Some(&id("p")))
         .unwrap();
     db.close().unwrap();
     let bytes = std::fs::read(&path).unwrap();
@@ -110,17 +111,19 @@ fn garbage_and_truncated_files_are_typed_errors() {
     let path = dir.path().join("cut.db");
     let key = [9u8; 32];
     let mut db = Database::open_encrypted(&path, &key).unwrap();
-    db.create_doc_from_json("{\"a\": 1}", Some("a")).unwrap();
+    db.create_doc_from_json("{\"a\": 1}", Some(&id("a")))
+        .unwrap();
     db.close().unwrap();
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
-    let result =
-        Database::open_encrypted(&path, &key).and_then(|db| db.get_doc("a", false).map(|_| ()));
+    let result = Database::open_encrypted(&path, &key)
+        .and_then(|db| db.get_doc(&id("a"), false).map(|_| ()));
     assert!(result.is_err(), "a truncated file must not read as healthy");
     // a flipped byte inside every encrypted page (SQLCipher's per-page HMAC)
     let path = dir.path().join("flip.db");
     let mut db = Database::open_encrypted(&path, &key).unwrap();
-    db.create_doc_from_json("{\"a\": 1}", Some("a")).unwrap();
+    db.create_doc_from_json("{\"a\": 1}", Some(&id("a")))
+        .unwrap();
     db.close().unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     let page = soledad_store::PAGE_SIZE_BYTES as usize;
@@ -211,10 +214,10 @@ fn page_size_is_fixed() {
     let mut db = OpenOptions::new()
         .open_encrypted::<JsonContent>(&keyed, &key)
         .unwrap();
-    db.create_doc_from_json("{}", Some("x")).unwrap();
+    db.create_doc_from_json("{}", Some(&id("x"))).unwrap();
     db.close().unwrap();
     let db = OpenOptions::new()
         .open_encrypted::<JsonContent>(&keyed, &key)
         .unwrap();
-    assert!(db.get_doc("x", false).unwrap().is_some());
+    assert!(db.get_doc(&id("x"), false).unwrap().is_some());
 }

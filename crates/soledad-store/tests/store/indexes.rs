@@ -6,13 +6,15 @@ use serde_json::json;
 use soledad_store::SaveConflict;
 use soledad_store::{Database, StoreError};
 
+use crate::util::id;
 use crate::util::{NESTED, SIMPLE, db, doc, ids};
 
 fn with_docs(index: &[&str], docs: &[(&str, &str)]) -> Database {
     let mut db = db();
     db.create_index("test-idx", index).unwrap();
     for (id, json) in docs {
-        db.create_doc_from_json(json, Some(id)).unwrap();
+        db.create_doc_from_json(json, Some(&crate::util::id(id)))
+            .unwrap();
     }
     db
 }
@@ -56,7 +58,7 @@ fn create_list_and_delete_index() {
 #[test]
 fn create_index_is_idempotent_and_name_taken() {
     let mut db = db();
-    db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     db.create_index("test-idx", &["key"]).unwrap();
     db.create_index("test-idx", &["key"]).unwrap();
     assert_eq!(
@@ -76,10 +78,10 @@ fn create_index_is_idempotent_and_name_taken() {
 #[test]
 fn create_index_evaluates_existing_docs_but_not_deleted_ones() {
     let mut db = db();
-    db.create_doc_from_json(SIMPLE, Some("d1")).unwrap();
-    let mut d2 = db.create_doc_from_json(SIMPLE, Some("d2")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("d1"))).unwrap();
+    let mut d2 = db.create_doc_from_json(SIMPLE, Some(&id("d2"))).unwrap();
     db.delete_doc(&mut d2).unwrap();
-    db.create_doc_from_json("{\"\u{e5}\": \"value\"}", Some("unicode"))
+    db.create_doc_from_json("{\"\u{e5}\": \"value\"}", Some(&id("unicode")))
         .unwrap();
     db.create_index("test-idx", &["key"]).unwrap();
     assert_eq!(
@@ -142,8 +144,8 @@ fn index_definition_parse_errors() {
 fn writes_maintain_the_index() {
     let mut db = with_docs(&["key"], &[]);
     // create adds
-    let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
-    let d2 = db.create_doc_from_json(SIMPLE, Some("d2")).unwrap();
+    let mut d = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
+    let d2 = db.create_doc_from_json(SIMPLE, Some(&id("d2"))).unwrap();
     assert_eq!(
         ids(&db.get_from_index("test-idx", &["value"]).unwrap()),
         ["d", "d2"]
@@ -168,7 +170,7 @@ fn writes_maintain_the_index() {
             .is_empty()
     );
     // put adding the key
-    let mut e = db.create_doc_from_json("{}", Some("e")).unwrap();
+    let mut e = db.create_doc_from_json("{}", Some(&id("e"))).unwrap();
     assert_eq!(ids(&db.get_from_index("test-idx", &["*"]).unwrap()), ["d"]);
     e.set_json(SIMPLE).unwrap();
     db.put_doc(&mut e).unwrap();
@@ -189,7 +191,7 @@ fn writes_maintain_the_index() {
         ["s"]
     );
     // reviving a tombstone indexes it again
-    db.create_doc_from_json("{\"key\": \"back\"}", Some("d2"))
+    db.create_doc_from_json("{\"key\": \"back\"}", Some(&id("d2")))
         .unwrap();
     assert_eq!(
         ids(&db.get_from_index("test-idx", &["back"]).unwrap()),
@@ -505,7 +507,8 @@ fn index_keys() {
     let mut db = with_docs(&["key"], &[]);
     assert!(db.get_index_keys("test-idx").unwrap().is_empty());
     for (id, v) in [("a", "value1"), ("b", "value2"), ("c", "value2")] {
-        db.create_doc(&json!({ "key": v }), Some(id)).unwrap();
+        db.create_doc(&json!({ "key": v }), Some(&crate::util::id(id)))
+            .unwrap();
     }
     assert_eq!(
         db.get_index_keys("test-idx").unwrap(),
@@ -537,17 +540,17 @@ fn expression_lower_split_words_number_bool() {
     db.create_index("flag", &["bool(flag)"]).unwrap();
     db.create_doc(
         &json!({"name": "Foo  Bar ", "foo": 12, "flag": true}),
-        Some("a"),
+        Some(&id("a")),
     )
     .unwrap();
     db.create_doc(
         &json!({"name": " baz", "foo": 123456, "flag": false}),
-        Some("b"),
+        Some(&id("b")),
     )
     .unwrap();
     db.create_doc(
         &json!({"foo": "this is not a maigret painting", "flag": 42}),
-        Some("c"),
+        Some(&id("c")),
     )
     .unwrap();
     assert_eq!(
@@ -590,14 +593,15 @@ fn expression_combine_is_null_and_nesting() {
     db.create_index("null", &["is_null(foo)"]).unwrap();
     db.create_index("nested", &["sub.doc"]).unwrap();
     db.create_index("list", &["foo.zap"]).unwrap();
-    db.create_doc(&json!({"foo": 12, "bar": "ALLCAPS"}), Some("a"))
+    db.create_doc(&json!({"foo": 12, "bar": "ALLCAPS"}), Some(&id("a")))
         .unwrap();
-    db.create_doc(&json!({"foo": null}), Some("b")).unwrap();
-    db.create_doc(&json!({"bar": 1}), Some("c")).unwrap();
-    db.create_doc_from_json(NESTED, Some("n")).unwrap();
+    db.create_doc(&json!({"foo": null}), Some(&id("b")))
+        .unwrap();
+    db.create_doc(&json!({"bar": 1}), Some(&id("c"))).unwrap();
+    db.create_doc_from_json(NESTED, Some(&id("n"))).unwrap();
     db.create_doc(
         &json!({"foo": [{"zap": "bar"}, {"zap": "baz"}, "x"]}),
-        Some("l"),
+        Some(&id("l")),
     )
     .unwrap();
     assert_eq!(ids(&db.get_from_index("comb", &["00012"]).unwrap()), ["a"]);
@@ -621,9 +625,9 @@ fn expression_combine_is_null_and_nesting() {
 #[test]
 fn unicode_values() {
     let mut db = with_docs(&["key"], &[]);
-    db.create_doc(&json!({"key": "valu\u{e5}"}), Some("u"))
+    db.create_doc(&json!({"key": "valu\u{e5}"}), Some(&id("u")))
         .unwrap();
-    db.create_doc(&json!({"key": "\u{10FFFF}x"}), Some("max"))
+    db.create_doc(&json!({"key": "\u{10FFFF}x"}), Some(&id("max")))
         .unwrap();
     assert_eq!(
         ids(&db.get_from_index("test-idx", &["valu\u{e5}"]).unwrap()),
@@ -649,10 +653,12 @@ fn indexes_persist_across_reopen() {
     let path = dir.path().join("idx.db");
     let mut db = Database::open_unencrypted(&path).unwrap();
     db.create_index("by-key", &["lower(key)"]).unwrap();
-    db.create_doc(&json!({"key": "ONE"}), Some("one")).unwrap();
+    db.create_doc(&json!({"key": "ONE"}), Some(&id("one")))
+        .unwrap();
     db.close().unwrap();
     let mut db = Database::open_unencrypted(&path).unwrap();
-    db.create_doc(&json!({"key": "Two"}), Some("two")).unwrap();
+    db.create_doc(&json!({"key": "Two"}), Some(&id("two")))
+        .unwrap();
     assert_eq!(
         ids(&db.get_from_index("by-key", &["*"]).unwrap()),
         ["one", "two"]

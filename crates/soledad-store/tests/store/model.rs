@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use soledad_store::StoreError;
 
+use crate::util::id;
 use crate::util::{db, ids};
 
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Create(i, v) => {
-                    let result = db.create_doc(&json!({ "k": VALUES[v] }), Some(IDS[i]));
+                    let result = db.create_doc(&json!({ "k": VALUES[v] }), Some(&id(IDS[i])));
                     if matches!(model.get(IDS[i]), Some(Some(_))) {
                         prop_assert!(matches!(result, Err(StoreError::RevisionConflict)));
                     } else {
@@ -61,7 +62,7 @@ proptest! {
                     }
                 }
                 Op::Update(i, v) => {
-                    if let Some(mut d) = db.get_doc(IDS[i], false).unwrap() {
+                    if let Some(mut d) = db.get_doc(&id(IDS[i]), false).unwrap() {
                         d.set_value(&json!({ "k": VALUES[v] })).unwrap();
                         db.put_doc(&mut d).unwrap();
                         model.insert(IDS[i], Some(VALUES[v]));
@@ -69,7 +70,7 @@ proptest! {
                     }
                 }
                 Op::Delete(i) => {
-                    match db.get_doc(IDS[i], true).unwrap() {
+                    match db.get_doc(&id(IDS[i]), true).unwrap() {
                         Some(mut d) if !d.is_tombstone() => {
                             db.delete_doc(&mut d).unwrap();
                             model.insert(IDS[i], None);
@@ -85,7 +86,7 @@ proptest! {
         }
         // documents
         for id in IDS {
-            let stored = db.get_doc(id, true).unwrap();
+            let stored = db.get_doc(&crate::util::id(id), true).unwrap();
             match model.get(id) {
                 None => prop_assert!(stored.is_none()),
                 Some(None) => prop_assert!(stored.unwrap().is_tombstone()),
@@ -136,11 +137,11 @@ fn edit() -> impl Strategy<Value = Edit> {
 fn apply(db: &mut soledad_store::Database, edits: &[Edit]) {
     for edit in edits {
         match *edit {
-            Edit::Write(i, v) => match db.get_doc(IDS[i], true).unwrap() {
+            Edit::Write(i, v) => match db.get_doc(&id(IDS[i]), true).unwrap() {
                 Some(mut d) if d.has_conflicts => {
                     // resolve first: the user picks the current revision's content
-                    let revs: Vec<String> = db
-                        .get_doc_conflicts(IDS[i])
+                    let revs: Vec<soledad_store::Rev> = db
+                        .get_doc_conflicts(&id(IDS[i]))
                         .unwrap()
                         .into_iter()
                         .map(|c| c.rev.unwrap())
@@ -152,12 +153,12 @@ fn apply(db: &mut soledad_store::Database, edits: &[Edit]) {
                     db.put_doc(&mut d).unwrap();
                 }
                 None => {
-                    db.create_doc(&json!({ "k": VALUES[v] }), Some(IDS[i]))
+                    db.create_doc(&json!({ "k": VALUES[v] }), Some(&id(IDS[i])))
                         .unwrap();
                 }
             },
             Edit::Delete(i) => {
-                if let Some(mut d) = db.get_doc(IDS[i], false).unwrap()
+                if let Some(mut d) = db.get_doc(&id(IDS[i]), false).unwrap()
                     && !d.has_conflicts
                 {
                     db.delete_doc(&mut d).unwrap();
@@ -174,7 +175,13 @@ fn snapshot(
         .unwrap()
         .1
         .into_iter()
-        .map(|d| (d.doc_id.clone(), d.rev.clone(), d.value().unwrap()))
+        .map(|d| {
+            (
+                d.doc_id.to_string(),
+                d.rev.as_ref().map(ToString::to_string),
+                d.value().unwrap(),
+            )
+        })
         .collect()
 }
 

@@ -1,6 +1,7 @@
 //! The server's opaque store: payload bytes, no content comparison, conflicts
 //! never stored when `save_conflict` is false.
 
+use crate::util::{id, rev};
 use crate::util::{pos, src, uid};
 use soledad_store::SaveConflict;
 use soledad_store::{Document, OpaqueDatabase, OpenOptions, PutState, StoreError, StoredSize};
@@ -13,7 +14,7 @@ fn server() -> OpaqueDatabase {
 }
 
 fn env(doc_id: &str, rev: &str, bytes: Option<&[u8]>) -> Document<Vec<u8>> {
-    Document::new(doc_id, Some(rev.to_owned()), bytes.map(<[u8]>::to_vec))
+    Document::new(id(doc_id), Some(self::rev(rev)), bytes.map(<[u8]>::to_vec))
 }
 
 #[test]
@@ -25,7 +26,7 @@ fn stores_bytes_byte_exact() {
         .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("client", 1, "T-a")))
         .unwrap();
     assert_eq!((state, generation), (PutState::Inserted, 1));
-    let read = db.get_doc("aGlkZGVuLWlk", false).unwrap().unwrap();
+    let read = db.get_doc(&id("aGlkZGVuLWlk"), false).unwrap().unwrap();
     assert_eq!(read.content.as_deref(), Some(payload.as_slice()));
     let created = db.create_doc_with_content(vec![1, 2, 3], None).unwrap();
     assert!(created.doc_id.starts_with("D-"));
@@ -52,10 +53,10 @@ fn concurrent_equal_bytes_are_not_merged_and_not_stored() {
         Some("b:1"),
         "the rev is never rewritten"
     );
-    let read = db.get_doc("id", false).unwrap().unwrap();
+    let read = db.get_doc(&id("id"), false).unwrap().unwrap();
     assert_eq!(read.rev.as_deref(), Some("a:1"));
     assert!(!read.has_conflicts);
-    assert!(db.get_doc_conflicts("id").unwrap().is_empty());
+    assert!(db.get_doc_conflicts(&id("id")).unwrap().is_empty());
     assert_eq!(
         db.get_replica_gen_and_trans_id(&uid("b")).unwrap(),
         pos(1, "T-2")
@@ -101,7 +102,11 @@ fn newer_older_and_same_revisions() {
         PutState::Converged
     );
     assert_eq!(
-        db.get_doc("id", false).unwrap().unwrap().content.as_deref(),
+        db.get_doc(&id("id"), false)
+            .unwrap()
+            .unwrap()
+            .content
+            .as_deref(),
         Some(&b"two"[..])
     );
     // an old source generation is refused
@@ -115,7 +120,11 @@ fn newer_older_and_same_revisions() {
         Err(StoreError::InvalidTransactionId)
     ));
     assert_eq!(
-        db.get_doc("id", false).unwrap().unwrap().rev.as_deref(),
+        db.get_doc(&id("id"), false)
+            .unwrap()
+            .unwrap()
+            .rev
+            .as_deref(),
         Some("a:2|b:1")
     );
 }
@@ -148,7 +157,7 @@ fn opaque_batch_applies_a_sync_upload_atomically() {
         Ok::<(), StoreError>(())
     });
     assert!(matches!(failed, Err(StoreError::InvalidGeneration)));
-    assert_eq!(db.get_doc("doc6", true).unwrap(), None);
+    assert_eq!(db.get_doc(&id("doc6"), true).unwrap(), None);
     assert_eq!(
         db.get_replica_gen_and_trans_id(&uid("c")).unwrap(),
         pos(5, "T-5")
@@ -213,7 +222,7 @@ fn durable_generation_follows_durable_commits_that_wrote() {
     let mut db: OpaqueDatabase = OpenOptions::new()
         .open_unencrypted(dir.path().join("server.db"))
         .unwrap();
-    db.create_doc_with_content(vec![1], Some("a")).unwrap();
+    db.create_doc_with_content(vec![1], Some(&id("a"))).unwrap();
     assert_eq!(
         db.durable_generation(),
         0,
@@ -231,7 +240,7 @@ fn durable_generation_follows_durable_commits_that_wrote() {
         "a durable write syncs everything before"
     );
     db.set_durable_commits(false).unwrap();
-    db.create_doc_with_content(vec![2], Some("b")).unwrap();
+    db.create_doc_with_content(vec![2], Some(&id("b"))).unwrap();
     assert_eq!(db.durable_generation(), 1);
 
     let durable: OpaqueDatabase = OpenOptions::new()

@@ -6,6 +6,7 @@ use serde_json::json;
 use soledad_store::SaveConflict;
 use soledad_store::{PutState, StoreError, VectorClock};
 
+use crate::util::id;
 use crate::util::{NESTED, SIMPLE, db, db_named, doc, sync, value_of};
 
 #[test]
@@ -22,7 +23,7 @@ fn whats_changed_initial_database() {
 #[test]
 fn whats_changed_returns_one_id_for_multiple_changes() {
     let mut db = db();
-    let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let mut d = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     d.set_json("{\"new\": \"contents\"}").unwrap();
     db.put_doc(&mut d).unwrap();
     let changes = db.whats_changed(0).unwrap();
@@ -39,8 +40,8 @@ fn whats_changed_returns_one_id_for_multiple_changes() {
 #[test]
 fn whats_changed_returns_last_edits_ascending() {
     let mut db = db();
-    let mut a = db.create_doc_from_json(SIMPLE, Some("a")).unwrap();
-    db.create_doc_from_json(SIMPLE, Some("b")).unwrap();
+    let mut a = db.create_doc_from_json(SIMPLE, Some(&id("a"))).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("b"))).unwrap();
     a.set_json(NESTED).unwrap();
     db.put_doc(&mut a).unwrap();
     let changes = db.whats_changed(0).unwrap();
@@ -89,9 +90,9 @@ fn whats_changed_doesnt_include_old_gen() {
 #[test]
 fn docs_changed_since_in_generation_order_with_limit() {
     let mut db = db();
-    let mut a = db.create_doc_from_json(SIMPLE, Some("a")).unwrap();
-    db.create_doc_from_json(SIMPLE, Some("b")).unwrap();
-    db.create_doc_from_json(SIMPLE, Some("c")).unwrap();
+    let mut a = db.create_doc_from_json(SIMPLE, Some(&id("a"))).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("b"))).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("c"))).unwrap();
     db.delete_doc(&mut a).unwrap();
     let all = db.docs_changed_since(0, 100).unwrap();
     let got: Vec<(&str, u64)> = all
@@ -173,7 +174,7 @@ fn put_doc_if_newer_new_document() {
         .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("r", 1, "foo")))
         .unwrap();
     assert_eq!(result, (PutState::Inserted, 1));
-    let read = db.get_doc("doc-id", false).unwrap().unwrap();
+    let read = db.get_doc(&id("doc-id"), false).unwrap().unwrap();
     assert_eq!(read.rev.as_deref(), Some("other:1"));
     assert_eq!(read.json(), Some(SIMPLE));
     assert!(!read.has_conflicts);
@@ -187,7 +188,7 @@ fn put_doc_if_newer_new_document() {
 fn put_doc_if_newer_already_superseded() {
     let mut db = db();
     let orig = "{\"new\": \"doc\"}";
-    let mut d = db.create_doc_from_json(orig, Some("d")).unwrap();
+    let mut d = db.create_doc_from_json(orig, Some(&id("d"))).unwrap();
     let rev1 = d.rev.clone().unwrap();
     d.set_json(SIMPLE).unwrap();
     db.put_doc(&mut d).unwrap();
@@ -196,7 +197,7 @@ fn put_doc_if_newer_already_superseded() {
         .put_doc_if_newer(&mut old, SaveConflict::No, Some(&src("r", 1, "foo")))
         .unwrap();
     assert_eq!(state, PutState::Superseded);
-    let read = db.get_doc("d", false).unwrap().unwrap();
+    let read = db.get_doc(&id("d"), false).unwrap().unwrap();
     assert_eq!(
         (read.rev.as_deref(), read.json()),
         (Some("test:2"), Some(SIMPLE))
@@ -206,7 +207,7 @@ fn put_doc_if_newer_already_superseded() {
 #[test]
 fn put_doc_if_newer_autoresolve_equal_content() {
     let mut db = db();
-    let d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let d = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let rev = VectorClock::parse(d.rev.as_deref().unwrap()).unwrap();
     // Same content, written differently, concurrent revision.
     let mut incoming = doc("d", "whatever:1", Some("{\"key\":\"value\"}"));
@@ -215,7 +216,7 @@ fn put_doc_if_newer_autoresolve_equal_content() {
         .unwrap();
     assert_eq!(state, PutState::Superseded);
     assert_eq!(generation, 2);
-    let stored = db.get_doc("d", false).unwrap().unwrap();
+    let stored = db.get_doc(&id("d"), false).unwrap().unwrap();
     assert_eq!(
         stored.rev.as_deref(),
         Some("test:2|whatever:1"),
@@ -229,14 +230,14 @@ fn put_doc_if_newer_autoresolve_equal_content() {
     assert!(merged.is_newer(&rev));
     assert!(merged.is_newer(&VectorClock::parse("whatever:1").unwrap()));
     assert!(!stored.has_conflicts);
-    assert_eq!(db.get_doc_conflicts("d").unwrap(), vec![]);
+    assert_eq!(db.get_doc_conflicts(&id("d")).unwrap(), vec![]);
 }
 
 #[test]
 fn put_doc_if_newer_already_converged() {
     let mut db = db();
     let mut d = db
-        .create_doc_from_json("{\"new\": \"doc\"}", Some("d"))
+        .create_doc_from_json("{\"new\": \"doc\"}", Some(&id("d")))
         .unwrap();
     let result = db
         .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("r", 1, "foo")))
@@ -251,19 +252,19 @@ fn put_doc_if_newer_already_converged() {
 #[test]
 fn put_doc_if_newer_conflicted_without_saving_leaves_doc() {
     let mut db = db();
-    let d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let d = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     let mut alt = doc("d", "alternate:1", Some(NESTED));
     let (state, generation) = db
         .put_doc_if_newer(&mut alt, SaveConflict::No, Some(&src("r", 1, "foo")))
         .unwrap();
     assert_eq!((state, generation), (PutState::Conflicted, 1));
-    let read = db.get_doc("d", false).unwrap().unwrap();
+    let read = db.get_doc(&id("d"), false).unwrap().unwrap();
     assert_eq!(
         (read.rev.clone(), read.json()),
         (d.rev.clone(), Some(SIMPLE))
     );
     assert!(!read.has_conflicts);
-    assert!(db.get_doc_conflicts("d").unwrap().is_empty());
+    assert!(db.get_doc_conflicts(&id("d")).unwrap().is_empty());
     // The source position is still recorded: no need to see it again.
     assert_eq!(
         db.get_replica_gen_and_trans_id(&uid("r")).unwrap(),
@@ -310,12 +311,12 @@ fn put_doc_if_newer_source_generation_rules() {
         .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("other", 1, "T-sad")))
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidTransactionId));
-    assert_eq!(db3.get_doc("doc_id", true).unwrap(), None);
+    assert_eq!(db3.get_doc(&id("doc_id"), true).unwrap(), None);
 
     // older generation with an older doc: fine, superseded
     let mut db4 = db();
     let mut d = db4
-        .create_doc_from_json("{\"new\": \"doc\"}", Some("d"))
+        .create_doc_from_json("{\"new\": \"doc\"}", Some(&id("d")))
         .unwrap();
     let rev1 = d.rev.clone().unwrap();
     d.set_json(SIMPLE).unwrap();
@@ -341,7 +342,7 @@ fn put_doc_if_newer_source_generation_rules() {
         .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("other", 1, "T-sad")))
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidGeneration));
-    assert_eq!(db5.get_doc("doc_id", true).unwrap(), None);
+    assert_eq!(db5.get_doc(&id("doc_id"), true).unwrap(), None);
     assert_eq!(
         db5.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
         pos(5, "T-sid")
@@ -351,7 +352,7 @@ fn put_doc_if_newer_source_generation_rules() {
 #[test]
 fn put_doc_if_newer_records_replica_position() {
     let mut db = db();
-    let d1 = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let d1 = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     db.set_replica_gen_and_trans_id(&src("other", 1, "T-sid"))
         .unwrap();
     let mut d2 = doc("d", "other:1|test:1", Some(NESTED));
@@ -404,16 +405,16 @@ fn put_doc_if_newer_records_replica_position() {
 #[test]
 fn put_doc_if_newer_rejects_bad_input() {
     let mut db = db();
+    // Bad revisions and ids are refused by their parsers: no document can
+    // carry one into the store.
     for bad_rev in ["", "garbage", "b:1|a:1", "a:0", "a:1|"] {
-        let mut d = doc("d", bad_rev, Some(SIMPLE));
-        let err = db
-            .put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("r", 1, "t")))
-            .unwrap_err();
+        let err = soledad_store::Rev::parse(bad_rev).unwrap_err();
         assert!(
             matches!(err, StoreError::InvalidRevision),
             "{bad_rev:?}: {err:?}"
         );
-        assert_eq!(d.rev.as_deref(), Some(bad_rev));
+        let json = serde_json::to_string(bad_rev).unwrap();
+        assert!(serde_json::from_str::<soledad_store::Rev>(&json).is_err());
     }
     let mut no_rev = doc("d", "a:1", Some(SIMPLE));
     no_rev.rev = None;
@@ -421,9 +422,8 @@ fn put_doc_if_newer_rejects_bad_input() {
         db.put_doc_if_newer(&mut no_rev, SaveConflict::No, None),
         Err(StoreError::InvalidRevision)
     ));
-    let mut bad_id = doc("a b", "a:1", Some(SIMPLE));
     assert!(matches!(
-        db.put_doc_if_newer(&mut bad_id, SaveConflict::No, None),
+        soledad_store::DocId::parse("a b"),
         Err(StoreError::InvalidDocId)
     ));
     assert!(matches!(
@@ -452,17 +452,22 @@ fn put_doc_if_newer_tombstones() {
             .0,
         PutState::Inserted
     );
-    assert_eq!(db.get_doc("gone", false).unwrap(), None);
-    assert!(db.get_doc("gone", true).unwrap().unwrap().is_tombstone());
+    assert_eq!(db.get_doc(&id("gone"), false).unwrap(), None);
+    assert!(
+        db.get_doc(&id("gone"), true)
+            .unwrap()
+            .unwrap()
+            .is_tombstone()
+    );
     // concurrent deletes on both sides merge (same "content": none)
-    let mut d = db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    let mut d = db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     db.delete_doc(&mut d).unwrap();
     let mut remote_delete = doc("d", "other:1|test:1", None);
     let (state, _) = db
         .put_doc_if_newer(&mut remote_delete, SaveConflict::No, None)
         .unwrap();
     assert_eq!(state, PutState::Superseded);
-    let stored = db.get_doc("d", true).unwrap().unwrap();
+    let stored = db.get_doc(&id("d"), true).unwrap().unwrap();
     assert_eq!(stored.rev.as_deref(), Some("other:1|test:3"));
     assert!(stored.is_tombstone());
 }
@@ -471,36 +476,41 @@ fn put_doc_if_newer_tombstones() {
 fn sync_between_two_databases() {
     let mut a = db_named("alice");
     let mut b = db_named("bob");
-    a.create_doc_from_json(SIMPLE, Some("from-a")).unwrap();
-    b.create_doc_from_json(NESTED, Some("from-b")).unwrap();
+    a.create_doc_from_json(SIMPLE, Some(&id("from-a"))).unwrap();
+    b.create_doc_from_json(NESTED, Some(&id("from-b"))).unwrap();
     sync(&mut a, &mut b).unwrap();
     for db in [&a, &b] {
         assert_eq!(
-            db.get_doc("from-a", false).unwrap().unwrap().json(),
+            db.get_doc(&id("from-a"), false).unwrap().unwrap().json(),
             Some(SIMPLE)
         );
         assert_eq!(
-            db.get_doc("from-b", false).unwrap().unwrap().json(),
+            db.get_doc(&id("from-b"), false).unwrap().unwrap().json(),
             Some(NESTED)
         );
     }
     // deletes propagate
-    let mut d = a.get_doc("from-b", false).unwrap().unwrap();
+    let mut d = a.get_doc(&id("from-b"), false).unwrap().unwrap();
     a.delete_doc(&mut d).unwrap();
     sync(&mut a, &mut b).unwrap();
-    assert_eq!(b.get_doc("from-b", false).unwrap(), None);
-    assert_eq!(b.get_doc("from-b", true).unwrap().unwrap().rev, d.rev);
+    assert_eq!(b.get_doc(&id("from-b"), false).unwrap(), None);
+    assert_eq!(b.get_doc(&id("from-b"), true).unwrap().unwrap().rev, d.rev);
     // Concurrent edits: the source keeps a conflict, the target is untouched.
-    let mut on_a = a.get_doc("from-a", false).unwrap().unwrap();
+    let mut on_a = a.get_doc(&id("from-a"), false).unwrap().unwrap();
     on_a.set_value(&json!({"edited": "by a"})).unwrap();
     a.put_doc(&mut on_a).unwrap();
-    let mut on_b = b.get_doc("from-a", false).unwrap().unwrap();
+    let mut on_b = b.get_doc(&id("from-a"), false).unwrap().unwrap();
     on_b.set_value(&json!({"edited": "by b"})).unwrap();
     b.put_doc(&mut on_b).unwrap();
     sync(&mut a, &mut b).unwrap();
     assert_eq!(value_of(&b, "from-a"), Some(json!({"edited": "by b"})));
-    assert!(!b.get_doc("from-a", false).unwrap().unwrap().has_conflicts);
-    let on_a_now = a.get_doc("from-a", false).unwrap().unwrap();
+    assert!(
+        !b.get_doc(&id("from-a"), false)
+            .unwrap()
+            .unwrap()
+            .has_conflicts
+    );
+    let on_a_now = a.get_doc(&id("from-a"), false).unwrap().unwrap();
     assert!(on_a_now.has_conflicts);
     assert_eq!(
         on_a_now.rev, on_b.rev,
@@ -509,8 +519,8 @@ fn sync_between_two_databases() {
     // Resolve on a, sync: both converge on the resolution.
     let mut resolved = on_a_now.clone();
     resolved.set_value(&json!({"edited": "by both"})).unwrap();
-    let revs: Vec<String> = a
-        .get_doc_conflicts("from-a")
+    let revs: Vec<soledad_store::Rev> = a
+        .get_doc_conflicts(&id("from-a"))
         .unwrap()
         .into_iter()
         .map(|d| d.rev.unwrap())
@@ -520,7 +530,7 @@ fn sync_between_two_databases() {
     sync(&mut a, &mut b).unwrap();
     assert_eq!(value_of(&b, "from-a"), Some(json!({"edited": "by both"})));
     assert_eq!(
-        b.get_doc("from-a", false).unwrap().unwrap().rev,
+        b.get_doc(&id("from-a"), false).unwrap().unwrap().rev,
         resolved.rev
     );
     // Nothing left to exchange: a second sync changes nothing.
@@ -535,16 +545,16 @@ fn sync_between_two_databases() {
 fn sync_autoresolves_equal_edits() {
     let mut a = db_named("alice");
     let mut b = db_named("bob");
-    a.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    a.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     sync(&mut a, &mut b).unwrap();
     for db in [&mut a, &mut b] {
-        let mut d = db.get_doc("d", false).unwrap().unwrap();
+        let mut d = db.get_doc(&id("d"), false).unwrap().unwrap();
         d.set_json("{\"same\": \"edit\"}").unwrap();
         db.put_doc(&mut d).unwrap();
     }
     sync(&mut a, &mut b).unwrap();
-    let on_a = a.get_doc("d", false).unwrap().unwrap();
-    let on_b = b.get_doc("d", false).unwrap().unwrap();
+    let on_a = a.get_doc(&id("d"), false).unwrap().unwrap();
+    let on_b = b.get_doc(&id("d"), false).unwrap().unwrap();
     assert!(!on_a.has_conflicts && !on_b.has_conflicts);
     assert_eq!(on_a.rev, on_b.rev);
     assert_eq!(on_a.rev.as_deref(), Some("alice:2|bob:2"));
@@ -559,12 +569,12 @@ fn sync_detects_a_rolled_back_target() {
         .replica_uid("bob")
         .open_unencrypted(&path)
         .unwrap();
-    b.create_doc_from_json(SIMPLE, Some("one")).unwrap();
+    b.create_doc_from_json(SIMPLE, Some(&id("one"))).unwrap();
     b.close().unwrap();
     let backup = dir.path().join("backup.db");
     std::fs::copy(&path, &backup).unwrap();
     let mut b = soledad_store::Database::open_unencrypted(&path).unwrap();
-    b.create_doc_from_json(SIMPLE, Some("two")).unwrap();
+    b.create_doc_from_json(SIMPLE, Some(&id("two"))).unwrap();
     sync(&mut a, &mut b).unwrap();
     assert_eq!(
         a.get_replica_gen_and_trans_id(&uid("bob"))
@@ -578,11 +588,11 @@ fn sync_detects_a_rolled_back_target() {
     std::fs::copy(&backup, &older_copy).unwrap();
     let mut restored = soledad_store::Database::open_unencrypted(&backup).unwrap();
     restored
-        .create_doc_from_json(NESTED, Some("other-two"))
+        .create_doc_from_json(NESTED, Some(&id("other-two")))
         .unwrap();
     let err = sync(&mut a, &mut restored).unwrap_err();
     assert!(matches!(err, StoreError::InvalidTransactionId), "{err:?}");
-    assert!(a.get_doc("other-two", true).unwrap().is_none());
+    assert!(a.get_doc(&id("other-two"), true).unwrap().is_none());
     // An even older copy (generation 1 < 2 recorded) is caught too.
     let mut older = soledad_store::Database::open_unencrypted(&older_copy).unwrap();
     let err = sync(&mut a, &mut older).unwrap_err();

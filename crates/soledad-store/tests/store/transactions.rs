@@ -6,6 +6,7 @@ use soledad_store::SaveConflict;
 use soledad_store::{Document, JsonContent, PutState, StoreError};
 
 use crate::util::{SIMPLE, db, doc, ids};
+use crate::util::{id, revs_of};
 
 #[test]
 fn batch_commits_everything() {
@@ -14,14 +15,17 @@ fn batch_commits_everything() {
     let generation = db
         .batch(|b| {
             for i in 0..10 {
-                b.create_doc(&json!({ "key": format!("k{i}") }), Some(&format!("doc{i}")))?;
+                b.create_doc(
+                    &json!({ "key": format!("k{i}") }),
+                    Some(&id(&format!("doc{i}"))),
+                )?;
             }
             let mut d = doc("remote", "other:1", Some(SIMPLE));
             let (state, _) =
                 b.put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("other", 1, "T-1")))?;
             assert_eq!(state, PutState::Inserted);
             // reads inside the batch see its writes
-            assert!(b.get_doc("doc3", false)?.is_some());
+            assert!(b.get_doc(&id("doc3"), false)?.is_some());
             Ok::<_, StoreError>(b.get_generation_info()?.generation())
         })
         .unwrap();
@@ -42,24 +46,24 @@ fn batch_commits_everything() {
 fn failing_write_in_the_middle_of_a_batch_leaves_nothing() {
     let mut db = db();
     db.create_index("by-key", &["key"]).unwrap();
-    db.create_doc_from_json("{\"key\": \"before\"}", Some("before"))
+    db.create_doc_from_json("{\"key\": \"before\"}", Some(&id("before")))
         .unwrap();
     let before = db.get_generation_info().unwrap();
     let err = db
         .batch(|b| {
-            b.create_doc(&json!({"key": "one"}), Some("one"))?;
+            b.create_doc(&json!({"key": "one"}), Some(&id("one")))?;
             let mut d = doc("remote", "other:1", Some(SIMPLE));
             b.put_doc_if_newer(&mut d, SaveConflict::No, Some(&src("other", 1, "T-1")))?;
-            b.create_doc(&json!({"key": "dup"}), Some("before"))?; // RevisionConflict
-            b.create_doc(&json!({"key": "never"}), Some("never"))?;
+            b.create_doc(&json!({"key": "dup"}), Some(&id("before")))?; // RevisionConflict
+            b.create_doc(&json!({"key": "never"}), Some(&id("never")))?;
             Ok::<(), StoreError>(())
         })
         .unwrap_err();
     assert!(matches!(err, StoreError::RevisionConflict));
     assert_eq!(db.get_generation_info().unwrap(), before);
-    assert_eq!(db.get_doc("one", true).unwrap(), None);
-    assert_eq!(db.get_doc("remote", true).unwrap(), None);
-    assert_eq!(db.get_doc("never", true).unwrap(), None);
+    assert_eq!(db.get_doc(&id("one"), true).unwrap(), None);
+    assert_eq!(db.get_doc(&id("remote"), true).unwrap(), None);
+    assert_eq!(db.get_doc(&id("never"), true).unwrap(), None);
     assert_eq!(
         db.get_replica_gen_and_trans_id(&uid("other")).unwrap(),
         soledad_store::Position::origin()
@@ -73,7 +77,7 @@ fn failing_write_in_the_middle_of_a_batch_leaves_nothing() {
         vec![vec!["before".to_owned()]]
     );
     // The database is still usable and the generation continues from where it was.
-    db.create_doc_from_json(SIMPLE, Some("after")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("after"))).unwrap();
     assert_eq!(
         db.get_generation_info().unwrap().generation(),
         before.generation() + 1
@@ -83,14 +87,17 @@ fn failing_write_in_the_middle_of_a_batch_leaves_nothing() {
 #[test]
 fn a_failed_operation_inside_a_batch_can_be_skipped() {
     let mut db = db();
-    db.create_doc_from_json(SIMPLE, Some("exists")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("exists")))
+        .unwrap();
     db.batch(|b| {
-        b.create_doc_from_json(SIMPLE, Some("a"))?;
-        let err = b.create_doc_from_json(SIMPLE, Some("exists")).unwrap_err();
+        b.create_doc_from_json(SIMPLE, Some(&id("a")))?;
+        let err = b
+            .create_doc_from_json(SIMPLE, Some(&id("exists")))
+            .unwrap_err();
         assert!(matches!(err, StoreError::RevisionConflict));
-        let err = b.create_doc_from_json("[1]", Some("bad")).unwrap_err();
+        let err = b.create_doc_from_json("[1]", Some(&id("bad"))).unwrap_err();
         assert!(matches!(err, StoreError::InvalidContent));
-        b.create_doc_from_json(SIMPLE, Some("b"))?;
+        b.create_doc_from_json(SIMPLE, Some(&id("b")))?;
         Ok::<(), StoreError>(())
     })
     .unwrap();
@@ -117,13 +124,13 @@ fn batch_with_custom_error_type_rolls_back() {
     }
     let mut db = db();
     let result: Result<(), AppError> = db.batch(|b| {
-        b.create_doc_from_json(SIMPLE, Some("x"))?;
+        b.create_doc_from_json(SIMPLE, Some(&id("x")))?;
         Err(AppError::Cancelled)
     });
     assert!(matches!(result, Err(AppError::Cancelled)));
-    assert_eq!(db.get_doc("x", true).unwrap(), None);
+    assert_eq!(db.get_doc(&id("x"), true).unwrap(), None);
     let result: Result<(), AppError> = db.batch(|b| {
-        b.create_doc_from_json(SIMPLE, Some("bad id"))?;
+        b.create_doc_from_json("[not an object]", Some(&id("y")))?;
         Ok(())
     });
     assert!(matches!(result, Err(AppError::Store)));
@@ -132,25 +139,25 @@ fn batch_with_custom_error_type_rolls_back() {
 #[test]
 fn batch_put_delete_resolve() {
     let mut db = db();
-    db.create_doc_from_json(SIMPLE, Some("c")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("c"))).unwrap();
     let mut alt = doc("c", "alternate:1", Some("{\"b\": 1}"));
     db.put_doc_if_newer(&mut alt, SaveConflict::Yes, None)
         .unwrap();
-    let mut p = db.create_doc_from_json(SIMPLE, Some("p")).unwrap();
+    let mut p = db.create_doc_from_json(SIMPLE, Some(&id("p"))).unwrap();
     db.batch(|b| {
         p.set_json("{\"updated\": true}")?;
         b.put_doc(&mut p)?;
         b.delete_doc(&mut p)?;
-        let mut resolved = b.get_doc("c", false)?.unwrap();
-        b.resolve_doc(&mut resolved, &["alternate:1", "test:1"])?;
+        let mut resolved = b.get_doc(&id("c"), false)?.unwrap();
+        b.resolve_doc(&mut resolved, &revs_of(&["alternate:1", "test:1"]))?;
         assert!(!resolved.has_conflicts);
         b.set_replica_gen_and_trans_id(&src("peer", 7, "T-7"))?;
         assert_eq!(b.get_replica_gen_and_trans_id(&uid("peer"))?, pos(7, "T-7"));
         Ok::<(), StoreError>(())
     })
     .unwrap();
-    assert!(db.get_doc("p", true).unwrap().unwrap().is_tombstone());
-    assert!(db.get_doc_conflicts("c").unwrap().is_empty());
+    assert!(db.get_doc(&id("p"), true).unwrap().unwrap().is_tombstone());
+    assert!(db.get_doc_conflicts(&id("c")).unwrap().is_empty());
     assert_eq!(
         db.get_replica_gen_and_trans_id(&uid("peer")).unwrap(),
         pos(7, "T-7")
@@ -162,7 +169,7 @@ fn failed_single_write_leaves_previous_state() {
     let mut db = db();
     db.create_index("by-key", &["key"]).unwrap();
     let mut d = db
-        .create_doc_from_json("{\"key\": \"v1\"}", Some("d"))
+        .create_doc_from_json("{\"key\": \"v1\"}", Some(&id("d")))
         .unwrap();
     let before = db.get_generation_info().unwrap();
     // A put that fails (size limit) changes nothing, index included.
@@ -176,7 +183,7 @@ fn failed_single_write_leaves_previous_state() {
     assert_eq!(d.rev.as_deref(), Some("test:1"));
     assert_eq!(db.get_generation_info().unwrap(), before);
     assert_eq!(ids(&db.get_from_index("by-key", &["v1"]).unwrap()), ["d"]);
-    let mut fresh = Document::new("n", None, Some(JsonContent::from_json("{}").unwrap()));
+    let mut fresh = Document::new(id("n"), None, Some(JsonContent::from_json("{}").unwrap()));
     db.set_document_size_limit(None);
     db.put_doc(&mut fresh).unwrap();
     assert_eq!(
@@ -193,9 +200,9 @@ fn two_handles_on_one_file_see_each_others_writes() {
     let mut writer = soledad_store::Database::open_encrypted(&path, &key).unwrap();
     let reader = soledad_store::Database::open_encrypted(&path, &key).unwrap();
     assert_eq!(writer.replica_uid(), reader.replica_uid());
-    writer.create_doc_from_json(SIMPLE, Some("w")).unwrap();
+    writer.create_doc_from_json(SIMPLE, Some(&id("w"))).unwrap();
     assert_eq!(
-        reader.get_doc("w", false).unwrap().unwrap().json(),
+        reader.get_doc(&id("w"), false).unwrap().unwrap().json(),
         Some(SIMPLE)
     );
     assert_eq!(
@@ -212,7 +219,7 @@ fn an_operation_failing_half_way_aborts_the_whole_batch() {
         .replica_uid("test")
         .open_unencrypted::<JsonContent>(&path)
         .unwrap();
-    db.create_doc_from_json(SIMPLE, Some("d")).unwrap();
+    db.create_doc_from_json(SIMPLE, Some(&id("d"))).unwrap();
     db.put_doc_if_newer(
         &mut doc("d", "a:1", Some("{\"a\": 1}")),
         SaveConflict::Yes,
@@ -226,12 +233,13 @@ fn an_operation_failing_half_way_aborts_the_whole_batch() {
     )
     .unwrap();
     db.close().unwrap();
-    // Damage the second stored conflict's revision behind the store's back.
+    // Damage the second stored conflict's content behind the store's back
+    // (a damaged revision would be refused when read, before any write).
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         let n = conn
             .execute(
-                "UPDATE conflicts SET doc_rev = 'garbage' WHERE doc_rev = 'a:1'",
+                "UPDATE conflicts SET content = '{damaged' WHERE doc_rev = 'a:1'",
                 [],
             )
             .unwrap();
@@ -240,7 +248,7 @@ fn an_operation_failing_half_way_aborts_the_whole_batch() {
     let mut db = soledad_store::Database::open_unencrypted(&path).unwrap();
     let before = db.get_generation_info().unwrap();
     let result = db.batch(|b| {
-        b.create_doc_from_json(SIMPLE, Some("new"))?;
+        b.create_doc_from_json(SIMPLE, Some(&id("new")))?;
         // Prunes the conflict test:1 (a write), then meets the damaged one.
         let err = b
             .put_doc_if_newer(
@@ -249,9 +257,14 @@ fn an_operation_failing_half_way_aborts_the_whole_batch() {
                 None,
             )
             .unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+        assert!(
+            matches!(err, StoreError::Corrupt(_) | StoreError::InvalidJson),
+            "{err:?}"
+        );
         assert!(b.is_aborted());
-        let err = b.create_doc_from_json(SIMPLE, Some("later")).unwrap_err();
+        let err = b
+            .create_doc_from_json(SIMPLE, Some(&id("later")))
+            .unwrap_err();
         assert!(matches!(err, StoreError::BatchAborted));
         Ok::<(), StoreError>(())
     });
@@ -260,9 +273,9 @@ fn an_operation_failing_half_way_aborts_the_whole_batch() {
         "{result:?}"
     );
     assert_eq!(db.get_generation_info().unwrap(), before);
-    assert_eq!(db.get_doc("new", true).unwrap(), None);
+    assert_eq!(db.get_doc(&id("new"), true).unwrap(), None);
     assert_eq!(
-        db.get_doc_conflicts("d").unwrap().len(),
+        db.get_doc_conflicts(&id("d")).unwrap().len(),
         3,
         "the pruned conflict is back"
     );

@@ -1,7 +1,7 @@
 //! Shared helpers.
 
 use serde_json::{Value, json};
-use soledad_store::{Database, Document, JsonContent, OpenOptions};
+use soledad_store::{Database, DocId, Document, JsonContent, OpenOptions, Rev};
 
 /// A fresh in-memory JSON database whose replica uid is `test`.
 pub fn db() -> Database {
@@ -25,15 +25,15 @@ pub const NESTED: &str = "{\"key\": \"value\", \"sub\": {\"doc\": \"underneath\"
 /// A document as it would arrive from another replica.
 pub fn doc(doc_id: &str, rev: &str, json: Option<&str>) -> Document {
     Document::new(
-        doc_id,
-        Some(rev.to_owned()),
+        id(doc_id),
+        Some(self::rev(rev)),
         json.map(|j| JsonContent::from_json(j).unwrap()),
     )
 }
 
 /// The stored content as a value.
 pub fn value_of(db: &Database, doc_id: &str) -> Option<Value> {
-    db.get_doc(doc_id, true)
+    db.get_doc(&id(doc_id), true)
         .unwrap()
         .and_then(|d| d.value().unwrap())
 }
@@ -45,17 +45,17 @@ pub fn obj(key: &str, value: &str) -> Value {
 
 /// Doc ids of a result list.
 pub fn ids(docs: &[Document]) -> Vec<String> {
-    docs.iter().map(|d| d.doc_id.clone()).collect()
+    docs.iter().map(|d| d.doc_id.to_string()).collect()
 }
 
 /// `(rev, content)` pairs of `get_doc_conflicts`, first kept in place and the
 /// rest sorted (u1db's `assertGetDocConflicts`).
 pub fn conflicts_of(db: &Database, doc_id: &str) -> Vec<(String, Option<Value>)> {
     let mut out: Vec<(String, Option<Value>)> = db
-        .get_doc_conflicts(doc_id)
+        .get_doc_conflicts(&id(doc_id))
         .unwrap()
         .into_iter()
-        .map(|d| (d.rev.clone().unwrap(), d.value().unwrap()))
+        .map(|d| (d.rev.clone().unwrap().into_string(), d.value().unwrap()))
         .collect();
     if out.len() > 1 {
         out[1..].sort_by(|a, b| a.0.cmp(&b.0));
@@ -141,6 +141,26 @@ pub fn sync(
         target.set_replica_gen_and_trans_id(&Source::new(source_uid, current))?;
     }
     Ok(start_gen)
+}
+
+/// A parsed document id (test input is valid).
+pub fn id(doc_id: &str) -> DocId {
+    DocId::parse(doc_id).unwrap()
+}
+
+/// Parsed document ids (test input is valid).
+pub fn ids_of(doc_ids: &[&str]) -> Vec<DocId> {
+    doc_ids.iter().map(|d| id(d)).collect()
+}
+
+/// A parsed revision (test input is valid).
+pub fn rev(rev: &str) -> Rev {
+    Rev::parse(rev).unwrap()
+}
+
+/// Parsed revisions (test input is valid).
+pub fn revs_of(revs: &[&str]) -> Vec<Rev> {
+    revs.iter().map(|r| rev(r)).collect()
 }
 
 /// A parsed replica uid (test input is valid).
