@@ -224,15 +224,26 @@ fn charts(r: &Results) -> Vec<(&'static str, Chart)> {
                 x_label: "blob size (bytes; 1 MB = 10^6 B)".into(),
                 y_label: "peak RSS of client + server process (MiB)".into(),
                 x_ticks: plot::si_bytes,
-                series: vec![line(
-                    "Soledad (both devices and the server in one process)",
-                    r.blobs
-                        .iter()
-                        .filter_map(|b| Some((b.size as f64, b.peak_rss_mib?)))
-                        .collect(),
-                    plot::SOLEDAD,
-                    false,
-                )],
+                series: vec![
+                    line(
+                        "peak while moving the blob",
+                        r.blobs
+                            .iter()
+                            .filter_map(|b| Some((b.size as f64, b.peak_rss_mib?)))
+                            .collect(),
+                        plot::SOLEDAD,
+                        false,
+                    ),
+                    line(
+                        "resident just before (baseline)",
+                        r.blobs
+                            .iter()
+                            .filter_map(|b| Some((b.size as f64, b.rss_before_mib?)))
+                            .collect(),
+                        plot::FLOOR,
+                        true,
+                    ),
+                ],
             },
         ),
         (
@@ -288,8 +299,12 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+fn mib(v: Option<f64>) -> String {
+    v.map_or_else(|| "unknown".into(), |m| format!("{m:.0}"))
+}
+
 fn opt_ms(v: Option<f64>) -> String {
-    v.map_or_else(|| "not run".into(), ms)
+    v.map_or_else(|| "–".into(), ms)
 }
 
 fn docs_label(count: usize, size: usize) -> String {
@@ -405,6 +420,10 @@ fn document(r: &Results, machine: &Machine, plan: &Plan) -> String {
 
     out.push_str("## Device → server → device\n\nAbout 10 MB in documents of one size.\n\n");
     transfer_table(r, &mut out);
+    out.push_str(
+        "\nThe peer runs the three scenarios of issue 15 (1000 × 10 KB, 100 × 100 KB, 10 × 1 MB); \
+        \"–\" where it has no figure. Ratios above 1× mean the peer is slower than Soledad.\n",
+    );
     out.push_str("\n![sync time by document size](benchmarks/sync-vs-size.svg)\n\n");
 
     out.push_str(
@@ -452,7 +471,7 @@ fn document(r: &Results, machine: &Machine, plan: &Plan) -> String {
     } else {
         " where the kernel allows (it did not here: the figures are the process's peak so far).\n\n"
     });
-    out.push_str("| blob | put + upload ms (MB/s) | download ms (MB/s) | raw floor ms (MB/s) | Soledad (up + down) ÷ floor | peak RSS MiB |\n|---|---|---|---|---|---|\n");
+    out.push_str("| blob | put + upload ms (MB/s) | download ms (MB/s) | raw floor ms (MB/s) | Soledad (up + down) ÷ floor | peak RSS MiB (resident before) |\n|---|---|---|---|---|---|\n");
     for b in &r.blobs {
         let rate = |v: f64| {
             if v > 0.0 {
@@ -463,7 +482,7 @@ fn document(r: &Results, machine: &Machine, plan: &Plan) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} ({:.1}) | {} ({:.1}) | {} ({:.1}) | {} | {} |",
+            "| {} | {} ({:.1}) | {} ({:.1}) | {} ({:.1}) | {} | {} ({}) |",
             plot::bytes(b.size as f64),
             ms(b.upload_ms),
             rate(b.upload_ms),
@@ -472,8 +491,8 @@ fn document(r: &Results, machine: &Machine, plan: &Plan) -> String {
             ms(b.floor_ms),
             rate(b.floor_ms),
             ratio(b.upload_ms + b.download_ms, b.floor_ms),
-            b.peak_rss_mib
-                .map_or_else(|| "unknown".into(), |m| format!("{m:.0}"))
+            mib(b.peak_rss_mib),
+            mib(b.rss_before_mib)
         );
     }
     out.push_str("\n![blob throughput by size](benchmarks/blob-throughput.svg)\n\n![peak RSS by blob size](benchmarks/blob-rss.svg)\n\n");
@@ -546,13 +565,13 @@ fn readme_block(r: &Results, machine: &Machine) -> String {
         let rate = |v: f64| b.size as f64 / 1e6 / (v / 1000.0);
         let _ = writeln!(
             out,
-            "| blob of {}: put + upload / download | {:.0} / {:.0} MB/s (raw floor {:.0} MB/s), peak RSS {} MiB |",
+            "| blob of {}: put + upload / download | {:.0} / {:.0} MB/s (raw floor {:.0} MB/s), peak RSS {} MiB (resident before {} MiB, both devices and the server) |",
             plot::bytes(b.size as f64),
             rate(b.upload_ms),
             rate(b.download_ms),
             rate(b.floor_ms),
-            b.peak_rss_mib
-                .map_or_else(|| "unknown".into(), |m| format!("{m:.0}"))
+            mib(b.peak_rss_mib),
+            mib(b.rss_before_mib)
         );
     }
     if let Some(c) = r.concurrency.last() {

@@ -64,6 +64,8 @@ pub(crate) struct BlobPoint {
     pub(crate) floor_ms: f64,
     /// Peak RSS of this process (client and in-process server) during the blob.
     pub(crate) peak_rss_mib: Option<f64>,
+    /// RSS of this process just before the blob (what the peak adds to).
+    pub(crate) rss_before_mib: Option<f64>,
     pub(crate) runs: usize,
 }
 

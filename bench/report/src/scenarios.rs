@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use soledad_client::Soledad;
 
-use crate::machine::{peak_rss_mib, reset_peak_rss};
+use crate::machine::{peak_rss_mib, reset_peak_rss, rss_mib};
 use crate::results::{BlobPoint, ConcurrencyPoint, Results, StorePoint, Transfer};
 use crate::soledad::Bench;
 use crate::workload::{doc_id, filler, median};
@@ -133,16 +133,8 @@ async fn scenarios(plan: &Plan, bench: &Bench, dir: &std::path::Path) -> anyhow:
         );
         results.transfers.push(point);
     }
-    for &count in &plan.stores {
-        let point = store(bench, dir, plan, count)
-            .await
-            .with_context(|| format!("store of {count}"))?;
-        eprintln!(
-            "soledad: store of {count}: sync {:.0} ms, no-op {:.1} ms, one doc {:.1} ms",
-            point.transfer.total_ms, point.noop_ms, point.one_doc_ms
-        );
-        results.stores.push(point);
-    }
+    // Blobs before the large stores: the peak RSS of a blob adds to what the
+    // process already holds, which the 100,000-document store raises.
     for &size in &plan.blobs {
         let point = blob(bench, dir, size, plan.runs_for_blob(size))
             .await
@@ -152,6 +144,16 @@ async fn scenarios(plan: &Plan, bench: &Bench, dir: &std::path::Path) -> anyhow:
             point.upload_ms, point.download_ms, point.floor_ms, point.peak_rss_mib
         );
         results.blobs.push(point);
+    }
+    for &count in &plan.stores {
+        let point = store(bench, dir, plan, count)
+            .await
+            .with_context(|| format!("store of {count}"))?;
+        eprintln!(
+            "soledad: store of {count}: sync {:.0} ms, no-op {:.1} ms, one doc {:.1} ms",
+            point.transfer.total_ms, point.noop_ms, point.one_doc_ms
+        );
+        results.stores.push(point);
     }
     results.concurrency = concurrency(bench, plan)
         .await
@@ -295,11 +297,13 @@ async fn blob(
     let mut down = Vec::new();
     let mut floor = Vec::new();
     let mut rss: Option<f64> = None;
+    let mut before: Option<f64> = None;
     for run in 0..runs {
         let user = bench.user().await?;
         let a = bench.device(&user, "a").await?;
         let b = bench.device(&user, "b").await?;
         reset_peak_rss();
+        before = before.or(rss_mib());
         let id = format!("blob-{run}");
         let manager = a.blobmanager().context("device A has no blob store")?;
         let start = Instant::now();
@@ -337,6 +341,7 @@ async fn blob(
         download_ms: median(&down),
         floor_ms: median(&floor),
         peak_rss_mib: rss,
+        rss_before_mib: before,
         runs,
     })
 }
