@@ -44,6 +44,17 @@ impl Machine {
         }
     }
 
+    /// Whether the 1-minute load average at start exceeded the core count.
+    pub(crate) fn busy(&self) -> bool {
+        let load: f64 = self
+            .load
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        load > self.cores as f64
+    }
+
     /// One line: `2 cores (Model), 23.4 GiB RAM, Linux 6.1, load 3.1 2.9 2.5`.
     pub(crate) fn summary(&self) -> String {
         format!(

@@ -220,30 +220,24 @@ fn charts(r: &Results) -> Vec<(&'static str, Chart)> {
         (
             "blob-rss.svg",
             Chart {
-                title: "Peak memory while moving one blob".into(),
+                title: "Memory a blob transfer adds, by blob size".into(),
                 x_label: "blob size (bytes; 1 MB = 10^6 B)".into(),
-                y_label: "peak RSS of client + server process (MiB)".into(),
+                y_label: "added peak RSS, devices + server (MiB)".into(),
                 x_ticks: plot::si_bytes,
-                series: vec![
-                    line(
-                        "peak while moving the blob",
-                        r.blobs
-                            .iter()
-                            .filter_map(|b| Some((b.size as f64, b.peak_rss_mib?)))
-                            .collect(),
-                        plot::SOLEDAD,
-                        false,
-                    ),
-                    line(
-                        "resident just before (baseline)",
-                        r.blobs
-                            .iter()
-                            .filter_map(|b| Some((b.size as f64, b.rss_before_mib?)))
-                            .collect(),
-                        plot::FLOOR,
-                        true,
-                    ),
-                ],
+                series: vec![line(
+                    "peak RSS − RSS just before the blob",
+                    r.blobs
+                        .iter()
+                        .filter_map(|b| {
+                            Some((
+                                b.size as f64,
+                                (b.peak_rss_mib? - b.rss_before_mib?).max(0.1),
+                            ))
+                        })
+                        .collect(),
+                    plot::SOLEDAD,
+                    false,
+                )],
             },
         ),
         (
@@ -390,6 +384,12 @@ fn header(r: &Results, machine: &Machine, out: &mut String) {
         machine.summary(),
         r.total_seconds
     );
+    if machine.busy() {
+        out.push_str(
+            "The load average was above the number of cores: the machine was busy with other work, \
+             so these figures are noisy and slower than on a quiet machine.\n",
+        );
+    }
 }
 
 fn document(r: &Results, machine: &Machine, plan: &Plan) -> String {
@@ -482,14 +482,14 @@ fn document(r: &Results, machine: &Machine, plan: &Plan) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} ({:.1}) | {} ({:.1}) | {} ({:.1}) | {} | {} ({}) |",
+            "| {} | {} ({}) | {} ({}) | {} ({}) | {} | {} ({}) |",
             plot::bytes(b.size as f64),
             ms(b.upload_ms),
-            rate(b.upload_ms),
+            plot::number(rate(b.upload_ms)),
             ms(b.download_ms),
-            rate(b.download_ms),
+            plot::number(rate(b.download_ms)),
             ms(b.floor_ms),
-            rate(b.floor_ms),
+            plot::number(rate(b.floor_ms)),
             ratio(b.upload_ms + b.download_ms, b.floor_ms),
             mib(b.peak_rss_mib),
             mib(b.rss_before_mib)
@@ -542,7 +542,7 @@ fn document(r: &Results, machine: &Machine, plan: &Plan) -> String {
 fn readme_block(r: &Results, machine: &Machine) -> String {
     let mut out = String::new();
     header(r, machine, &mut out);
-    out.push_str("Medians; the machine's load makes them noisy. Full report with plots: [docs/benchmarks.md](docs/benchmarks.md).\n\n");
+    out.push_str("\nMedians; the machine's load makes them noisy. Full report with plots: [docs/benchmarks.md](docs/benchmarks.md).\n\n");
     transfer_table(r, &mut out);
     out.push('\n');
     out.push_str("| what | Soledad |\n|---|---|\n");
