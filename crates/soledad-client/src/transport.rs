@@ -149,6 +149,10 @@ impl Transport {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
+        // An empty chunk becomes an empty DATA frame; HTTP/2 servers (h2) count
+        // those per connection and close it after 100 (GOAWAY ENHANCE_YOUR_CALM),
+        // so a long-lived device's ~100th sync would fail. Never send one.
+        let frames = frames.try_filter(|chunk| std::future::ready(!chunk.is_empty()));
         let response = self
             .http
             .post(self.sync_url(source_replica_uid))

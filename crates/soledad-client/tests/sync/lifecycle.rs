@@ -112,3 +112,21 @@ async fn progress_reaches_the_callback_after_every_batch() {
     b.sync().await.unwrap();
     assert_eq!(seen.lock().unwrap().len(), count);
 }
+
+/// A long-lived device keeps one HTTP/2 connection; the server's HTTP/2 layer
+/// closes a connection (GOAWAY, ENHANCE_YOUR_CALM) once a peer has sent it 100
+/// empty DATA frames. Each sync used to send one, so the ~100th sync on a
+/// connection failed with a network error.
+#[tokio::test]
+async fn hundreds_of_syncs_on_one_connection_all_succeed() {
+    let env = Env::start().await;
+    let a = env.device("a").await;
+    for i in 0..250 {
+        if i % 10 == 0 {
+            a.create_doc(&json!({ "i": i }), None).await.unwrap();
+        }
+        if let Err(err) = a.sync().await {
+            panic!("sync {i} on one connection failed: {err}");
+        }
+    }
+}

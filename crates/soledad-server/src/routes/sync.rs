@@ -91,10 +91,16 @@ pub(crate) async fn post_exchange(
     .await?;
     Ok((
         [(header::CONTENT_TYPE, SYNC_CONTENT_TYPE)],
-        Body::from_stream(response.map(move |item| {
-            let _held = &slot;
-            item
-        })),
+        // No empty chunk: each would be an empty DATA frame, and HTTP/2 peers
+        // (h2) close a connection after 100 of them.
+        Body::from_stream(
+            response
+                .filter(|item| std::future::ready(!matches!(item, Ok(chunk) if chunk.is_empty())))
+                .map(move |item| {
+                    let _held = &slot;
+                    item
+                }),
+        ),
     )
         .into_response())
 }
