@@ -22,10 +22,7 @@ const UUID: &str = "crash-user";
 const DOCS: usize = 5000;
 
 fn start_server() -> ServerProcess {
-    ServerProcess::builder()
-        .binary(env!("CARGO_BIN_EXE_soledad-server"))
-        .user(UUID)
-        .start()
+    ServerProcess::builder().user(UUID).start()
 }
 
 /// Which direction's bytes count towards the kill.

@@ -2,7 +2,7 @@
 //! download on another device → get, and 1,000 × 10 KB blobs with the transfer
 //! concurrency limit, next to raw AES-GCM (blob stream) and disk figures.
 //!
-//! `cargo bench -p soledad-client --bench blobs` (set `SOLEDAD_BENCH_BLOB_MIB` for
+//! `cargo bench -p soledad-e2e --bench blobs` (set `SOLEDAD_BENCH_BLOB_MIB` for
 //! another size). The server runs in a child process (this same binary), so the
 //! peak RSS printed (`VmHWM` of `/proc/self/status`) is the client's alone; it
 //! must stay under 64 MiB whatever the blob size.

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! SOLEDAD_CHECKER_SEEDS=1000 SOLEDAD_CHECKER_KEEP_GOING=1 \
-//!   cargo test --release -p soledad-server --test convergence_checker -- --nocapture
+//!   cargo test --release -p soledad-e2e --test convergence_checker -- --nocapture
 //! ```
 //!
 //! A failing seed prints itself; keep it below as a named regression case (the

@@ -3,7 +3,7 @@
 //! through one device's processing loop (claim, download, open, mail consumer,
 //! save, one sync, mark processed).
 //!
-//! `cargo bench -p soledad-client --bench incoming` (`SOLEDAD_BENCH_INCOMING_N`
+//! `cargo bench -p soledad-e2e --bench incoming` (`SOLEDAD_BENCH_INCOMING_N`
 //! for another count). Server and device run in this process on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
