@@ -14,6 +14,8 @@ use soledad_protocol::ErrorKind;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
+use soledad_testkit::Killer;
+
 use crate::util::{Env, PASSPHRASE, UUID, files_under};
 
 /// Deterministic pseudo-random bytes (xorshift), distinct per `seed`.
@@ -77,8 +79,7 @@ pub async fn get(device: &Soledad, id: &str, ns: &str) -> Vec<u8> {
 /// The server's content file of a blob.
 pub fn server_blob(env: &Env, ns: &str, id: &str) -> PathBuf {
     let prefix = |n: usize| id.get(..n).unwrap_or(id).to_owned();
-    env.config
-        .blobs_dir()
+    env.blobs_dir()
         .join(UUID)
         .join(ns)
         .join(prefix(1))
@@ -302,7 +303,7 @@ async fn local_only_never_leaves_the_device() {
         ["shared"]
     );
     assert!(!server_blob(&env, "default", "private").exists());
-    let server_files = files_under(&env.config.blobs_dir());
+    let server_files = files_under(&env.blobs_dir());
     assert!(
         server_files
             .iter()
@@ -421,7 +422,7 @@ async fn retries_stop_at_the_configured_maximum() {
 
 #[tokio::test]
 async fn quota_refusal_leaves_nothing_half_written() {
-    let env = Env::start_with(|config| config.quota_bytes = 64 * 1024).await;
+    let env = Env::start_with(&[("quota_bytes", "65536")]).await;
     let a = device(&env, "a").await;
     let content = data(5, 200_000);
     let put = bm(&a)
@@ -444,7 +445,7 @@ async fn quota_refusal_leaves_nothing_half_written() {
             .unwrap()
             .is_empty()
     );
-    let server_files = files_under(&env.config.blobs_dir());
+    let server_files = files_under(&env.blobs_dir());
     assert!(server_files.is_empty(), "{server_files:?}");
     // The local copy is whole, waiting to be sent again.
     assert_eq!(
@@ -463,13 +464,16 @@ async fn quota_refusal_leaves_nothing_half_written() {
     );
 }
 
-/// A TCP relay that can cut the server-to-client direction after a budget of bytes.
+/// A TCP relay that, after a budget of server-to-client bytes, SIGKILLs the
+/// server and cuts the connection there.
 struct Proxy {
     addr: std::net::SocketAddr,
     /// Server-to-client bytes left before cutting; negative: no limit.
     budget: Arc<AtomicI64>,
     /// Server-to-client bytes relayed.
     relayed: Arc<AtomicU64>,
+    /// Killed when the budget runs out.
+    victim: Arc<std::sync::Mutex<Option<Killer>>>,
 }
 
 impl Proxy {
@@ -478,10 +482,11 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let budget = Arc::new(AtomicI64::new(-1));
         let relayed = Arc::new(AtomicU64::new(0));
-        let (b, r) = (budget.clone(), relayed.clone());
+        let victim = Arc::new(std::sync::Mutex::new(None::<Killer>));
+        let (b, r, v) = (budget.clone(), relayed.clone(), victim.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (b, r) = (b.clone(), r.clone());
+                let (b, r, v) = (b.clone(), r.clone(), v.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
@@ -498,17 +503,24 @@ impl Proxy {
                             break;
                         }
                         let left = b.load(Ordering::SeqCst);
-                        let n = if left >= 0 {
-                            let allowed = n.min(usize::try_from(left).unwrap());
+                        let (n, cut) = if left >= 0 {
+                            let left = usize::try_from(left).unwrap();
+                            let allowed = n.min(left);
                             b.fetch_sub(allowed as i64, Ordering::SeqCst);
-                            allowed
+                            (allowed, allowed == left)
                         } else {
-                            n
+                            (n, false)
                         };
-                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                        if cw.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
                         r.fetch_add(n as u64, Ordering::SeqCst);
+                        if cut {
+                            if let Some(killer) = v.lock().unwrap().take() {
+                                killer.kill();
+                            }
+                            break;
+                        }
                     }
                     up.abort();
                 });
@@ -518,6 +530,7 @@ impl Proxy {
             addr,
             budget,
             relayed,
+            victim,
         }
     }
 
@@ -536,13 +549,19 @@ async fn cut_download_resumes_with_range_after_a_server_restart() {
         .put("movie", &content[..], size as u64, "", false)
         .await
         .unwrap();
-    let proxy = Proxy::start(env.server().users_addr()).await;
+    let proxy = Proxy::start(env.server.users_addr()).await;
     let b = device_at(&env, "b", &proxy.url(), fast(0)).await;
     bm(&b).refresh_sync_status_from_server("").await.unwrap();
 
+    // After 1 MiB of the download the server is SIGKILLed.
+    *proxy.victim.lock().unwrap() = Some(env.server.killer());
     proxy.budget.store(1 << 20, Ordering::SeqCst);
     let cut = bm(&b).get("movie", "").await;
     assert!(matches!(cut, Err(Error::RetriableTransfer(_))), "{cut:?}");
+    assert!(
+        !env.server.is_running(),
+        "the server was killed mid-download"
+    );
     let parts: Vec<u64> = files_under(&env.home("b").join(format!("{UUID}_blobs")))
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "part"))

@@ -70,7 +70,7 @@ async fn two_syncs_at_once_run_one_after_the_other() {
 
 #[tokio::test]
 async fn the_quota_stops_a_sync_with_a_typed_error_and_nothing_half_written() {
-    let env = Env::start_with(|config| config.quota_bytes = 5 << 20).await;
+    let env = Env::start_with(&[("quota_bytes", "5242880")]).await;
     let a = env.device("a").await;
     a.sync().await.unwrap();
     // 6 MB of documents (three upload batches) against a 5 MiB quota.
