@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde_json::json;
 use soledad_client::{KdfParams, SecretString, Soledad};
+use soledad_server::testing::ServerFiles;
 use soledad_testkit::{Killer, ServerProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -134,11 +135,10 @@ async fn device(home: &Path, url: &str, cert: &Path, token: &str) -> Soledad {
         .unwrap()
 }
 
+/// Documents the server has committed for the user (its test hooks).
 fn committed_docs(data: &Path) -> i64 {
-    let conn =
-        rusqlite::Connection::open(data.join("users").join(format!("user-{UUID}.db"))).unwrap();
-    conn.query_row("SELECT COUNT(*) FROM document", [], |r| r.get(0))
-        .unwrap()
+    let count = ServerFiles::at(data).doc_count(UUID).unwrap();
+    i64::try_from(count).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

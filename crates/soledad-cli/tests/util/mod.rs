@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use serde_json::Value;
+use soledad_server::testing::ServerFiles;
 use soledad_testkit::ServerProcess;
 use tempfile::TempDir;
 
@@ -82,36 +83,12 @@ impl Env {
         self.soledad(device).arg("init").assert().success();
     }
 
-    /// Plays a dishonest server: flips one byte in the stored ciphertext of every
-    /// document in the user's server-side store (SQLite, payload column `content`).
+    /// Plays a dishonest server: flips one byte in the stored envelope of every
+    /// document in the user's server-side store (the server's test hooks).
     pub fn tamper_with_stored_documents(&self) -> usize {
-        let path = self
-            .server
-            .data_path()
-            .join("users")
-            .join(format!("user-{UUID}.db"));
-        let conn = rusqlite::Connection::open(path).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
-        let rows: Vec<(String, Vec<u8>)> = {
-            let mut stmt = conn
-                .prepare("SELECT doc_id, content FROM document WHERE content IS NOT NULL")
-                .unwrap();
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
-        for (id, mut payload) in rows.iter().cloned() {
-            let last = payload.len() - 1;
-            payload[last] ^= 0x40;
-            conn.execute(
-                "UPDATE document SET content = ?1 WHERE doc_id = ?2",
-                rusqlite::params![payload, id],
-            )
-            .unwrap();
-        }
-        rows.len()
+        ServerFiles::at(self.server.data_path())
+            .flip_every_envelope(UUID)
+            .unwrap()
     }
 }
 

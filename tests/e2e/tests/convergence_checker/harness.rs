@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use soledad_client::{KdfParams, SecretString, Soledad};
+use soledad_server::testing::ServerFiles;
 use soledad_testkit::{Killer, ServerProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -53,21 +54,12 @@ impl Server {
         self.process.cert()
     }
 
-    /// Documents committed in the user's server store.
+    /// Documents committed in the user's server store (0 before it exists or
+    /// while it cannot be read).
     pub fn committed_docs(&self) -> i64 {
-        let path = self
-            .process
-            .data_path()
-            .join("users")
-            .join(format!("user-{UUID}.db"));
-        let Ok(conn) =
-            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        else {
-            return 0;
-        };
-        conn.busy_timeout(Duration::from_secs(10)).unwrap();
-        conn.query_row("SELECT COUNT(*) FROM document", [], |r| r.get(0))
-            .unwrap_or(0)
+        ServerFiles::at(self.process.data_path())
+            .doc_count(UUID)
+            .map_or(0, |count| i64::try_from(count).unwrap())
     }
 }
 

@@ -76,16 +76,9 @@ pub async fn get(device: &Soledad, id: &str, ns: &str) -> Vec<u8> {
     read_all(bm(device).get(id, ns).await.unwrap().unwrap()).await
 }
 
-/// The server's content file of a blob.
+/// The server's content file of a blob (the server's test hooks know where).
 pub fn server_blob(env: &Env, ns: &str, id: &str) -> PathBuf {
-    let prefix = |n: usize| id.get(..n).unwrap_or(id).to_owned();
-    env.blobs_dir()
-        .join(UUID)
-        .join(ns)
-        .join(prefix(1))
-        .join(prefix(3))
-        .join(prefix(6))
-        .join(id)
+    env.files().blob_file(UUID, ns, id).unwrap()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -303,7 +296,7 @@ async fn local_only_never_leaves_the_device() {
         ["shared"]
     );
     assert!(!server_blob(&env, "default", "private").exists());
-    let server_files = files_under(&env.blobs_dir());
+    let server_files = files_under(env.files().blobs_dir());
     assert!(
         server_files
             .iter()
@@ -337,11 +330,8 @@ async fn tampered_blob_fails_download_and_the_next_blobs_still_arrive() {
             .await
             .unwrap();
     }
-    let path = server_blob(&env, "default", "b2");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    std::fs::write(&path, &bytes).unwrap();
+    env.files().flip_blob_byte(UUID, "default", "b2").unwrap();
+    let bytes = std::fs::read(server_blob(&env, "default", "b2")).unwrap();
 
     let report = bm(&b).fetch_missing("").await.unwrap();
     assert_eq!(report.downloaded, ["b1", "b3"]);
@@ -445,7 +435,7 @@ async fn quota_refusal_leaves_nothing_half_written() {
             .unwrap()
             .is_empty()
     );
-    let server_files = files_under(&env.blobs_dir());
+    let server_files = files_under(env.files().blobs_dir());
     assert!(server_files.is_empty(), "{server_files:?}");
     // The local copy is whole, waiting to be sent again.
     assert_eq!(

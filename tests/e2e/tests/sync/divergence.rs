@@ -60,7 +60,7 @@ async fn a_server_store_restored_from_an_older_copy_is_refused() {
     a.sync().await.unwrap();
     let backup = env.dir().join("server-backup.db");
     env.stop().await;
-    copy_db(&env.server_db(), &backup);
+    env.files().copy_user_store(UUID, &backup).unwrap();
     env.restart().await;
 
     for n in 2..4 {
@@ -68,7 +68,7 @@ async fn a_server_store_restored_from_an_older_copy_is_refused() {
     }
     a.sync().await.unwrap();
     env.stop().await;
-    copy_db(&backup, &env.server_db());
+    env.files().restore_user_store(UUID, &backup).unwrap();
     env.restart().await;
 
     // A's device knows a server generation the restored server never had.

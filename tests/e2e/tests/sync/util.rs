@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use soledad_client::{KdfParams, SecretString, Soledad};
+use soledad_server::testing::ServerFiles;
 use soledad_testkit::ServerProcess;
 
 pub const UUID: &str = "0d1f7c3a-user";
@@ -82,16 +83,10 @@ impl Env {
             .await
     }
 
-    /// The directory holding the server's blobs.
-    pub fn blobs_dir(&self) -> PathBuf {
-        soledad_server::Config::new(self.data_path()).blobs_dir()
-    }
-
-    /// The user's server-side document store file.
-    pub fn server_db(&self) -> PathBuf {
-        soledad_server::Config::new(self.data_path())
-            .user_dbs_dir()
-            .join(format!("user-{UUID}.db"))
+    /// The server's stores, to play a dishonest server (the server's test
+    /// hooks: no test here knows its schema or file layout).
+    pub fn files(&self) -> ServerFiles {
+        ServerFiles::at(self.data_path())
     }
 
     /// SIGKILLs the server (its port then refuses connections).
@@ -133,12 +128,4 @@ pub async fn snapshot(device: &Soledad) -> Vec<(String, Option<String>, Option<S
     docs.into_iter()
         .map(|d| (d.doc_id.clone(), d.rev.clone(), d.json().map(str::to_owned)))
         .collect()
-}
-
-/// Raw access to the server's store file, to play a dishonest server.
-pub fn server_sql(env: &Env) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(env.server_db()).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
-    conn
 }
