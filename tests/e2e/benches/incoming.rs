@@ -4,7 +4,9 @@
 //! save, one sync, mark processed).
 //!
 //! `cargo bench -p soledad-e2e --bench incoming` (`SOLEDAD_BENCH_INCOMING_N`
-//! for another count). Server and device run in this process on loopback.
+//! for another count). Server and device run in this process on loopback: the
+//! figures in the README were measured that way, so it stays in-process (the
+//! library server, not the binary) to keep them comparable.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;
