@@ -81,26 +81,21 @@ impl ServerBuilder {
             .prefix("soledad-server-")
             .tempdir()
             .expect("a temporary directory");
-        let users = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let services = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let mut options = BTreeMap::from([
-            (
-                "data_path".to_owned(),
-                dir.path().join("data").display().to_string(),
-            ),
-            ("users_address".to_owned(), users.to_string()),
-            ("services_address".to_owned(), services.to_string()),
-        ]);
+        let own_ports = !self.options.contains_key("users_address")
+            && !self.options.contains_key("services_address");
+        let mut options = BTreeMap::from([(
+            "data_path".to_owned(),
+            dir.path().join("data").display().to_string(),
+        )]);
+        if own_ports {
+            options.extend(free_addresses());
+        }
         options.extend(self.options);
         let users = parse_addr(&options, "users_address");
         let services = parse_addr(&options, "services_address");
         let data = PathBuf::from(&options["data_path"]);
         let config = dir.path().join("soledad-server.conf");
-        let mut ini = String::from("[soledad-server]\n");
-        for (key, value) in &options {
-            ini.push_str(&format!("{key} = {value}\n"));
-        }
-        std::fs::write(&config, ini).expect("writing the server configuration");
+        write_config(&config, &options);
         let mut server = ServerProcess {
             binary: self.binary.unwrap_or_else(crate::server_binary),
             log: dir.path().join("soledad-server.log"),
@@ -122,9 +117,41 @@ impl ServerBuilder {
             let token = server.admin(&["service-token", "add", &name]);
             server.service_tokens.insert(name, token);
         }
-        server.serve();
-        server
+        // A free port may be taken by someone else before the server binds it:
+        // then choose others (only when the harness chose them).
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match server.serve() {
+                Ok(()) => return server,
+                Err(_) if own_ports && attempts < 3 => {
+                    server.note("the server exited at start; trying other ports");
+                    options.extend(free_addresses());
+                    server.users = parse_addr(&options, "users_address");
+                    server.services = parse_addr(&options, "services_address");
+                    write_config(&server.config, &options);
+                }
+                Err(log) => panic!("soledad-server exited at start:\n{log}"),
+            }
+        }
     }
+}
+
+/// `users_address` and `services_address` on free loopback ports.
+fn free_addresses() -> [(String, String); 2] {
+    let addr = || SocketAddr::from(([127, 0, 0, 1], free_port())).to_string();
+    [
+        ("users_address".to_owned(), addr()),
+        ("services_address".to_owned(), addr()),
+    ]
+}
+
+fn write_config(path: &Path, options: &BTreeMap<String, String>) {
+    let mut ini = String::from("[soledad-server]\n");
+    for (key, value) in options {
+        ini.push_str(&format!("{key} = {value}\n"));
+    }
+    std::fs::write(path, ini).expect("writing the server configuration");
 }
 
 fn parse_addr(options: &BTreeMap<String, String>, key: &str) -> SocketAddr {
@@ -348,13 +375,19 @@ impl ServerProcess {
 
     /// Kills the process if it runs, then serves again on the same ports and
     /// data directory and waits until it is ready.
+    ///
+    /// # Panics
+    /// When it does not serve again (the server's log is in the message).
     pub fn restart(&self) {
         self.kill();
-        self.serve();
+        if let Err(log) = self.serve() {
+            panic!("soledad-server exited at restart:\n{log}");
+        }
     }
 
-    /// Starts the process (it must not run) and waits until it serves.
-    fn serve(&self) {
+    /// Starts the process (it must not run) and waits until it serves; the
+    /// server's log when it exits first.
+    fn serve(&self) -> Result<(), String> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -380,10 +413,10 @@ impl ServerProcess {
                 && TcpStream::connect(self.services).is_ok()
                 && self.cert().is_file();
             if ready {
-                return;
+                return Ok(());
             }
             if !self.is_running() {
-                panic!("soledad-server exited at start:\n{}", self.log_text());
+                return Err(self.log_text());
             }
             if Instant::now() > deadline {
                 self.kill();
