@@ -7,37 +7,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use futures_util::StreamExt as _;
+use soledad_testkit::ServerProcess;
 
 const KB: usize = 1024;
 const MB: usize = 1024 * 1024;
 
 struct Server {
-    child: Child,
+    process: ServerProcess,
     url: String,
     auth: String,
     client: reqwest::Client,
     cert: std::path::PathBuf,
-}
-
-fn bin() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_soledad-server"));
-    for var in [
-        "HTTPS_PORT",
-        "LOCAL_SERVICES_PORT",
-        "RUST_LOG",
-        "SOLEDAD_LOG_TO_STDOUT",
-    ] {
-        command.env_remove(var);
-    }
-    command
 }
 
 fn client(cert: &Path, connections_hint: usize) -> reqwest::Client {
@@ -60,62 +45,27 @@ fn client(cert: &Path, connections_hint: usize) -> reqwest::Client {
         .unwrap()
 }
 
-fn start(dir: &Path) -> Server {
-    let data = dir.join("data");
-    let conf = dir.join("server.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[soledad-server]\ndata_path = {}\nusers_address = 127.0.0.1:0\n\
-             services_address = 127.0.0.1:0\nquota_bytes = {}\n",
-            data.display(),
-            16u64 << 30
-        ),
-    )
-    .unwrap();
-    let added = bin()
-        .env("SOLEDAD_SERVER_CONFIG_FILE", &conf)
-        .args(["user", "add", "bench"])
-        .output()
-        .unwrap();
-    assert!(added.status.success());
-    let token = String::from_utf8(added.stdout).unwrap().trim().to_owned();
-    let mut child = bin()
-        .env("SOLEDAD_SERVER_CONFIG_FILE", &conf)
-        .env("RUST_LOG", "info")
-        .arg("serve")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(a) = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("users_api="))
-        {
-            break a.to_owned();
-        }
-    };
-    // Keep draining the server's log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    let cert = data.join("tls/cert.pem");
+/// The binary through the workspace's harness, with one user, `bench`.
+fn start() -> Server {
+    let process = ServerProcess::builder()
+        .binary(env!("CARGO_BIN_EXE_soledad-server"))
+        .option("quota_bytes", 16u64 << 30)
+        .user("bench")
+        .start();
+    let cert = process.cert();
     Server {
-        child,
-        url: format!("https://{addr}/blobs/bench"),
-        auth: format!(
-            "Token {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("bench:{token}"))
-        ),
+        url: format!("{}/blobs/bench", process.url()),
+        auth: process.user_authorization("bench"),
         client: client(&cert, 1),
         cert,
+        process,
     }
 }
 
 impl Server {
     fn vm_hwm_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let pid = self.process.pid().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -123,11 +73,8 @@ impl Server {
             .unwrap()
     }
 
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+    fn stop(self) {
+        self.process.kill();
     }
 }
 
@@ -302,14 +249,12 @@ fn main() {
         .unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
     runtime.block_on(async {
-        let dir = tempfile::tempdir().unwrap();
-        let server = start(dir.path());
+        let server = start();
         throughput(&server).await;
         concurrency(&server).await;
         server.stop();
 
-        let dir = tempfile::tempdir().unwrap();
-        let server = start(dir.path());
+        let server = start();
         big_upload(&server).await;
         server.stop();
     });

@@ -29,6 +29,11 @@
 //! `conformance`, cargo feature `conformance`) that any implementation runs
 //! with one macro call, `soledad_server::conformance_tests!(blobs, factory)`.
 //!
+//! Tests of clients that must play a dishonest server (flipped, swapped or
+//! rolled-back envelopes, altered blobs) use `soledad_server::testing` (feature
+//! `test-hooks`, off by default), which changes the embedded stores behind the
+//! server's back; no other crate needs to know their schema or file layout.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), soledad_server::Error> {
 //! use soledad_server::{Config, Server};
@@ -62,6 +67,8 @@ mod routes;
 mod server;
 mod shared;
 mod sqlite;
+#[cfg(feature = "test-hooks")]
+pub mod testing;
 mod tls;
 mod userdb;
 

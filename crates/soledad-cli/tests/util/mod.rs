@@ -1,28 +1,24 @@
-//! A real Soledad server on 127.0.0.1 (random port, TLS, embedded storage in a
-//! temporary directory) run by a tokio runtime the test holds, and the real
-//! `soledad` binary pointed at it through `SOLEDAD_*` variables only.
+//! The real `soledad-server` binary on 127.0.0.1 (random port, TLS, data in a
+//! temporary directory; the workspace's harness), and the real `soledad`
+//! binary pointed at it through `SOLEDAD_*` variables only.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::borrow::BorrowMut;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use assert_cmd::Command;
 use serde_json::Value;
-use soledad_server::{Config, RunningServer, Server, SqliteTokenStore, TokenStore as _};
+use soledad_server::testing::ServerFiles;
+use soledad_testkit::ServerProcess;
 use tempfile::TempDir;
 
 pub const UUID: &str = "alice";
-/// The services token the MX of the tests uses.
-pub const SERVICE_TOKEN: &str = "cli-test-mx-token";
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
-/// The server and the temporary directory holding it and the devices' homes.
+/// The server and the temporary directory holding the devices' homes.
 pub struct Env {
-    runtime: tokio::runtime::Runtime,
-    server: Option<RunningServer>,
-    config: Config,
+    server: ServerProcess,
     pub dir: TempDir,
     pub token: String,
     pub url: String,
@@ -37,64 +33,34 @@ impl Env {
 
     /// As [`start`](Self::start), with the blobs API served.
     pub fn start_serving_blobs(blobs: bool) -> Env {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::loopback(dir.path().join("server"));
-        config.blobs = blobs;
-        std::fs::create_dir_all(&config.data_path).unwrap();
-        std::fs::write(
-            config.services_tokens_path(),
-            format!("incoming:{SERVICE_TOKEN}\n"),
-        )
-        .unwrap();
-        let (server, token) = runtime.block_on(async {
-            let tokens = Arc::new(SqliteTokenStore::open(&config.token_store_path()).unwrap());
-            let token = tokens.add(UUID, None).await.unwrap().expose().to_owned();
-            let server = Server::builder(config.clone())
-                .token_store(tokens)
-                .start()
-                .await
-                .unwrap();
-            (server, token)
-        });
-        let url = format!("https://{}", server.users_addr());
-        let cert = server.cert_path().to_owned();
+        let server = ServerProcess::builder()
+            .option("blobs", blobs)
+            .user(UUID)
+            .service("incoming")
+            .start();
         Env {
-            runtime,
-            server: Some(server),
-            config,
-            dir,
-            token,
-            url,
-            cert,
+            dir: tempfile::tempdir().unwrap(),
+            token: server.token(UUID).to_owned(),
+            url: server.url(),
+            cert: server.cert(),
+            server,
         }
     }
 
-    /// Stops the server (its port then refuses connections).
+    /// Stops the server (SIGKILL; its port then refuses connections).
     pub fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            self.runtime.block_on(server.shutdown()).unwrap();
-        }
+        self.server.kill();
     }
 
     /// Seals `message` to `UUID`'s published incoming key and delivers it as
     /// `id` through the services API, as the provider's MX does.
     pub fn deliver(&self, id: &str, message: &[u8]) {
-        let server = self.server.as_ref().unwrap();
-        let url = format!("http://{}", server.services_addr());
-        let message = message.to_vec();
-        self.runtime.block_on(async {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let mx =
-                soledad_server::deliver::Deliverer::new(&url, "incoming", SERVICE_TOKEN).unwrap();
-            mx.deliver(UUID, Some(id), std::io::Cursor::new(message))
-                .await
-                .unwrap();
-        });
+        let out = self.server.deliver(UUID, id, message);
+        assert!(
+            out.status.success(),
+            "deliver {id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A device's home directory (not created).
@@ -117,40 +83,12 @@ impl Env {
         self.soledad(device).arg("init").assert().success();
     }
 
-    /// Plays a dishonest server: flips one byte in the stored ciphertext of every
-    /// document in the user's server-side store (SQLite, payload column `content`).
-    /// There is no tamper hook in the server; this is the only place that knows
-    /// the store's layout.
+    /// Plays a dishonest server: flips one byte in the stored envelope of every
+    /// document in the user's server-side store (the server's test hooks).
     pub fn tamper_with_stored_documents(&self) -> usize {
-        let path = self.config.user_dbs_dir().join(format!("user-{UUID}.db"));
-        let conn = rusqlite::Connection::open(path).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
-        let rows: Vec<(String, Vec<u8>)> = {
-            let mut stmt = conn
-                .prepare("SELECT doc_id, content FROM document WHERE content IS NOT NULL")
-                .unwrap();
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
-        for (id, mut payload) in rows.iter().cloned() {
-            let last = payload.len() - 1;
-            payload[last] ^= 0x40;
-            conn.execute(
-                "UPDATE document SET content = ?1 WHERE doc_id = ?2",
-                rusqlite::params![payload, id],
-            )
-            .unwrap();
-        }
-        rows.len()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        self.stop();
+        ServerFiles::at(self.server.data_path())
+            .flip_every_envelope(UUID)
+            .unwrap()
     }
 }
 

@@ -19,7 +19,7 @@ mod error;
 mod flags;
 mod fs;
 mod ids;
-mod layout;
+pub(crate) mod layout;
 mod listing;
 mod permits;
 mod put;

@@ -3,13 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use tempfile::TempDir;
+use soledad_testkit::ServerProcess;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -18,18 +15,6 @@ use tokio_rustls::client::TlsStream;
 /// Upper bound of every wait in these tests.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-fn server_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_soledad-server")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// An account: its uuid and `Authorization` header.
 #[derive(Clone, Debug)]
 pub struct User {
@@ -37,10 +22,9 @@ pub struct User {
     pub header: String,
 }
 
-/// A running server process, killed on drop.
+/// A running server process (the workspace's harness), killed on drop.
 pub struct Server {
-    pub dir: TempDir,
-    child: Child,
+    pub process: ServerProcess,
     pub users: SocketAddr,
     pub services: SocketAddr,
     pub cert: PathBuf,
@@ -49,90 +33,48 @@ pub struct Server {
     pub service_header: String,
 }
 
-fn admin(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(server_bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// Alice's and Bob's uuids (uuid-shaped, with letters so case matters).
 pub const ALICE: &str = "a11ce000-0000-4000-8000-00000000000a";
 pub const BOB: &str = "b0b00000-0000-4000-8000-00000000000b";
 
 impl Server {
-    /// Starts the binary with `extra` INI lines, two users (Alice, Bob), a
-    /// service token, and Bob's document store created.
+    /// Starts the binary with `extra` INI lines (`key = value`), two users
+    /// (Alice, Bob), a service token, and Bob's document store created.
     pub async fn start(extra: &str) -> Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
-        let users = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let services = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let config = dir.path().join("server.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "[soledad-server]\ndata_path = {}\nusers_address = {users}\n\
-                 services_address = {services}\nservices_tokens_file = {}\n{extra}\n",
-                dir.path().join("data").display(),
-                dir.path().join("services.tokens").display(),
-            ),
-        )
-        .unwrap();
-        let token = |uuid: &str| {
-            let token = admin(&config, &["user", "add", uuid]);
-            User {
-                uuid: uuid.to_owned(),
-                header: format!("Token {}", STANDARD.encode(format!("{uuid}:{token}"))),
-            }
-        };
-        let alice = token(ALICE);
-        let bob = token(BOB);
-        let service = admin(&config, &["service-token", "add", "incoming"]);
-        admin(&config, &["create-userdb", &format!("user-{BOB}")]);
-        let child = Command::new(server_bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let cert = dir.path().join("data").join("tls").join("cert.pem");
-        let server = Server {
-            dir,
-            child,
-            users,
-            services,
-            cert,
-            alice,
-            bob,
-            service_header: format!("Token {}", STANDARD.encode(format!("incoming:{service}"))),
-        };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let up = TcpStream::connect(users).await.is_ok()
-                && TcpStream::connect(services).await.is_ok()
-                && server.cert.is_file();
-            if up {
-                break;
-            }
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut builder = ServerProcess::builder()
+            .binary(env!("CARGO_BIN_EXE_soledad-server"))
+            .user(ALICE)
+            .user(BOB)
+            .service("incoming");
+        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+            let (key, value) = line.split_once('=').unwrap();
+            builder = builder.option(key.trim(), value.trim());
         }
-        server
+        let process = tokio::task::spawn_blocking(move || {
+            let process = builder.start();
+            process.admin(&["create-userdb", &format!("user-{BOB}")]);
+            process
+        })
+        .await
+        .unwrap();
+        let user = |uuid: &str| User {
+            uuid: uuid.to_owned(),
+            header: process.user_authorization(uuid),
+        };
+        Server {
+            users: process.users_addr(),
+            services: process.services_addr(),
+            cert: process.cert(),
+            alice: user(ALICE),
+            bob: user(BOB),
+            service_header: process.service_authorization("incoming"),
+            process,
+        }
     }
 
     pub fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.process.data_path().to_owned()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -193,13 +135,6 @@ impl Server {
         std::fs::read_dir(self.data().join("blobs").join(".tmp"))
             .map(|dir| dir.filter_map(Result::ok).count())
             .unwrap_or(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

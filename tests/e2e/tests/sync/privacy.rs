@@ -25,7 +25,7 @@ async fn server_files_contain_no_plaintext_ids_or_contents() {
     a.sync().await.unwrap();
     env.device("b").await.sync().await.unwrap();
 
-    let files = files_under(&env.config.data_path);
+    let files = files_under(env.data_path());
     assert!(
         files
             .iter()

@@ -70,7 +70,7 @@ async fn two_syncs_at_once_run_one_after_the_other() {
 
 #[tokio::test]
 async fn the_quota_stops_a_sync_with_a_typed_error_and_nothing_half_written() {
-    let env = Env::start_with(|config| config.quota_bytes = 5 << 20).await;
+    let env = Env::start_with(&[("quota_bytes", "5242880")]).await;
     let a = env.device("a").await;
     a.sync().await.unwrap();
     // 6 MB of documents (three upload batches) against a 5 MiB quota.
@@ -96,17 +96,14 @@ async fn the_quota_stops_a_sync_with_a_typed_error_and_nothing_half_written() {
     );
     assert_eq!(snapshot(&a).await, before, "the client keeps everything");
     // The server kept only whole batches, each with its documents complete.
-    let sql = crate::util::server_sql(&env);
-    let stored: i64 = sql
-        .query_row("SELECT COUNT(*) FROM document", [], |r| r.get(0))
-        .unwrap();
+    let stored = env.files().doc_count(UUID).unwrap();
     assert!(
         stored > 0 && stored < 600,
         "some batches fit, not all: {stored}"
     );
     let b = env.device("b").await;
     let report = b.sync().await.unwrap();
-    assert_eq!(report.received as i64, stored);
+    assert_eq!(report.received, stored);
     for doc in b.get_all_docs(false).await.unwrap().1 {
         assert_eq!(
             a.get_doc(&doc.doc_id, false).await.unwrap().unwrap().json(),

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 //! Document sync A → server → B, DESIGN §10 scenarios, with the real server binary.
 //!
-//! Run: `cargo bench -p soledad-server --bench sync`
+//! Run: `cargo bench -p soledad-e2e --bench sync`
 //!
 //! Each run is a fresh process (this binary re-executed) against a fresh server
 //! process, so the peak RSS of client and server belong to that scenario alone.
@@ -30,6 +30,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use soledad_client::{KdfParams, SecretString, Soledad};
+use soledad_testkit::ServerProcess;
 
 const RUNS: usize = 5;
 const SCENARIOS: &[(&str, usize, usize)] = &[
@@ -111,46 +112,16 @@ fn main() {
 /// Returns (upload ms, download ms, raw ms, client peak RSS KiB, server peak RSS KiB).
 async fn run(count: usize, size: usize) -> (f64, f64, f64, u64, u64) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("server.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "[soledad-server]\ndata_path = {}\nusers_address = 127.0.0.1:{port}\nservices_address = 127.0.0.1:0\nquota_bytes = 10000000000\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_soledad-server");
-    let out = Command::new(bin)
-        .arg("--config")
-        .arg(&config)
-        .args(["user", "add", UUID])
-        .output()
-        .unwrap();
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let mut server = Command::new(bin)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let cert = dir.path().join("data").join("tls").join("cert.pem");
-    let url = format!("https://127.0.0.1:{port}");
-    let a = device(&dir.path().join("a"), &url, &cert, &token).await;
-    let b = device(&dir.path().join("b"), &url, &cert, &token).await;
+    let server = ServerProcess::builder()
+        .option("quota_bytes", 10_000_000_000u64)
+        .user(UUID)
+        .start();
+    let dir = server.dir();
+    let token = server.token(UUID);
+    let cert = server.cert();
+    let url = server.url();
+    let a = device(&dir.join("a"), &url, &cert, token).await;
+    let b = device(&dir.join("b"), &url, &cert, token).await;
     a.sync().await.unwrap();
     b.sync().await.unwrap();
 
@@ -168,11 +139,10 @@ async fn run(count: usize, size: usize) -> (f64, f64, f64, u64, u64) {
     let download = start.elapsed();
     assert_eq!((up.sent as usize, down.received as usize), (count, count));
 
-    let server_rss = peak_rss_kib(&format!("/proc/{}/status", server.id()));
-    server.kill().unwrap();
-    server.wait().unwrap();
+    let server_rss = peak_rss_kib(&format!("/proc/{}/status", server.pid().unwrap()));
+    server.kill();
     let client_rss = peak_rss_kib("/proc/self/status");
-    let raw = raw_cost(&bodies, dir.path());
+    let raw = raw_cost(&bodies, dir);
     (ms(upload), ms(download), ms(raw), client_rss, server_rss)
 }
 

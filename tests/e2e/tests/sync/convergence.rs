@@ -77,17 +77,10 @@ async fn a_resync_with_nothing_changed_writes_nothing_anywhere() {
 
     let gen_a = a.get_all_docs(true).await.unwrap().0;
     let gen_b = b.get_all_docs(true).await.unwrap().0;
-    let server_before = std::fs::metadata(env.server_db()).unwrap().len();
-    let server_gen = |conn: &rusqlite::Connection| -> i64 {
-        conn.query_row(
-            "SELECT COALESCE(MAX(generation), 0) FROM transaction_log",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
-    };
-    let sql = crate::util::server_sql(&env);
-    let gen_server = server_gen(&sql);
+    let files = env.files();
+    let store = files.user_store_path(crate::util::UUID).unwrap();
+    let server_before = std::fs::metadata(&store).unwrap().len();
+    let gen_server = files.generation(crate::util::UUID).unwrap();
 
     let again_a = a.sync().await.unwrap();
     let again_b = b.sync().await.unwrap();
@@ -95,11 +88,8 @@ async fn a_resync_with_nothing_changed_writes_nothing_anywhere() {
     assert_eq!((again_b.sent, again_b.received), (0, 0));
     assert_eq!(a.get_all_docs(true).await.unwrap().0, gen_a);
     assert_eq!(b.get_all_docs(true).await.unwrap().0, gen_b);
-    assert_eq!(server_gen(&sql), gen_server);
-    assert_eq!(
-        std::fs::metadata(env.server_db()).unwrap().len(),
-        server_before
-    );
+    assert_eq!(files.generation(crate::util::UUID).unwrap(), gen_server);
+    assert_eq!(std::fs::metadata(&store).unwrap().len(), server_before);
 }
 
 #[tokio::test]

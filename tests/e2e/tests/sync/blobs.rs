@@ -14,6 +14,8 @@ use soledad_protocol::ErrorKind;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
+use soledad_testkit::Killer;
+
 use crate::util::{Env, PASSPHRASE, UUID, files_under};
 
 /// Deterministic pseudo-random bytes (xorshift), distinct per `seed`.
@@ -74,17 +76,9 @@ pub async fn get(device: &Soledad, id: &str, ns: &str) -> Vec<u8> {
     read_all(bm(device).get(id, ns).await.unwrap().unwrap()).await
 }
 
-/// The server's content file of a blob.
+/// The server's content file of a blob (the server's test hooks know where).
 pub fn server_blob(env: &Env, ns: &str, id: &str) -> PathBuf {
-    let prefix = |n: usize| id.get(..n).unwrap_or(id).to_owned();
-    env.config
-        .blobs_dir()
-        .join(UUID)
-        .join(ns)
-        .join(prefix(1))
-        .join(prefix(3))
-        .join(prefix(6))
-        .join(id)
+    env.files().blob_file(UUID, ns, id).unwrap()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -310,7 +304,7 @@ async fn local_only_never_leaves_the_device() {
         ["shared"]
     );
     assert!(!server_blob(&env, "default", "private").exists());
-    let server_files = files_under(&env.config.blobs_dir());
+    let server_files = files_under(env.files().blobs_dir());
     assert!(
         server_files
             .iter()
@@ -344,11 +338,8 @@ async fn tampered_blob_fails_download_and_the_next_blobs_still_arrive() {
             .await
             .unwrap();
     }
-    let path = server_blob(&env, "default", "b2");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    std::fs::write(&path, &bytes).unwrap();
+    env.files().flip_blob_byte(UUID, "default", "b2").unwrap();
+    let bytes = std::fs::read(server_blob(&env, "default", "b2")).unwrap();
 
     let report = bm(&b).fetch_missing("").await.unwrap();
     assert_eq!(report.downloaded, ["b1", "b3"]);
@@ -429,7 +420,7 @@ async fn retries_stop_at_the_configured_maximum() {
 
 #[tokio::test]
 async fn quota_refusal_leaves_nothing_half_written() {
-    let env = Env::start_with(|config| config.quota_bytes = 64 * 1024).await;
+    let env = Env::start_with(&[("quota_bytes", "65536")]).await;
     let a = device(&env, "a").await;
     let content = data(5, 200_000);
     let put = bm(&a)
@@ -452,7 +443,7 @@ async fn quota_refusal_leaves_nothing_half_written() {
             .unwrap()
             .is_empty()
     );
-    let server_files = files_under(&env.config.blobs_dir());
+    let server_files = files_under(env.files().blobs_dir());
     assert!(server_files.is_empty(), "{server_files:?}");
     // The local copy is whole, waiting to be sent again.
     assert_eq!(
@@ -471,13 +462,16 @@ async fn quota_refusal_leaves_nothing_half_written() {
     );
 }
 
-/// A TCP relay that can cut the server-to-client direction after a budget of bytes.
+/// A TCP relay that, after a budget of server-to-client bytes, SIGKILLs the
+/// server and cuts the connection there.
 struct Proxy {
     addr: std::net::SocketAddr,
     /// Server-to-client bytes left before cutting; negative: no limit.
     budget: Arc<AtomicI64>,
     /// Server-to-client bytes relayed.
     relayed: Arc<AtomicU64>,
+    /// Killed when the budget runs out.
+    victim: Arc<std::sync::Mutex<Option<Killer>>>,
 }
 
 impl Proxy {
@@ -486,10 +480,11 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let budget = Arc::new(AtomicI64::new(-1));
         let relayed = Arc::new(AtomicU64::new(0));
-        let (b, r) = (budget.clone(), relayed.clone());
+        let victim = Arc::new(std::sync::Mutex::new(None::<Killer>));
+        let (b, r, v) = (budget.clone(), relayed.clone(), victim.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (b, r) = (b.clone(), r.clone());
+                let (b, r, v) = (b.clone(), r.clone(), v.clone());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
@@ -506,17 +501,24 @@ impl Proxy {
                             break;
                         }
                         let left = b.load(Ordering::SeqCst);
-                        let n = if left >= 0 {
-                            let allowed = n.min(usize::try_from(left).unwrap());
+                        let (n, cut) = if left >= 0 {
+                            let left = usize::try_from(left).unwrap();
+                            let allowed = n.min(left);
                             b.fetch_sub(allowed as i64, Ordering::SeqCst);
-                            allowed
+                            (allowed, allowed == left)
                         } else {
-                            n
+                            (n, false)
                         };
-                        if n == 0 || cw.write_all(&buf[..n]).await.is_err() {
+                        if cw.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
                         r.fetch_add(n as u64, Ordering::SeqCst);
+                        if cut {
+                            if let Some(killer) = v.lock().unwrap().take() {
+                                killer.kill();
+                            }
+                            break;
+                        }
                     }
                     up.abort();
                 });
@@ -526,6 +528,7 @@ impl Proxy {
             addr,
             budget,
             relayed,
+            victim,
         }
     }
 
@@ -544,13 +547,19 @@ async fn cut_download_resumes_with_range_after_a_server_restart() {
         .put("movie", &content[..], size as u64, "", false)
         .await
         .unwrap();
-    let proxy = Proxy::start(env.server().users_addr()).await;
+    let proxy = Proxy::start(env.server.users_addr()).await;
     let b = device_at(&env, "b", &proxy.url(), fast(0)).await;
     bm(&b).refresh_sync_status_from_server("").await.unwrap();
 
+    // After 1 MiB of the download the server is SIGKILLed.
+    *proxy.victim.lock().unwrap() = Some(env.server.killer());
     proxy.budget.store(1 << 20, Ordering::SeqCst);
     let cut = bm(&b).get("movie", "").await;
     assert!(matches!(cut, Err(Error::RetriableTransfer(_))), "{cut:?}");
+    assert!(
+        !env.server.is_running(),
+        "the server was killed mid-download"
+    );
     let parts: Vec<u64> = files_under(&env.home("b").join(format!("{UUID}_blobs")))
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "part"))

@@ -32,5 +32,5 @@ async fn a_server_with_another_certificate_is_refused() {
     let result = device.sync().await;
     assert!(matches!(result, Err(Error::Network(_))), "{result:?}");
     // The impostor never received a document store for the user.
-    assert!(!impostor.server_db().exists());
+    assert!(!impostor.files().user_store_path(UUID).unwrap().exists());
 }

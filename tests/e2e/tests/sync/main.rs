@@ -1,5 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-//! End-to-end document sync: a real server on loopback, real clients in temp dirs.
+//! End-to-end: the real `soledad-server` binary on loopback (soledad-testkit),
+//! real clients in temp dirs. Tests configure the server through INI options
+//! (`Env::start_with`) and play a dishonest server through the server's test
+//! hooks (`soledad_server::testing`, `Env::files`).
 
 mod attachments;
 mod batches;

@@ -97,7 +97,7 @@ struct Run {
 /// Runs `steps` random steps with `seed`; `Err` describes the broken oracle.
 pub async fn run(dir: &Path, seed: u64, steps: usize) -> Result<Outcome, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = Server::start(&dir.join("server")).await;
+    let server = Server::start().await;
     let proxy = Proxy::start(&server).await;
     let mut run = Run {
         rng: Rng::new(seed),

@@ -25,7 +25,7 @@ async fn a_local_database_restored_from_an_older_copy_is_refused() {
     let a = env.device("a").await;
     a.create_doc(&json!({"n": 1}), None).await.unwrap();
     let db = env.home("a").join(format!("{UUID}.db"));
-    let backup = env.dir.path().join("backup").join("a.db");
+    let backup = env.dir().join("backup").join("a.db");
     copy_db(&db, &backup);
     for n in 2..5 {
         a.create_doc(&json!({"n": n}), None).await.unwrap();
@@ -58,9 +58,9 @@ async fn a_server_store_restored_from_an_older_copy_is_refused() {
     let a = env.device("a").await;
     a.create_doc(&json!({"n": 1}), None).await.unwrap();
     a.sync().await.unwrap();
-    let backup = env.dir.path().join("server-backup.db");
+    let backup = env.dir().join("server-backup.db");
     env.stop().await;
-    copy_db(&env.server_db(), &backup);
+    env.files().copy_user_store(UUID, &backup).unwrap();
     env.restart().await;
 
     for n in 2..4 {
@@ -68,7 +68,7 @@ async fn a_server_store_restored_from_an_older_copy_is_refused() {
     }
     a.sync().await.unwrap();
     env.stop().await;
-    copy_db(&backup, &env.server_db());
+    env.files().restore_user_store(UUID, &backup).unwrap();
     env.restart().await;
 
     // A's device knows a server generation the restored server never had.

@@ -1,62 +1,63 @@
-//! A real server on 127.0.0.1 (random port, TLS) and devices of one user in temp dirs.
+//! The real `soledad-server` binary on 127.0.0.1 (random port, TLS; the
+//! workspace's harness) and devices of one user in temp dirs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use soledad_client::{KdfParams, SecretString, Soledad};
-use soledad_server::{Config, RunningServer, Server, SqliteTokenStore, TokenStore as _};
-use tempfile::TempDir;
+use soledad_server::testing::ServerFiles;
+use soledad_testkit::ServerProcess;
 
 pub const UUID: &str = "0d1f7c3a-user";
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
 pub struct Env {
-    pub dir: TempDir,
-    pub config: Config,
-    pub tokens: Arc<SqliteTokenStore>,
-    pub server: Option<RunningServer>,
+    pub server: ServerProcess,
     pub token: String,
 }
 
 impl Env {
     pub async fn start() -> Env {
-        Env::start_with(|_| {}).await
+        Env::start_with(&[]).await
     }
 
-    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Env {
+    /// A server with these INI options (`quota_bytes`,
+    /// `processing_threshold_secs`, …), the user `UUID` and an `incoming`
+    /// service token.
+    pub async fn start_with(options: &[(&str, &str)]) -> Env {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::loopback(dir.path().join("server"));
-        adjust(&mut config);
-        std::fs::create_dir_all(&config.data_path).unwrap();
-        let tokens = Arc::new(SqliteTokenStore::open(&config.token_store_path()).unwrap());
-        let token = tokens.add(UUID, None).await.unwrap().expose().to_owned();
-        let server = start(&config, &tokens).await;
-        // Restarts keep the address, so open devices reach the new server.
-        config.users_address = server.users_addr();
+        let mut builder = ServerProcess::builder().user(UUID).service("incoming");
+        for (key, value) in options {
+            builder = builder.option(key, value);
+        }
+        let server = tokio::task::spawn_blocking(move || builder.start())
+            .await
+            .unwrap();
         Env {
-            dir,
-            config,
-            tokens,
-            server: Some(server),
-            token,
+            token: server.token(UUID).to_owned(),
+            server,
         }
     }
 
-    pub fn server(&self) -> &RunningServer {
-        self.server.as_ref().unwrap()
-    }
-
     pub fn url(&self) -> String {
-        format!("https://{}", self.server().users_addr())
+        self.server.url()
     }
 
     pub fn cert(&self) -> PathBuf {
-        self.server().cert_path().to_owned()
+        self.server.cert()
+    }
+
+    /// The temporary directory of the server; devices live under it too.
+    pub fn dir(&self) -> &Path {
+        self.server.dir()
+    }
+
+    /// The server's data directory.
+    pub fn data_path(&self) -> &Path {
+        self.server.data_path()
     }
 
     pub fn home(&self, device: &str) -> PathBuf {
-        self.dir.path().join(device)
+        self.server.dir().join(device)
     }
 
     /// Opens (or reopens) a device of the user with the default passphrase.
@@ -82,32 +83,22 @@ impl Env {
             .await
     }
 
-    /// The user's server-side document store file.
-    pub fn server_db(&self) -> PathBuf {
-        self.config
-            .data_path
-            .join("users")
-            .join(format!("user-{UUID}.db"))
+    /// The server's stores, to play a dishonest server (the server's test
+    /// hooks: no test here knows its schema or file layout).
+    pub fn files(&self) -> ServerFiles {
+        ServerFiles::at(self.data_path())
     }
 
+    /// SIGKILLs the server (its port then refuses connections).
     pub async fn stop(&mut self) {
-        self.server.take().unwrap().shutdown().await.unwrap();
+        self.server.kill();
     }
 
+    /// Kills the server if it runs and starts it again on the same port and
+    /// data, so open devices reach it again.
     pub async fn restart(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown().await.unwrap();
-        }
-        self.server = Some(start(&self.config, &self.tokens).await);
+        self.server.restart();
     }
-}
-
-async fn start(config: &Config, tokens: &Arc<SqliteTokenStore>) -> RunningServer {
-    Server::builder(config.clone())
-        .token_store(tokens.clone())
-        .start()
-        .await
-        .unwrap()
 }
 
 /// Every file under `dir`, recursively.
@@ -143,12 +134,4 @@ pub async fn snapshot(device: &Soledad) -> Vec<(String, Option<String>, Option<S
             )
         })
         .collect()
-}
-
-/// Raw access to the server's store file, to play a dishonest server.
-pub fn server_sql(env: &Env) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(env.server_db()).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
-    conn
 }

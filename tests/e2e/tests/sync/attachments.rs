@@ -4,8 +4,8 @@
 use serde_json::json;
 use soledad_client::{ATTACHMENTS_NAMESPACE, AttachmentState, Error, SyncStatus};
 
-use crate::blobs::{bm, data, device, read_all, server_blob};
-use crate::util::Env;
+use crate::blobs::{bm, data, device, read_all};
+use crate::util::{Env, UUID};
 
 #[tokio::test]
 async fn attachment_is_remote_on_b_until_downloaded_then_synced() {
@@ -102,13 +102,9 @@ async fn attachments_swapped_on_the_server_are_detected() {
                 .to_owned()
         })
         .collect();
-    let (p0, p1) = (
-        server_blob(&env, ATTACHMENTS_NAMESPACE, &ids[0]),
-        server_blob(&env, ATTACHMENTS_NAMESPACE, &ids[1]),
-    );
-    let (c0, c1) = (std::fs::read(&p0).unwrap(), std::fs::read(&p1).unwrap());
-    std::fs::write(&p0, &c1).unwrap();
-    std::fs::write(&p1, &c0).unwrap();
+    env.files()
+        .swap_blobs(UUID, ATTACHMENTS_NAMESPACE, &ids[0], &ids[1])
+        .unwrap();
 
     b.sync().await.unwrap();
     for doc in &docs {
@@ -147,10 +143,9 @@ async fn an_attachment_longer_than_referenced_is_refused_without_keeping_it() {
         .as_str()
         .unwrap()
         .to_owned();
-    let path = server_blob(&env, ATTACHMENTS_NAMESPACE, &id);
-    let mut stored = std::fs::read(&path).unwrap();
-    stored.extend_from_slice(&vec![0u8; 4 << 20]);
-    std::fs::write(&path, &stored).unwrap();
+    env.files()
+        .append_to_blob(UUID, ATTACHMENTS_NAMESPACE, &id, &vec![0u8; 4 << 20])
+        .unwrap();
 
     b.sync().await.unwrap();
     let doc_b = b.get_doc(&doc.doc_id, false).await.unwrap().unwrap();

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! SOLEDAD_CHECKER_SEEDS=1000 SOLEDAD_CHECKER_KEEP_GOING=1 \
-//!   cargo test --release -p soledad-server --test convergence_checker -- --nocapture
+//!   cargo test --release -p soledad-e2e --test convergence_checker -- --nocapture
 //! ```
 //!
 //! A failing seed prints itself; keep it below as a named regression case (the
@@ -121,7 +121,7 @@ async fn regression_issue16_own_older_revision_seeds() {
 async fn issue16_a_cut_upload_plus_a_local_write_is_no_integrity_alarm() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("server")).await;
+    let server = Server::start().await;
     let proxy = Proxy::start(&server).await;
     let a = device(
         &dir.path().join("a"),

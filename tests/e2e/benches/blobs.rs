@@ -2,90 +2,41 @@
 //! download on another device → get, and 1,000 × 10 KB blobs with the transfer
 //! concurrency limit, next to raw AES-GCM (blob stream) and disk figures.
 //!
-//! `cargo bench -p soledad-client --bench blobs` (set `SOLEDAD_BENCH_BLOB_MIB` for
-//! another size). The server runs in a child process (this same binary), so the
-//! peak RSS printed (`VmHWM` of `/proc/self/status`) is the client's alone; it
-//! must stay under 64 MiB whatever the blob size.
+//! `cargo bench -p soledad-e2e --bench blobs` (set `SOLEDAD_BENCH_BLOB_MIB` for
+//! another size). The server runs as the real `soledad-server` binary in a child
+//! process (soledad-testkit), so the peak RSS printed (`VmHWM` of
+//! `/proc/self/status`) is the client's alone; it must stay under 64 MiB
+//! whatever the blob size.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::{BufRead as _, Read as _, Write as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Instant;
 
 use soledad_client::{BlobConfig, KdfParams, SecretString, Soledad};
+use soledad_testkit::ServerProcess;
 use tokio::io::AsyncReadExt as _;
 
 const UUID: &str = "bench-user";
-const SERVER_ENV: &str = "SOLEDAD_BENCH_BLOB_SERVER";
-
 fn main() {
-    if let Ok(dir) = std::env::var(SERVER_ENV) {
-        return serve(PathBuf::from(dir));
-    }
     let mib: u64 = std::env::var("SOLEDAD_BENCH_BLOB_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(SERVER_ENV, dir.path().join("server"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let mut parts = line.split_whitespace();
+    let process = ServerProcess::builder().user(UUID).start();
     let server = Server {
-        url: format!("https://{}", parts.next().unwrap()),
-        cert: PathBuf::from(parts.next().unwrap()),
-        token: parts.next().unwrap().to_owned(),
+        url: process.url(),
+        cert: process.cert(),
+        token: process.token(UUID).to_owned(),
     };
+    let dir = tempfile::tempdir().unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap()
         .block_on(run(&server, dir.path(), mib));
-    drop(child.stdin.take());
-    let _ = child.wait();
-}
-
-/// The child: a server on loopback until stdin closes.
-fn serve(dir: PathBuf) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(async move {
-            let config = soledad_server::Config::loopback(&dir);
-            std::fs::create_dir_all(&config.data_path).unwrap();
-            let tokens = Arc::new(
-                soledad_server::SqliteTokenStore::open(&config.token_store_path()).unwrap(),
-            );
-            use soledad_server::TokenStore as _;
-            let token = tokens.add(UUID, None).await.unwrap().expose().to_owned();
-            let server = soledad_server::Server::builder(config)
-                .token_store(tokens)
-                .start()
-                .await
-                .unwrap();
-            println!(
-                "{} {} {token}",
-                server.users_addr(),
-                server.cert_path().display()
-            );
-            std::io::stdout().flush().unwrap();
-            tokio::task::spawn_blocking(|| {
-                let mut sink = Vec::new();
-                let _ = std::io::stdin().read_to_end(&mut sink);
-            })
-            .await
-            .unwrap();
-            server.shutdown().await.unwrap();
-        });
+    process.kill();
 }
 
 struct Server {

@@ -17,22 +17,20 @@ use soledad_server::deliver::Deliverer;
 
 use crate::util::{Env, UUID};
 
-const SERVICE_TOKEN: &str = "mx-test-token";
 const MARKER: &str = "PLAINTEXT-MARKER-7c41";
 
 async fn env_with(threshold_secs: u64) -> Env {
-    Env::start_with(|config| {
-        config.processing_threshold = Duration::from_secs(threshold_secs);
-        let path = config.services_tokens_path();
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, format!("incoming:{SERVICE_TOKEN}\n")).unwrap();
-    })
-    .await
+    let threshold = threshold_secs.to_string();
+    Env::start_with(&[("processing_threshold_secs", &threshold)]).await
 }
 
 fn mx(env: &Env) -> Deliverer {
-    let url = format!("http://{}", env.server().services_addr());
-    Deliverer::new(&url, "incoming", SERVICE_TOKEN).unwrap()
+    Deliverer::new(
+        &env.server.services_url(),
+        "incoming",
+        env.server.service_token("incoming"),
+    )
+    .unwrap()
 }
 
 fn mail(n: usize) -> Vec<u8> {
@@ -134,7 +132,7 @@ async fn two_devices_turn_a_hundred_messages_into_one_document_each() {
         .unwrap();
     }
     assert!(
-        !any_file_contains(&env.config.data_path, MARKER.as_bytes()),
+        !any_file_contains(env.data_path(), MARKER.as_bytes()),
         "the server holds plaintext"
     );
 
@@ -165,7 +163,7 @@ async fn two_devices_turn_a_hundred_messages_into_one_document_each() {
         assert_eq!(seven.1["date"], "Mon, 30 Nov 2026 10:00:00 +0000");
     }
     assert!(
-        !any_file_contains(&env.config.data_path, MARKER.as_bytes()),
+        !any_file_contains(env.data_path(), MARKER.as_bytes()),
         "the server holds plaintext"
     );
 }
@@ -281,15 +279,11 @@ async fn a_message_sealed_to_another_key_fails_without_blocking_the_rest() {
     let status = reqwest::Client::new()
         .put(format!(
             "http://{}/incoming/{UUID}/stranger",
-            env.server().services_addr()
+            env.server.services_addr()
         ))
         .header(
             "authorization",
-            format!(
-                "Token {}",
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("incoming:{SERVICE_TOKEN}"))
-            ),
+            env.server.service_authorization("incoming"),
         )
         .body(sealed)
         .send()

@@ -3,8 +3,10 @@
 //! through one device's processing loop (claim, download, open, mail consumer,
 //! save, one sync, mark processed).
 //!
-//! `cargo bench -p soledad-client --bench incoming` (`SOLEDAD_BENCH_INCOMING_N`
-//! for another count). Server and device run in this process on loopback.
+//! `cargo bench -p soledad-e2e --bench incoming` (`SOLEDAD_BENCH_INCOMING_N`
+//! for another count). Server and device run in this process on loopback: the
+//! figures in the README were measured that way, so it stays in-process (the
+//! library server, not the binary) to keep them comparable.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::sync::Arc;

@@ -33,11 +33,11 @@
 //! change the loaded figures much.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use soledad_client::{KdfParams, LiveEvent, LiveOptions, SecretString, Soledad};
+use soledad_testkit::ServerProcess;
 use tokio::sync::broadcast::error::RecvError;
 
 const UUID: &str = "bench-user";
@@ -90,43 +90,11 @@ fn main() {
 async fn run(writes: usize, debounce: Option<Duration>) -> (Vec<f64>, Vec<f64>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.path().join("server.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "[soledad-server]\ndata_path = {}\nusers_address = 127.0.0.1:{port}\nservices_address = 127.0.0.1:0\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_soledad-server");
-    let out = Command::new(bin)
-        .arg("--config")
-        .arg(&config)
-        .args(["user", "add", UUID])
-        .output()
+    let process = tokio::task::spawn_blocking(|| ServerProcess::builder().user(UUID).start())
+        .await
         .unwrap();
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let mut server = Command::new(bin)
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let cert = dir.path().join("data").join("tls").join("cert.pem");
-    let url = format!("https://127.0.0.1:{port}");
+    let (url, cert) = (process.url(), process.cert());
+    let token = process.token(UUID).to_owned();
     let a = device(&dir.path().join("a"), &url, &cert, &token).await;
     let b = device(&dir.path().join("b"), &url, &cert, &token).await;
     let mut options = LiveOptions::default();
@@ -172,8 +140,7 @@ async fn run(writes: usize, debounce: Option<Duration>) -> (Vec<f64>, Vec<f64>) 
     }
     live_a.stop().await;
     live_b.stop().await;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    process.kill();
     (total, upload)
 }
 

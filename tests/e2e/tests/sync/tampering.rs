@@ -6,7 +6,9 @@
 use serde_json::json;
 use soledad_client::Error;
 
-use crate::util::{Env, server_sql, snapshot};
+use soledad_server::testing::StoredDoc;
+
+use crate::util::{Env, UUID, snapshot};
 
 /// A creates `names` and syncs; returns the server-side (hidden) ids in the same order.
 async fn seed(env: &Env, names: &[&str]) -> Vec<String> {
@@ -17,16 +19,8 @@ async fn seed(env: &Env, names: &[&str]) -> Vec<String> {
             .unwrap();
     }
     a.sync().await.unwrap();
-    let sql = server_sql(env);
-    let mut hidden = Vec::new();
     // Ids appear in the server log in the order A sent them (its generation order).
-    let mut stmt = sql
-        .prepare("SELECT doc_id FROM transaction_log ORDER BY generation")
-        .unwrap();
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
-    for row in rows {
-        hidden.push(row.unwrap());
-    }
+    let hidden = env.files().doc_ids(UUID).unwrap();
     assert_eq!(hidden.len(), names.len());
     for (h, n) in hidden.iter().zip(names) {
         assert_ne!(h, n, "server must not see plaintext ids");
@@ -38,21 +32,7 @@ async fn seed(env: &Env, names: &[&str]) -> Vec<String> {
 async fn a_flipped_byte_is_refused_and_the_other_documents_arrive() {
     let env = Env::start().await;
     let hidden = seed(&env, &["one", "two", "three"]).await;
-    let sql = server_sql(&env);
-    let mut payload: Vec<u8> = sql
-        .query_row(
-            "SELECT content FROM document WHERE doc_id = ?1",
-            [&hidden[1]],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let last = payload.len() - 1;
-    payload[last] ^= 0x40;
-    sql.execute(
-        "UPDATE document SET content = ?1 WHERE doc_id = ?2",
-        rusqlite::params![payload, hidden[1]],
-    )
-    .unwrap();
+    env.files().flip_envelope_byte(UUID, &hidden[1]).unwrap();
 
     let b = env.device("b").await;
     let err = b.sync().await.unwrap_err();
@@ -66,13 +46,10 @@ async fn a_flipped_byte_is_refused_and_the_other_documents_arrive() {
 async fn swapped_envelopes_are_refused() {
     let env = Env::start().await;
     let hidden = seed(&env, &["left", "right", "other"]).await;
-    let sql = server_sql(&env);
-    sql.execute_batch(&format!(
-        "UPDATE document SET content = (SELECT content FROM document WHERE doc_id = '{r}') WHERE doc_id = '{l}';",
-        l = hidden[0],
-        r = hidden[1]
-    ))
-    .unwrap();
+    // "left" now holds "right"'s envelope.
+    env.files()
+        .copy_envelope(UUID, &hidden[1], &hidden[0])
+        .unwrap();
     let b = env.device("b").await;
     assert!(matches!(b.sync().await, Err(Error::Integrity { count: 1 })));
     assert!(b.get_doc("left", true).await.unwrap().is_none());
@@ -92,13 +69,12 @@ async fn swapped_envelopes_are_refused() {
 async fn a_forged_revision_is_refused() {
     let env = Env::start().await;
     let hidden = seed(&env, &["doc", "x"]).await;
-    let sql = server_sql(&env);
     // The server claims a newer revision for an envelope sealed for the old one.
-    sql.execute(
-        "UPDATE document SET doc_rev = doc_rev || '|zzzz:1' WHERE doc_id = ?1",
-        [&hidden[0]],
-    )
-    .unwrap();
+    let files = env.files();
+    let stored = files.stored_doc(UUID, &hidden[0]).unwrap().unwrap();
+    files
+        .set_rev_in_place(UUID, &hidden[0], &format!("{}|zzzz:1", stored.rev))
+        .unwrap();
     let b = env.device("b").await;
     assert!(matches!(b.sync().await, Err(Error::Integrity { count: 1 })));
     assert!(b.get_doc("doc", true).await.unwrap().is_none());
@@ -112,14 +88,8 @@ async fn serving_an_older_revision_changes_nothing_and_the_newer_one_is_kept() {
     let a = env.device("a").await;
     let b = env.device("b").await;
     b.sync().await.unwrap();
-    let sql = server_sql(&env);
-    let (old_rev, old_payload): (String, Vec<u8>) = sql
-        .query_row(
-            "SELECT doc_rev, content FROM document WHERE doc_id = ?1",
-            [&hidden[0]],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let files = env.files();
+    let old = files.stored_doc(UUID, &hidden[0]).unwrap().unwrap();
 
     let mut doc = a.get_doc("doc", false).await.unwrap().unwrap();
     doc.set_value(&json!({"name": "newer"})).unwrap();
@@ -129,23 +99,7 @@ async fn serving_an_older_revision_changes_nothing_and_the_newer_one_is_kept() {
     assert_eq!(b.get_doc("doc", false).await.unwrap().unwrap().rev, doc.rev);
 
     // Roll the document back to its first revision at a new server generation.
-    sql.execute_batch("BEGIN").unwrap();
-    let next: i64 = sql
-        .query_row("SELECT MAX(generation) + 1 FROM transaction_log", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    sql.execute(
-        "UPDATE document SET doc_rev = ?1, content = ?2, generation = ?3 WHERE doc_id = ?4",
-        rusqlite::params![old_rev, old_payload, next, hidden[0]],
-    )
-    .unwrap();
-    sql.execute(
-        "INSERT INTO transaction_log (generation, doc_id, transaction_id) VALUES (?1, ?2, 'T-rollback')",
-        rusqlite::params![next, hidden[0]],
-    )
-    .unwrap();
-    sql.execute_batch("COMMIT").unwrap();
+    files.republish(UUID, &hidden[0], &old).unwrap();
 
     // Each device already holds a revision that dominates the replayed one: the old
     // one is superseded (u1db), which loses nothing, so it is no integrity alarm.
@@ -178,24 +132,14 @@ async fn a_forged_revision_is_refused_even_when_the_device_has_a_newer_one() {
     doc.set_value(&json!({"name": "newer"})).unwrap();
     a.put_doc(&mut doc).await.unwrap();
     a.sync().await.unwrap();
-    let sql = server_sql(&env);
-    sql.execute_batch("BEGIN").unwrap();
-    let next: i64 = sql
-        .query_row("SELECT MAX(generation) + 1 FROM transaction_log", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    sql.execute(
-        "UPDATE document SET doc_rev = 'aaaa:1', generation = ?1 WHERE doc_id = ?2",
-        rusqlite::params![next, hidden[0]],
-    )
-    .unwrap();
-    sql.execute(
-        "INSERT INTO transaction_log (generation, doc_id, transaction_id) VALUES (?1, ?2, 'T-forged')",
-        rusqlite::params![next, hidden[0]],
-    )
-    .unwrap();
-    sql.execute_batch("COMMIT").unwrap();
+    // The current envelope, served at a new generation under a made-up revision.
+    let files = env.files();
+    let current = files.stored_doc(UUID, &hidden[0]).unwrap().unwrap();
+    let forged = StoredDoc {
+        rev: "aaaa:1".to_owned(),
+        envelope: current.envelope,
+    };
+    files.republish(UUID, &hidden[0], &forged).unwrap();
     let err = a.sync().await.unwrap_err();
     assert!(matches!(err, Error::Integrity { count: 1 }), "{err:?}");
     let kept = a.get_doc("doc", false).await.unwrap().unwrap();

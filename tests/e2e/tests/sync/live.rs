@@ -9,7 +9,7 @@ use soledad_client::{Error, LiveEvent, LiveOptions, Soledad};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::util::Env;
+use crate::util::{Env, PASSPHRASE, UUID};
 
 /// Bounded wait for anything to show up.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -185,7 +185,7 @@ async fn a_server_restart_in_the_middle_of_a_wait_loses_no_change() {
 async fn stop_and_close_leave_no_task_running() {
     // One wait per user: a second device waits only once the first is gone.
     // A's waits last 30 s: one left behind would keep B out past the deadline.
-    let env = Env::start_with(|c| c.live_waits_per_user = 1).await;
+    let env = Env::start_with(&[("live_waits_per_user", "1")]).await;
     let a = env.device("a").await;
     let b = env.device("b").await;
     let live_a = a
@@ -308,18 +308,39 @@ impl soledad_server::notify::ChangeNotifier for Amnesiac {
 
 #[tokio::test]
 async fn servers_that_never_know_the_marker_get_a_backing_off_client_not_a_busy_loop() {
-    let mut env = Env::start().await;
-    let a = env.device("a").await;
-    env.stop().await;
-    let amnesiac = std::sync::Arc::new(Amnesiac::default());
-    env.server = Some(
-        soledad_server::Server::builder(env.config.clone())
-            .token_store(env.tokens.clone())
-            .change_notifier(amnesiac.clone())
-            .start()
-            .await
-            .unwrap(),
+    // In-process on purpose: the test injects its own notifier, which only the
+    // library's `ServerBuilder` can do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let config = soledad_server::Config::loopback(dir.path().join("server"));
+    std::fs::create_dir_all(&config.data_path).unwrap();
+    let tokens = std::sync::Arc::new(
+        soledad_server::SqliteTokenStore::open(&config.token_store_path()).unwrap(),
     );
+    let token = soledad_server::TokenStore::add(&*tokens, UUID, None)
+        .await
+        .unwrap()
+        .expose()
+        .to_owned();
+    let amnesiac = std::sync::Arc::new(Amnesiac::default());
+    let server = soledad_server::Server::builder(config)
+        .token_store(tokens)
+        .change_notifier(amnesiac.clone())
+        .start()
+        .await
+        .unwrap();
+    let home = dir.path().join("a");
+    std::fs::create_dir_all(&home).unwrap();
+    let a = soledad_client::Soledad::builder(UUID, soledad_client::SecretString::from(PASSPHRASE))
+        .secrets_path(home.join("soledad.json"))
+        .local_db_path(home.join(format!("{UUID}.db")))
+        .server_url(format!("https://{}", server.users_addr()))
+        .cert_file(server.cert_path())
+        .auth_token(token)
+        .danger_kdf_params(soledad_client::KdfParams::insecure_fast_for_tests())
+        .open()
+        .await
+        .unwrap();
     let live = a.start_live_sync(options()).await.unwrap();
     let deadline = Instant::now() + DEADLINE;
     while amnesiac.waits.lock().unwrap().len() < 8 {

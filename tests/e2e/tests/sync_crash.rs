@@ -7,14 +7,14 @@
 //! server that kills the server after forwarding a set number of upload bytes.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use serde_json::json;
 use soledad_client::{KdfParams, SecretString, Soledad};
+use soledad_server::testing::ServerFiles;
+use soledad_testkit::{Killer, ServerProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
@@ -22,67 +22,8 @@ use tokio::sync::Mutex;
 const UUID: &str = "crash-user";
 const DOCS: usize = 5000;
 
-fn server_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_soledad-server")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct ServerProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-fn write_config(dir: &Path, port: u16) -> PathBuf {
-    let path = dir.join("server.conf");
-    std::fs::write(
-        &path,
-        format!(
-            "[soledad-server]\ndata_path = {}\nusers_address = 127.0.0.1:{port}\nservices_address = 127.0.0.1:0\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn admin(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(server_bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-async fn serve(config: &Path, port: u16) -> ServerProcess {
-    let child = Command::new(server_bin())
-        .arg("--config")
-        .arg(config)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    ServerProcess { child, addr }
+fn start_server() -> ServerProcess {
+    ServerProcess::builder().user(UUID).start()
 }
 
 /// Which direction's bytes count towards the kill.
@@ -99,7 +40,7 @@ struct KillProxy {
     target: Arc<Mutex<SocketAddr>>,
     armed: Arc<AtomicBool>,
     forwarded: Arc<AtomicU64>,
-    victim: Arc<Mutex<Option<Child>>>,
+    victim: Arc<Mutex<Option<Killer>>>,
 }
 
 impl KillProxy {
@@ -150,7 +91,7 @@ impl KillProxy {
 struct Kill {
     armed: Arc<AtomicBool>,
     forwarded: Arc<AtomicU64>,
-    victim: Arc<Mutex<Option<Child>>>,
+    victim: Arc<Mutex<Option<Killer>>>,
     after: u64,
 }
 
@@ -172,9 +113,8 @@ async fn pump(
         let Some(kill) = kill else { continue };
         let total = kill.forwarded.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
         if kill.armed.load(Ordering::SeqCst) && total >= kill.after {
-            if let Some(mut child) = kill.victim.lock().await.take() {
-                child.kill().unwrap();
-                child.wait().unwrap();
+            if let Some(killer) = kill.victim.lock().await.take() {
+                killer.kill();
             }
             break;
         }
@@ -195,32 +135,24 @@ async fn device(home: &Path, url: &str, cert: &Path, token: &str) -> Soledad {
         .unwrap()
 }
 
+/// Documents the server has committed for the user (its test hooks).
 fn committed_docs(data: &Path) -> i64 {
-    let conn =
-        rusqlite::Connection::open(data.join("users").join(format!("user-{UUID}.db"))).unwrap();
-    conn.query_row("SELECT COUNT(*) FROM document", [], |r| r.get(0))
-        .unwrap()
+    let count = ServerFiles::at(data).doc_count(UUID).unwrap();
+    i64::try_from(count).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_cut_by_a_server_crash_resumes_without_loss_or_resend() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port);
-    let token = admin(&config, &["user", "add", UUID]);
-    let server = serve(&config, port).await;
-    let cert = dir.path().join("data").join("tls").join("cert.pem");
-    assert!(
-        cert.is_file(),
-        "self-signed certificate expected at {}",
-        cert.display()
-    );
+    let server = start_server();
+    let dir = server.dir();
+    let token = server.token(UUID);
+    let cert = server.cert();
 
     // Each document is ~2 KB, so the upload is ~10 MB and the kill lands mid-way.
-    let proxy = KillProxy::start(server.addr, 5 << 20, Direction::Upload).await;
+    let proxy = KillProxy::start(server.users_addr(), 5 << 20, Direction::Upload).await;
     let url = format!("https://127.0.0.1:{}", proxy.addr.port());
-    let a = device(&dir.path().join("a"), &url, &cert, &token).await;
+    let a = device(&dir.join("a"), &url, &cert, token).await;
     // Bootstrap (backup upload) before arming the proxy.
     a.sync().await.unwrap();
     for i in 0..DOCS {
@@ -231,7 +163,7 @@ async fn a_sync_cut_by_a_server_crash_resumes_without_loss_or_resend() {
         .await
         .unwrap();
     }
-    *proxy.victim.lock().await = Some(server.child);
+    *proxy.victim.lock().await = Some(server.killer());
     proxy.forwarded.store(0, Ordering::SeqCst);
     proxy.armed.store(true, Ordering::SeqCst);
 
@@ -241,7 +173,7 @@ async fn a_sync_cut_by_a_server_crash_resumes_without_loss_or_resend() {
         "the sync must fail when the server dies: {cut:?}"
     );
     assert!(proxy.victim.lock().await.is_none(), "the server was killed");
-    let committed = committed_docs(&dir.path().join("data"));
+    let committed = committed_docs(server.data_path());
     assert!(
         committed > 0 && (committed as usize) < DOCS,
         "killed mid-way: {committed} committed"
@@ -249,16 +181,16 @@ async fn a_sync_cut_by_a_server_crash_resumes_without_loss_or_resend() {
 
     // Restart on the same data and port; the proxy keeps forwarding (disarmed).
     proxy.armed.store(false, Ordering::SeqCst);
-    let mut restarted = serve(&config, port).await;
+    server.restart();
     let resumed = a.sync().await.unwrap();
     assert_eq!(
         resumed.sent as i64,
         DOCS as i64 - committed,
         "committed documents are not sent again"
     );
-    assert_eq!(committed_docs(&dir.path().join("data")) as usize, DOCS);
+    assert_eq!(committed_docs(server.data_path()) as usize, DOCS);
 
-    let b = device(&dir.path().join("b"), &url, &cert, &token).await;
+    let b = device(&dir.join("b"), &url, &cert, token).await;
     let got = b.sync().await.unwrap();
     assert_eq!(got.received as usize, DOCS);
     let (_, docs_a) = a.get_all_docs(true).await.unwrap();
@@ -268,23 +200,18 @@ async fn a_sync_cut_by_a_server_crash_resumes_without_loss_or_resend() {
     // And a second sync of A has nothing left to do.
     let again = a.sync().await.unwrap();
     assert_eq!((again.sent, again.received), (0, 0));
-
-    restarted.child.kill().unwrap();
-    restarted.child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_cut_by_a_server_crash_resumes_where_it_stopped() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), port);
-    let token = admin(&config, &["user", "add", UUID]);
-    let server = serve(&config, port).await;
-    let cert = dir.path().join("data").join("tls").join("cert.pem");
-    let direct = format!("https://127.0.0.1:{port}");
+    let server = start_server();
+    let dir = server.dir();
+    let token = server.token(UUID);
+    let cert = server.cert();
+    let direct = server.url();
 
-    let a = device(&dir.path().join("a"), &direct, &cert, &token).await;
+    let a = device(&dir.join("a"), &direct, &cert, token).await;
     for i in 0..DOCS {
         a.create_doc(
             &json!({"i": i, "pad": "p".repeat(2000)}),
@@ -295,10 +222,10 @@ async fn a_download_cut_by_a_server_crash_resumes_where_it_stopped() {
     }
     a.sync().await.unwrap();
 
-    let proxy = KillProxy::start(server.addr, 5 << 20, Direction::Download).await;
+    let proxy = KillProxy::start(server.users_addr(), 5 << 20, Direction::Download).await;
     let url = format!("https://127.0.0.1:{}", proxy.addr.port());
-    let b = device(&dir.path().join("b"), &url, &cert, &token).await;
-    *proxy.victim.lock().await = Some(server.child);
+    let b = device(&dir.join("b"), &url, &cert, token).await;
+    *proxy.victim.lock().await = Some(server.killer());
     proxy.forwarded.store(0, Ordering::SeqCst);
     proxy.armed.store(true, Ordering::SeqCst);
     let cut = b.sync().await;
@@ -311,7 +238,7 @@ async fn a_download_cut_by_a_server_crash_resumes_where_it_stopped() {
     assert!(kept > 0 && kept < DOCS, "applied batches are kept: {kept}");
 
     proxy.armed.store(false, Ordering::SeqCst);
-    let mut restarted = serve(&config, port).await;
+    server.restart();
     let resumed = b.sync().await.unwrap();
     assert_eq!(
         resumed.received as usize,
@@ -321,6 +248,4 @@ async fn a_download_cut_by_a_server_crash_resumes_where_it_stopped() {
     let (_, docs_a) = a.get_all_docs(true).await.unwrap();
     let (_, docs_b) = b.get_all_docs(true).await.unwrap();
     assert_eq!(docs_a, docs_b);
-    restarted.child.kill().unwrap();
-    restarted.child.wait().unwrap();
 }

@@ -1,11 +1,8 @@
 //! A real server process on 127.0.0.1 (random port) with one user, raw HTTPS
 //! helpers for the blobs API, and Soledad client devices.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -13,18 +10,6 @@ use reqwest::StatusCode;
 use soledad_client::{KdfParams, SecretString, Soledad};
 
 pub const UUID: &str = "quota-user";
-
-fn server_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_soledad-server")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -49,110 +34,55 @@ fn client_for(cert: &Path) -> reqwest::Client {
         .unwrap()
 }
 
-/// The server binary serving a temporary data directory.
+/// The server binary (the workspace's harness) with one user, `UUID`.
 pub struct ServerProcess {
-    pub dir: tempfile::TempDir,
-    config: PathBuf,
-    port: u16,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
+    pub process: soledad_testkit::ServerProcess,
     pub token: String,
     pub client: reqwest::Client,
 }
 
 impl ServerProcess {
-    /// Starts a server whose INI section also holds `extra` lines.
+    /// Starts a server whose INI section also holds `extra` lines (`key = value`).
     pub async fn start(extra: &str) -> ServerProcess {
         ServerProcess::start_with_env(extra, &[]).await
     }
 
     /// As [`start`](Self::start), with environment variables for the server.
     pub async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> ServerProcess {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("server.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "[soledad-server]\ndata_path = {}\nusers_address = 127.0.0.1:{port}\n\
-                 services_address = 127.0.0.1:0\n{extra}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new(server_bin())
-            .arg("--config")
-            .arg(&config)
-            .args(["user", "add", UUID])
-            .output()
+        let mut builder = soledad_testkit::ServerProcess::builder().user(UUID);
+        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+            let (key, value) = line.split_once('=').unwrap();
+            builder = builder.option(key.trim(), value.trim());
+        }
+        for (key, value) in env {
+            builder = builder.env(key, value);
+        }
+        let process = tokio::task::spawn_blocking(move || builder.start())
+            .await
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let mut server = ServerProcess {
-            dir,
-            config,
-            port,
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            child: None,
-            token,
-            client: reqwest::Client::new(),
-        };
-        server.spawn().await;
-        server.client = client_for(&server.cert());
-        server
-    }
-
-    async fn spawn(&mut self) {
-        let child = Command::new(server_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .arg("serve")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        ServerProcess {
+            token: process.token(UUID).to_owned(),
+            client: client_for(&process.cert()),
+            process,
         }
     }
 
     /// Kills the server (SIGKILL: no graceful flush) and starts it again on the
     /// same data and port.
     pub async fn restart(&mut self) {
-        self.kill();
-        self.spawn().await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
+        self.process.restart();
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+        self.process.pid().unwrap()
     }
 
     pub fn cert(&self) -> PathBuf {
-        self.dir.path().join("data").join("tls").join("cert.pem")
+        self.process.cert()
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
+        format!("{}{path}", self.process.url())
     }
 
     pub fn authorization(&self) -> String {
@@ -222,7 +152,7 @@ impl ServerProcess {
 
     /// A client device of the user with its own home under the data directory.
     pub async fn device(&self, name: &str) -> Soledad {
-        let home = self.dir.path().join(name);
+        let home = self.process.dir().join(name);
         std::fs::create_dir_all(&home).unwrap();
         Soledad::builder(UUID, SecretString::from("passphrase"))
             .secrets_path(home.join("soledad.json"))
@@ -234,11 +164,5 @@ impl ServerProcess {
             .open()
             .await
             .unwrap()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

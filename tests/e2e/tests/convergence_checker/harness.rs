@@ -1,15 +1,16 @@
-//! The real `soledad-server` binary as a child process on a fixed loopback port, and
+//! The real `soledad-server` binary (the workspace's harness) on loopback, and
 //! a loopback TCP proxy in front of it that can SIGKILL it after a number of bytes,
 //! or hold one direction of the traffic.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use soledad_client::{KdfParams, SecretString, Soledad};
+use soledad_server::testing::ServerFiles;
+use soledad_testkit::{Killer, ServerProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -18,131 +19,47 @@ pub const UUID: &str = "checker-user";
 /// Longest a proxy holds traffic, so that no test can hang on a forgotten hold.
 const MAX_HOLD: Duration = Duration::from_secs(120);
 
-fn server_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_soledad-server")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server data directory, its config, and the process serving it (if alive).
+/// The server binary (the workspace's harness) with one user, `UUID`.
 pub struct Server {
-    pub dir: PathBuf,
-    config: PathBuf,
-    pub port: u16,
-    /// The running process; shared with the proxy, which may kill it.
-    pub child: Arc<Mutex<Option<Child>>>,
+    pub process: ServerProcess,
     pub token: String,
 }
 
 impl Server {
-    /// Writes a config under `dir`, adds the user, starts serving.
-    pub async fn start(dir: &Path) -> Server {
-        std::fs::create_dir_all(dir).unwrap();
-        let port = free_port();
-        let config = dir.join("server.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "[soledad-server]\ndata_path = {}\nusers_address = 127.0.0.1:{port}\nservices_address = 127.0.0.1:0\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new(server_bin())
-            .arg("--config")
-            .arg(&config)
-            .args(["user", "add", UUID])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "user add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let server = Server {
-            dir: dir.to_owned(),
-            config,
-            port,
-            child: Arc::new(Mutex::new(None)),
-            token,
-        };
-        server.serve().await;
-        server
+    /// Starts the binary with the user added.
+    pub async fn start() -> Server {
+        let process = ServerProcess::builder().user(UUID).start();
+        Server {
+            token: process.token(UUID).to_owned(),
+            process,
+        }
     }
 
     /// Starts the process on the same data and port (after a kill).
     pub async fn serve(&self) {
         assert!(!self.is_alive(), "already serving");
-        let child = Command::new(server_bin())
-            .arg("--config")
-            .arg(&self.config)
-            .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        *self.child.lock().unwrap() = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).await.is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.process.restart();
     }
 
     pub fn is_alive(&self) -> bool {
-        self.child.lock().unwrap().is_some()
+        self.process.is_running()
     }
 
     /// SIGKILLs the process if it runs.
     pub fn kill(&self) {
-        kill(&self.child);
+        self.process.kill();
     }
 
     pub fn cert(&self) -> PathBuf {
-        self.dir.join("data").join("tls").join("cert.pem")
+        self.process.cert()
     }
 
-    /// Documents committed in the user's server store.
+    /// Documents committed in the user's server store (0 before it exists or
+    /// while it cannot be read).
     pub fn committed_docs(&self) -> i64 {
-        let path = self
-            .dir
-            .join("data")
-            .join("users")
-            .join(format!("user-{UUID}.db"));
-        let Ok(conn) =
-            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        else {
-            return 0;
-        };
-        conn.busy_timeout(Duration::from_secs(10)).unwrap();
-        conn.query_row("SELECT COUNT(*) FROM document", [], |r| r.get(0))
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        kill(&self.child);
-    }
-}
-
-fn kill(child: &Mutex<Option<Child>>) -> bool {
-    let taken = child.lock().map(|mut c| c.take()).ok().flatten();
-    match taken {
-        Some(mut child) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            true
-        }
-        None => false,
+        ServerFiles::at(self.process.data_path())
+            .doc_count(UUID)
+            .map_or(0, |count| i64::try_from(count).unwrap())
     }
 }
 
@@ -192,8 +109,8 @@ impl Proxy {
             knobs: Arc::new(Knobs::default()),
         };
         let knobs = proxy.knobs.clone();
-        let victim = server.child.clone();
-        let to = SocketAddr::from(([127, 0, 0, 1], server.port));
+        let victim = server.process.killer();
+        let to = server.process.users_addr();
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 let (knobs, victim) = (knobs.clone(), victim.clone());
@@ -241,7 +158,7 @@ async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     knobs: &Knobs,
-    victim: &Mutex<Option<Child>>,
+    victim: &Killer,
     upload: bool,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
@@ -286,7 +203,7 @@ async fn pump(
             knobs.uploaded.fetch_add(pass as u64, Ordering::SeqCst);
         }
         if cut {
-            if kill(victim) {
+            if victim.kill() {
                 knobs.kills.fetch_add(1, Ordering::SeqCst);
             }
             break;
