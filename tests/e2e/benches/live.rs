@@ -32,11 +32,14 @@
 //! p50 / 16 ms p90 meanwhile); data on tmpfs (`TMPDIR=/dev/shm`) did not
 //! change the loaded figures much.
 
+#[path = "../common/device.rs"]
+mod device;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use soledad_client::{KdfParams, LiveEvent, LiveOptions, SecretString, Soledad};
+use soledad_client::{LiveEvent, LiveOptions, Soledad};
 use soledad_testkit::ServerProcess;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -159,18 +162,9 @@ async fn wait_for(
     }
 }
 
+/// Opens a device of `UUID` (its own directory) through `url`.
 async fn device(home: &Path, url: &str, cert: &Path, token: &str) -> Soledad {
-    std::fs::create_dir_all(home).unwrap();
-    Soledad::builder(UUID, SecretString::from("bench passphrase"))
-        .secrets_path(home.join("soledad.json"))
-        .local_db_path(home.join("local.db"))
-        .server_url(url)
-        .cert_file(cert)
-        .auth_token(token)
-        .danger_kdf_params(KdfParams::insecure_fast_for_tests())
-        .open()
-        .await
-        .unwrap()
+    device::open_device(UUID, home, url, cert, token).await
 }
 
 fn ms(d: Duration) -> f64 {

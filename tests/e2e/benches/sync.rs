@@ -25,11 +25,14 @@
 //! per process. A `FULL` commit of every batch instead cost a further ~45-70 ms
 //! here (4 x 250 x 10 KB + 3 small commits: 19 ms with NORMAL, 64-88 ms with FULL).
 
+#[path = "../common/device.rs"]
+mod device;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use soledad_client::{KdfParams, SecretString, Soledad};
+use soledad_client::Soledad;
 use soledad_testkit::ServerProcess;
 
 const RUNS: usize = 5;
@@ -146,18 +149,9 @@ async fn run(count: usize, size: usize) -> (f64, f64, f64, u64, u64) {
     (ms(upload), ms(download), ms(raw), client_rss, server_rss)
 }
 
+/// Opens a device of `UUID` (its own directory) through `url`.
 async fn device(home: &Path, url: &str, cert: &Path, token: &str) -> Soledad {
-    std::fs::create_dir_all(home).unwrap();
-    Soledad::builder(UUID, SecretString::from("bench passphrase"))
-        .secrets_path(home.join("soledad.json"))
-        .local_db_path(home.join("local.db"))
-        .server_url(url)
-        .cert_file(cert)
-        .auth_token(token)
-        .danger_kdf_params(KdfParams::insecure_fast_for_tests())
-        .open()
-        .await
-        .unwrap()
+    device::open_device(UUID, home, url, cert, token).await
 }
 
 /// A JSON object of about `size` bytes of incompressible text.

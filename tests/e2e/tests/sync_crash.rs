@@ -6,13 +6,16 @@
 //! The kill is made deterministic by a loopback TCP proxy between client and
 //! server that kills the server after forwarding a set number of upload bytes.
 
+#[path = "../common/device.rs"]
+mod device;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde_json::json;
-use soledad_client::{KdfParams, SecretString, Soledad};
+use soledad_client::Soledad;
 use soledad_server::testing::ServerFiles;
 use soledad_testkit::{Killer, ServerProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -121,18 +124,9 @@ async fn pump(
     }
 }
 
+/// Opens a device of `UUID` (its own directory) through `url`.
 async fn device(home: &Path, url: &str, cert: &Path, token: &str) -> Soledad {
-    std::fs::create_dir_all(home).unwrap();
-    Soledad::builder(UUID, SecretString::from("passphrase"))
-        .secrets_path(home.join("soledad.json"))
-        .local_db_path(home.join("local.db"))
-        .server_url(url)
-        .cert_file(cert)
-        .auth_token(token)
-        .danger_kdf_params(KdfParams::insecure_fast_for_tests())
-        .open()
-        .await
-        .unwrap()
+    device::open_device(UUID, home, url, cert, token).await
 }
 
 /// Documents the server has committed for the user (its test hooks).

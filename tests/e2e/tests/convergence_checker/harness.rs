@@ -2,13 +2,16 @@
 //! a loopback TCP proxy in front of it that can SIGKILL it after a number of bytes,
 //! or hold one direction of the traffic.
 
+#[path = "../../common/device.rs"]
+mod device;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use soledad_client::{KdfParams, SecretString, Soledad};
+use soledad_client::Soledad;
 use soledad_server::testing::ServerFiles;
 use soledad_testkit::{Killer, ServerProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,19 +66,9 @@ impl Server {
     }
 }
 
-/// Opens a device (its own directory) through `url`.
+/// Opens a device of `UUID` (its own directory) through `url`.
 pub async fn device(home: &Path, url: &str, cert: &Path, token: &str) -> Soledad {
-    std::fs::create_dir_all(home).unwrap();
-    Soledad::builder(UUID, SecretString::from("passphrase"))
-        .secrets_path(home.join("soledad.json"))
-        .local_db_path(home.join("local.db"))
-        .server_url(url)
-        .cert_file(cert)
-        .auth_token(token)
-        .danger_kdf_params(KdfParams::insecure_fast_for_tests())
-        .open()
-        .await
-        .unwrap()
+    device::open_device(UUID, home, url, cert, token).await
 }
 
 /// Shared knobs of the proxy.
