@@ -106,6 +106,10 @@ pub enum Error {
     /// misses on the shared store; retry later.
     #[error("too many requests, retry later")]
     TooManyRequests,
+    /// The Garage cluster of the scale-out backend failed or refused.
+    #[cfg(feature = "garage")]
+    #[error(transparent)]
+    Garage(#[from] crate::garage::GarageError),
 }
 
 impl From<soledad_store::WorkerCallError> for Error {
@@ -158,6 +162,13 @@ impl Error {
             Error::DocumentTooBig { .. } => ErrorKind::DocumentTooBig,
             Error::Blob(blob) => blob_kind(blob),
             Error::Incoming(incoming) => incoming_kind(incoming),
+            // A busy user store (another server writing it) is retried by
+            // the client like any overload; the rest is the storage being
+            // unavailable for now.
+            #[cfg(feature = "garage")]
+            Error::Garage(crate::garage::GarageError::LeaseBusy) => ErrorKind::TooManyRequests,
+            #[cfg(feature = "garage")]
+            Error::Garage(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -171,6 +182,8 @@ impl Error {
         if self.status().is_server_error() {
             match self {
                 Error::StorageUnavailable => "the server is shutting down".to_owned(),
+                #[cfg(feature = "garage")]
+                Error::Garage(_) => "the storage cluster is unavailable, retry later".to_owned(),
                 _ => "internal server error".to_owned(),
             }
         } else {

@@ -52,6 +52,8 @@ mod docsync;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "garage")]
+pub mod garage;
 pub mod incoming;
 mod limits;
 mod routes;

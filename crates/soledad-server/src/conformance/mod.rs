@@ -45,8 +45,10 @@
 //! ```
 //!
 //! [`conformance_tests!`](crate::conformance_tests) takes the suite
-//! (`tokens`, `shared`, `blobs`, `docstores` or `incoming`) and an expression making
-//! its factory ([`tokens::Factory`], [`shared::Factory`], [`blobs::Factory`],
+//! (`tokens`, `shared`, `blobs`, `docstores` or `incoming`), an expression making
+//! its factory, and optionally `if <bool expression>`, evaluated first in each
+//! test (a backend whose service was not asked for returns early after saying
+//! so) ([`tokens::Factory`], [`shared::Factory`], [`blobs::Factory`],
 //! [`docstores::Factory`], [`incoming::Factory`]); the
 //! expression is evaluated inside each test's runtime. Every case is also a
 //! public `async fn(&dyn Factory)`, so a test can run one case and then check
@@ -79,8 +81,8 @@ pub fn block_on<F: Future<Output = ()>>(case: F) {
 /// [module documentation](crate::conformance).
 #[macro_export]
 macro_rules! conformance_tests {
-    (tokens, $factory:expr) => {
-        $crate::conformance_tests!(@cases tokens, $factory, [
+    (tokens, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases tokens, $factory, ($($enabled)?), [
             verify_accepts_only_the_current_token,
             add_refuses_known_and_invalid_users,
             expiry_is_enforced_and_listed,
@@ -89,16 +91,16 @@ macro_rules! conformance_tests {
             list_is_sorted_by_uuid,
         ]);
     };
-    (shared, $factory:expr) => {
-        $crate::conformance_tests!(@cases shared, $factory, [
+    (shared, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases shared, $factory, ($($enabled)?), [
             put_creates_and_get_reads_back,
             put_needs_the_current_revision,
             delete_needs_the_current_revision,
             owners_are_isolated,
         ]);
     };
-    (blobs, $factory:expr) => {
-        $crate::conformance_tests!(@cases blobs, $factory, [
+    (blobs, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases blobs, $factory, ($($enabled)?), [
             round_trips_empty_small_and_multi_megabyte_blobs,
             duplicate_put_is_already_exists_and_keeps_the_original,
             a_put_while_another_of_the_same_id_is_in_flight_fails,
@@ -117,8 +119,8 @@ macro_rules! conformance_tests {
             a_put_dropped_half_way_leaves_nothing,
         ]);
     };
-    (docstores, $factory:expr) => {
-        $crate::conformance_tests!(@cases docstores, $factory, [
+    (docstores, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases docstores, $factory, ($($enabled)?), [
             create_and_exists,
             positions_are_recorded_and_read,
             apply_follows_u1db_target_rules,
@@ -126,8 +128,8 @@ macro_rules! conformance_tests {
             quota_charged_by_stored_size,
         ]);
     };
-    (incoming, $factory:expr) => {
-        $crate::conformance_tests!(@cases incoming, $factory, [
+    (incoming, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases incoming, $factory, ($($enabled)?), [
             concurrent_claims_exactly_one_wins,
             an_expired_claim_is_taken_over,
             failed_is_retried_only_by_a_newer_version,
@@ -135,10 +137,15 @@ macro_rules! conformance_tests {
             keys_are_published_and_rotated,
         ]);
     };
-    (@cases $suite:ident, $factory:expr, [$($case:ident),* $(,)?]) => {
+    (@enabled ()) => { true };
+    (@enabled ($enabled:expr)) => { $enabled };
+    (@cases $suite:ident, $factory:expr, $enabled:tt, [$($case:ident),* $(,)?]) => {
         $(
             #[test]
             fn $case() {
+                if !$crate::conformance_tests!(@enabled $enabled) {
+                    return;
+                }
                 $crate::conformance::block_on(async {
                     let factory = $factory;
                     $crate::conformance::$suite::$case(&factory).await;

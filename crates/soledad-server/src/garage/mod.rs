@@ -1,0 +1,45 @@
+//! The scale-out backend (DESIGN §9, `docs/scale-out.md`): every storage
+//! trait over a Garage cluster, so the server keeps no state of its own and
+//! any number of servers share one cluster. Blobs and incoming messages are
+//! S3 objects; their flags, tombstones and metadata, the per-user document
+//! stores, the token store, the shared store and incoming claims are K2V
+//! items. Talks HTTP only (Garage is AGPL: its crates are never linked).
+//!
+//! [`GarageBackend::connect`] builds every store from one [`GarageConfig`].
+
+mod config;
+mod docstores;
+mod error;
+mod k2v;
+mod lease;
+
+pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, GarageConfig, SecretKey};
+pub use docstores::GarageUserDocStores;
+pub use error::GarageError;
+
+use k2v::K2vClient;
+
+/// Every store of the Garage backend, over one cluster.
+#[derive(Clone, Debug)]
+pub struct GarageBackend {
+    k2v: K2vClient,
+    config: GarageConfig,
+}
+
+impl GarageBackend {
+    /// Clients of `config`'s cluster (nothing is contacted yet).
+    ///
+    /// # Errors
+    /// [`GarageError::Config`] with no endpoint.
+    pub fn connect(config: GarageConfig) -> Result<GarageBackend, GarageError> {
+        Ok(GarageBackend {
+            k2v: K2vClient::new(&config)?,
+            config,
+        })
+    }
+
+    /// The per-user document stores.
+    pub fn user_doc_stores(&self) -> GarageUserDocStores {
+        GarageUserDocStores::new(self.k2v.clone(), &self.config.key_prefix)
+    }
+}
