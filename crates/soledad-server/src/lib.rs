@@ -70,6 +70,7 @@ pub use auth::{
 pub use config::{
     Config, ConfigLayers, DEFAULT_DELETED_BLOB_RETENTION, DEFAULT_QUOTA_BYTES,
     DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES, DEFAULT_USERS_PORT, INI_SECTION,
+    StorageBackend,
 };
 pub use docsync::UserStores;
 pub use error::Error;

@@ -7,15 +7,21 @@
 //!
 //! [`GarageBackend::connect`] builds every store from one [`GarageConfig`].
 
+mod blobs;
 mod config;
 mod docstores;
 mod error;
 mod k2v;
 mod lease;
+mod shared;
+mod tokens;
 
+pub use blobs::{CLAIM_TTL, GarageBlobStore, PART_BYTES, PARTS_IN_FLIGHT};
 pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, GarageConfig, SecretKey};
 pub use docstores::GarageUserDocStores;
 pub use error::GarageError;
+pub use shared::GarageSharedStore;
+pub use tokens::GarageTokenStore;
 
 use k2v::K2vClient;
 
@@ -36,6 +42,24 @@ impl GarageBackend {
             k2v: K2vClient::new(&config)?,
             config,
         })
+    }
+
+    /// The blob store, each user allowed `quota_bytes`.
+    ///
+    /// # Errors
+    /// [`GarageError::Config`] without an S3 endpoint; [`GarageError::S3`].
+    pub fn blob_store(&self, quota_bytes: u64) -> Result<GarageBlobStore, GarageError> {
+        GarageBlobStore::new(self.k2v.clone(), &self.config, quota_bytes)
+    }
+
+    /// The token store.
+    pub fn token_store(&self) -> GarageTokenStore {
+        GarageTokenStore::new(self.k2v.clone(), &self.config.key_prefix)
+    }
+
+    /// The shared store.
+    pub fn shared_store(&self) -> GarageSharedStore {
+        GarageSharedStore::new(self.k2v.clone(), &self.config.key_prefix)
     }
 
     /// The per-user document stores.

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use soledad_server::UserDocStores;
-use soledad_server::conformance::docstores;
+use soledad_server::blobs::BlobBackend;
+use soledad_server::conformance::{blobs, docstores, shared, tokens};
 use soledad_server::garage::GarageBackend;
+use soledad_server::{SharedStore, TokenStore, UserDocStores};
 
 use crate::cluster;
 
@@ -22,6 +23,39 @@ impl docstores::Factory for Garage {
         let stores = backend().user_doc_stores();
         Box::pin(async move { Arc::new(stores) as Arc<dyn UserDocStores> })
     }
+}
+
+impl blobs::Factory for Garage {
+    fn fresh(&self, quota_bytes: u64) -> BoxFuture<'_, Arc<dyn BlobBackend>> {
+        let store = backend().blob_store(quota_bytes).unwrap();
+        Box::pin(async move { Arc::new(store) as Arc<dyn BlobBackend> })
+    }
+}
+
+impl tokens::Factory for Garage {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn TokenStore>> {
+        let store = backend().token_store();
+        Box::pin(async move { Arc::new(store) as Arc<dyn TokenStore> })
+    }
+}
+
+impl shared::Factory for Garage {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn SharedStore>> {
+        let store = backend().shared_store();
+        Box::pin(async move { Arc::new(store) as Arc<dyn SharedStore> })
+    }
+}
+
+mod garage_tokens {
+    soledad_server::conformance_tests!(tokens, super::Garage, if crate::cluster::requested());
+}
+
+mod garage_shared {
+    soledad_server::conformance_tests!(shared, super::Garage, if crate::cluster::requested());
+}
+
+mod garage_blobs {
+    soledad_server::conformance_tests!(blobs, super::Garage, if crate::cluster::requested());
 }
 
 mod garage_docstores {
