@@ -177,11 +177,16 @@ impl ServerBuilder {
         let tls = tls::load(&config)?;
         let users_listener = bind(config.users_address, "binding the users API address")?;
         let services_listener = bind(config.services_address, "binding the services API address")?;
-        let incoming = blobs.as_ref().map(|blobs| {
-            Arc::new(EmbeddedIncomingBox::new(
+        let incoming = blobs.as_ref().map(|blobs| match &garage {
+            #[cfg(feature = "garage")]
+            Some(garage) => {
+                Arc::new(garage.incoming_box(Arc::clone(blobs), config.processing_threshold))
+                    as Arc<dyn IncomingBox>
+            }
+            _ => Arc::new(EmbeddedIncomingBox::new(
                 Arc::clone(blobs),
                 config.processing_threshold,
-            )) as Arc<dyn IncomingBox>
+            )) as Arc<dyn IncomingBox>,
         });
         Ok(Prepared {
             state: AppState {

@@ -11,6 +11,7 @@ mod blobs;
 mod config;
 mod docstores;
 mod error;
+mod incoming;
 mod k2v;
 mod lease;
 mod shared;
@@ -20,6 +21,7 @@ pub use blobs::{CLAIM_TTL, GarageBlobStore, PART_BYTES, PARTS_IN_FLIGHT};
 pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, GarageConfig, SecretKey};
 pub use docstores::GarageUserDocStores;
 pub use error::GarageError;
+pub use incoming::GarageIncomingBox;
 pub use shared::GarageSharedStore;
 pub use tokens::GarageTokenStore;
 
@@ -50,6 +52,16 @@ impl GarageBackend {
     /// [`GarageError::Config`] without an S3 endpoint; [`GarageError::S3`].
     pub fn blob_store(&self, quota_bytes: u64) -> Result<GarageBlobStore, GarageError> {
         GarageBlobStore::new(self.k2v.clone(), &self.config, quota_bytes)
+    }
+
+    /// The incoming box over `blobs` (this backend's blob store), claims
+    /// holding for `threshold`.
+    pub fn incoming_box(
+        &self,
+        blobs: std::sync::Arc<dyn crate::blobs::BlobBackend>,
+        threshold: std::time::Duration,
+    ) -> GarageIncomingBox {
+        GarageIncomingBox::new(blobs, threshold, self.k2v.clone(), &self.config.key_prefix)
     }
 
     /// The token store.

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use soledad_server::blobs::BlobBackend;
-use soledad_server::conformance::{blobs, docstores, shared, tokens};
+use soledad_server::conformance::{blobs, docstores, incoming, shared, tokens};
 use soledad_server::garage::GarageBackend;
+use soledad_server::incoming::IncomingBox;
 use soledad_server::{SharedStore, TokenStore, UserDocStores};
 
 use crate::cluster;
@@ -44,6 +45,22 @@ impl shared::Factory for Garage {
         let store = backend().shared_store();
         Box::pin(async move { Arc::new(store) as Arc<dyn SharedStore> })
     }
+}
+
+impl incoming::Factory for Garage {
+    fn fresh(
+        &self,
+        threshold: std::time::Duration,
+    ) -> BoxFuture<'_, (Arc<dyn IncomingBox>, Arc<dyn BlobBackend>)> {
+        let backend = backend();
+        let blobs = Arc::new(backend.blob_store(u64::MAX).unwrap()) as Arc<dyn BlobBackend>;
+        let inbox = backend.incoming_box(Arc::clone(&blobs), threshold);
+        Box::pin(async move { (Arc::new(inbox) as Arc<dyn IncomingBox>, blobs) })
+    }
+}
+
+mod garage_incoming {
+    soledad_server::conformance_tests!(incoming, super::Garage, if crate::cluster::requested());
 }
 
 mod garage_tokens {
