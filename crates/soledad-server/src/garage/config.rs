@@ -74,8 +74,9 @@ pub struct GarageConfig {
     pub request_timeout: Duration,
     /// Timeout to connect to one node.
     pub connect_timeout: Duration,
-    /// Prefix of every object and partition key: several independent
-    /// deployments (or test cases) can share one bucket.
+    /// Prefix of every object and partition key (characters
+    /// `[A-Za-z0-9._-]`): several independent deployments (or test cases) can
+    /// share one bucket.
     pub key_prefix: String,
 }
 

@@ -40,6 +40,22 @@ impl GarageBackend {
     /// # Errors
     /// [`GarageError::Config`] with no endpoint.
     pub fn connect(config: GarageConfig) -> Result<GarageBackend, GarageError> {
+        // reqwest (ours and object_store's, one build with
+        // `rustls-no-provider`) needs a process-wide rustls provider even for
+        // plain-HTTP clients: the same `ring` provider the server's TLS uses.
+        // An error only means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // Partition keys travel in the URL path: keep them to characters
+        // every signer canonicalises alike.
+        if !config
+            .key_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(GarageError::Config {
+                what: "the key prefix may only hold [A-Za-z0-9._-]".to_owned(),
+            });
+        }
         Ok(GarageBackend {
             k2v: K2vClient::new(&config)?,
             config,

@@ -30,7 +30,7 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn start_cluster() -> Vec<(String, String)> {
+fn start_cluster() -> (Vec<(String, String)>, Option<PathBuf>) {
     let dir = std::env::temp_dir().join(format!("soledad-garage-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let output = Command::new(repo_root().join("scripts/garage-cluster"))
@@ -45,46 +45,93 @@ fn start_cluster() -> Vec<(String, String)> {
         "scripts/garage-cluster start failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout)
+    let vars = String::from_utf8(output.stdout)
         .unwrap()
         .lines()
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+        .collect();
+    (vars, Some(dir))
 }
 
-/// The cluster's configuration (starting it on first use).
-pub fn config() -> GarageConfig {
-    static CLUSTER: OnceLock<GarageConfig> = OnceLock::new();
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let base = CLUSTER.get_or_init(|| {
-        if let Some(config) = GarageConfig::from_env().unwrap() {
-            return config;
-        }
-        let env = start_cluster();
+/// What `scripts/garage-cluster start` printed (or the environment gave).
+pub struct ClusterEnv {
+    pub s3: Vec<String>,
+    pub k2v: Vec<String>,
+    pub bucket: String,
+    pub region: String,
+    pub key_id: String,
+    pub secret_key_file: PathBuf,
+    /// The cluster's directory when this binary started it (or
+    /// `GARAGE_CLUSTER_DIR` names it): nodes can then be killed and restarted.
+    pub dir: Option<PathBuf>,
+}
+
+/// The cluster (starting it on first use).
+pub fn env() -> &'static ClusterEnv {
+    static CLUSTER: OnceLock<ClusterEnv> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let list = |text: &str| -> Vec<String> {
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let (vars, dir): (Vec<(String, String)>, Option<PathBuf>) =
+            if std::env::var("GARAGE_K2V_ENDPOINTS").is_ok() {
+                (
+                    std::env::vars().collect(),
+                    std::env::var("GARAGE_CLUSTER_DIR").ok().map(PathBuf::from),
+                )
+            } else {
+                start_cluster()
+            };
         let get = |name: &str| {
-            env.iter()
+            vars.iter()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| panic!("{name} missing from scripts/garage-cluster's output"))
+                .unwrap_or_else(|| panic!("{name} is not set"))
         };
-        let list = |name: &str| get(name).split(',').map(str::to_owned).collect::<Vec<_>>();
-        GarageConfig::new(
-            list("GARAGE_S3_ENDPOINTS"),
-            list("GARAGE_K2V_ENDPOINTS"),
-            get("GARAGE_BUCKET"),
-            get("GARAGE_REGION"),
-            get("GARAGE_KEY_ID"),
-            SecretKey::from_file(&PathBuf::from(get("GARAGE_SECRET_KEY_FILE"))).unwrap(),
-        )
-    });
+        ClusterEnv {
+            s3: list(&get("GARAGE_S3_ENDPOINTS")),
+            k2v: list(&get("GARAGE_K2V_ENDPOINTS")),
+            bucket: get("GARAGE_BUCKET"),
+            region: get("GARAGE_REGION"),
+            key_id: get("GARAGE_KEY_ID"),
+            secret_key_file: PathBuf::from(get("GARAGE_SECRET_KEY_FILE")),
+            dir,
+        }
+    })
+}
+
+/// Runs `scripts/garage-cluster ARGS… DIR N` on this binary's cluster.
+pub fn node(action: &str, n: u32) {
+    let dir = env().dir.as_ref().expect("a cluster directory");
+    let status = Command::new(repo_root().join("scripts/garage-cluster"))
+        .arg(action)
+        .arg(dir)
+        .arg(n.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "garage-cluster {action} {n}");
+}
+
+/// The cluster's configuration, with a key prefix of its own (every call).
+pub fn config() -> GarageConfig {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let env = env();
+    let base = GarageConfig::new(
+        env.s3.clone(),
+        env.k2v.clone(),
+        env.bucket.clone(),
+        env.region.clone(),
+        env.key_id.clone(),
+        SecretKey::from_file(&env.secret_key_file).unwrap(),
+    );
     // Every case gets keys of its own in the shared bucket.
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
     let mut nonce = [0u8; 6];
     getrandom::fill(&mut nonce).unwrap();
-    base.clone().with_key_prefix(format!(
-        "t{}-{n}-{}/",
-        std::process::id(),
-        hex::encode(nonce)
-    ))
+    base.with_key_prefix(format!("t{}-{n}-{}-", std::process::id(), hex::encode(nonce)))
 }
