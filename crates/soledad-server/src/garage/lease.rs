@@ -15,15 +15,23 @@
 //! A loser's value stays in the item until it expires (contention costs at
 //! most [`LEASE_TTL`]); a crashed holder's lease expires the same way.
 //!
+//! Within one process, the tasks that want a partition's lease queue on a
+//! local mutex first, so they never contend through K2V; a lease value of
+//! this process found in the item while holding that mutex is stale (its task
+//! is gone) and ignored.
+//!
 //! Safety also rests on the holder finishing within the lease: each write
 //! phase first checks that at least [`LEASE_MARGIN`] is left
 //! ([`Lease::check`]), and servers' clocks are assumed within a second of each
 //! other (NTP). See `docs/scale-out.md`, "Failure modes".
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio::sync::OwnedMutexGuard;
 
 use super::error::GarageError;
 use super::k2v::{CausalityToken, K2vClient};
@@ -61,6 +69,46 @@ fn random_hex(bytes: usize) -> Result<String, GarageError> {
     Ok(hex::encode(buf))
 }
 
+/// This process's lease holders: its instance id (the prefix of its holder
+/// names) and one queue per partition.
+struct Local {
+    instance: String,
+    queues: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn local() -> Result<&'static Local, GarageError> {
+    static LOCAL: OnceLock<Local> = OnceLock::new();
+    if let Some(local) = LOCAL.get() {
+        return Ok(local);
+    }
+    let instance = random_hex(8)?;
+    Ok(LOCAL.get_or_init(|| Local {
+        instance,
+        queues: Mutex::new(HashMap::new()),
+    }))
+}
+
+impl Local {
+    async fn queue(&self, partition: &str) -> OwnedMutexGuard<()> {
+        let queue = {
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+            // Forget queues nobody waits on (bounded by the partitions in use).
+            if queues.len() > 1024 {
+                queues.retain(|_, q| Arc::strong_count(q) > 1);
+            }
+            Arc::clone(queues.entry(partition.to_owned()).or_default())
+        };
+        queue.lock_owned().await
+    }
+
+    fn is_mine(&self, lease: &LeaseValue) -> bool {
+        lease
+            .holder
+            .split_once(':')
+            .is_some_and(|(instance, _)| instance == self.instance)
+    }
+}
+
 fn parse(value: &Bytes) -> Option<LeaseValue> {
     serde_json::from_slice(value).ok()
 }
@@ -74,6 +122,8 @@ pub(crate) struct Lease {
     /// clock skew is taken off).
     deadline: Instant,
     token: CausalityToken,
+    /// This process's queue for the partition, held as long as the lease.
+    _queued: OwnedMutexGuard<()>,
 }
 
 impl Lease {
@@ -83,18 +133,23 @@ impl Lease {
     /// [`GarageError::LeaseBusy`] after [`ACQUIRE_WAIT`]; a K2V error.
     pub(crate) async fn acquire(k2v: &K2vClient, partition: &str) -> Result<Lease, GarageError> {
         let give_up = Instant::now() + ACQUIRE_WAIT;
+        let local = local()?;
+        let queued = tokio::time::timeout(ACQUIRE_WAIT, local.queue(partition))
+            .await
+            .map_err(|_| GarageError::LeaseBusy)?;
+        let live = |lease: &LeaseValue, now: u64| lease.until_ms > now && !local.is_mine(lease);
         let mut backoff = Duration::from_millis(5);
         loop {
             let current = k2v.read_item(partition, LEASE_KEY).await?;
             let now = now_ms();
             let busy = current.as_ref().is_some_and(|item| {
                 item.live()
-                    .any(|v| parse(v).is_some_and(|lease| lease.until_ms > now))
+                    .any(|v| parse(v).is_some_and(|lease| live(&lease, now)))
             });
             if !busy {
                 let started = Instant::now();
                 let mine = LeaseValue {
-                    holder: random_hex(16)?,
+                    holder: format!("{}:{}", local.instance, random_hex(16)?),
                     until_ms: now
                         .saturating_add(u64::try_from(LEASE_TTL.as_millis()).unwrap_or(u64::MAX)),
                 };
@@ -114,7 +169,7 @@ impl Lease {
                     for value in check.live() {
                         match parse(value) {
                             Some(lease) if lease == mine => holds = true,
-                            Some(lease) if lease.until_ms > now => contended = true,
+                            Some(lease) if live(&lease, now) => contended = true,
                             _ => {}
                         }
                     }
@@ -124,6 +179,7 @@ impl Lease {
                             holder: mine.holder,
                             deadline: started + LEASE_TTL,
                             token: check.token,
+                            _queued: queued,
                         });
                     }
                 }

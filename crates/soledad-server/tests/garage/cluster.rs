@@ -133,5 +133,9 @@ pub fn config() -> GarageConfig {
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
     let mut nonce = [0u8; 6];
     getrandom::fill(&mut nonce).unwrap();
-    base.with_key_prefix(format!("t{}-{n}-{}-", std::process::id(), hex::encode(nonce)))
+    base.with_key_prefix(format!(
+        "t{}-{n}-{}-",
+        std::process::id(),
+        hex::encode(nonce)
+    ))
 }

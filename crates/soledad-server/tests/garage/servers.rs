@@ -106,9 +106,12 @@ fn two_servers_share_one_user_through_a_node_kill() {
 
         let filler = "x".repeat(DOC_BYTES);
         for i in 0..DOCS {
-            one.create_doc(&json!({"n": i, "filler": filler}), Some(&format!("doc-{i}")))
-                .await
-                .unwrap();
+            one.create_doc(
+                &json!({"n": i, "filler": filler}),
+                Some(&format!("doc-{i}")),
+            )
+            .await
+            .unwrap();
         }
         let sent = sync(&one).await;
         assert_eq!(sent.sent, DOCS as u64);
@@ -126,7 +129,13 @@ fn two_servers_share_one_user_through_a_node_kill() {
         let data = pattern(BLOB_BYTES);
         let manager = one.blobmanager().unwrap();
         manager
-            .put("big-blob", data.as_slice(), data.len() as u64, "default", false)
+            .put(
+                "big-blob",
+                data.as_slice(),
+                data.len() as u64,
+                "default",
+                false,
+            )
             .await
             .unwrap();
         let mut reader = two
