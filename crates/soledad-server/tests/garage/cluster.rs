@@ -38,6 +38,7 @@ fn start_cluster() -> (Vec<(String, String)>, Option<PathBuf>) {
         .arg(&dir)
         .arg("--watch")
         .arg(std::process::id().to_string())
+        .arg("--remove")
         .output()
         .expect("running scripts/garage-cluster");
     assert!(
