@@ -216,7 +216,9 @@ impl ServerBuilder {
 
 /// The Garage backend when the configuration asks for it (`backend = garage`).
 #[cfg(feature = "garage")]
-fn garage_backend(config: &Config) -> Result<Option<crate::garage::GarageBackend>, Error> {
+pub(crate) fn garage_backend(
+    config: &Config,
+) -> Result<Option<crate::garage::GarageBackend>, Error> {
     use crate::garage::{GarageBackend, GarageConfig, SecretKey};
     if config.backend != crate::config::StorageBackend::Garage {
         return Ok(None);

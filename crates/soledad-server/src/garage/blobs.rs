@@ -484,7 +484,6 @@ impl GarageBlobStore {
     #[allow(clippy::too_many_arguments)]
     async fn upload(
         &self,
-        user: &UserId,
         pk: &str,
         sort_key: &str,
         nonce: &str,
@@ -493,11 +492,6 @@ impl GarageBlobStore {
         content_length: Option<u64>,
         reservation: &mut crate::blobs::Reservation,
     ) -> Result<u64, BlobError> {
-        let s3 = self
-            .inner
-            .s3
-            .first()
-            .ok_or(BlobError::Io(std::io::Error::other("no S3 endpoint")))?;
         let mut buffer = BytesMut::new();
         let mut multipart: Option<WriteMultipart> = None;
         let mut total: u64 = 0;
@@ -553,12 +547,21 @@ impl GarageBlobStore {
                 Ok(total)
             }
             (Ok(()), None) => {
+                // One PUT, failing over between the nodes.
                 let payload = PutPayload::from(buffer.freeze());
-                s3.put(object, payload)
-                    .await
-                    .map_err(|e| io_error(e.into()))?;
-                let _ = user;
-                Ok(total)
+                let mut last = None;
+                for s3 in &self.inner.s3 {
+                    match s3.put(object, payload.clone()).await {
+                        Ok(_) => return Ok(total),
+                        Err(error) => last = Some(error),
+                    }
+                }
+                Err(io_error(match last {
+                    Some(error) => error.into(),
+                    None => GarageError::Config {
+                        what: "no S3 endpoint".to_owned(),
+                    },
+                }))
             }
         }
     }
@@ -627,7 +630,6 @@ impl GarageBlobStore {
         };
         let size = self
             .upload(
-                user,
                 &pk,
                 &sort_key,
                 &nonce,
