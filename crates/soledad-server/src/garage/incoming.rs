@@ -190,14 +190,17 @@ impl GarageIncomingBox {
                 _ => return Err(IncomingError::Claimed),
             }
             let secret = new_secret()?;
-            let until =
-                now.saturating_add(u64::try_from(self.threshold.as_millis()).unwrap_or(u64::MAX));
+            self.blobs
+                .set_flags(user, &ns, id, vec![Flag::Processing])
+                .await?;
+            // The claim holds for the threshold from when it is granted (the
+            // flag is written first: a PROCESSING flag without a live claim
+            // reads as PENDING meanwhile).
+            let until = now_ms()
+                .saturating_add(u64::try_from(self.threshold.as_millis()).unwrap_or(u64::MAX));
             let mut record = record.unwrap_or_default();
             record.claim = Some((secret.clone(), until));
             self.store_record(&pk, id, token, Some(&record), lease)
-                .await?;
-            self.blobs
-                .set_flags(user, &ns, id, vec![Flag::Processing])
                 .await?;
             Ok(Claim {
                 claim: secret,
