@@ -22,6 +22,7 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -47,8 +48,11 @@ const ROUNDS: u32 = 3;
 /// Pause between rounds (doubled each round).
 const ROUND_BACKOFF: Duration = Duration::from_millis(200);
 
-/// Most items one insert batch carries; larger writes are split.
-pub(crate) const MAX_BATCH_ITEMS: usize = 200;
+/// Most items one K2V batch request carries; larger batches are split.
+pub(crate) const MAX_BATCH_ITEMS: usize = 50;
+
+/// Batch requests of one call in flight at once.
+const REQUESTS_IN_FLIGHT: usize = 4;
 
 /// Most value bytes one insert batch carries (before base64).
 pub(crate) const MAX_BATCH_BYTES: usize = 8 << 20;
@@ -461,6 +465,9 @@ impl K2vClient {
     /// # Errors
     /// [`GarageError`].
     pub(crate) async fn insert_batch(&self, writes: &[Write]) -> Result<(), GarageError> {
+        // Split into bounded requests, sent a few at a time: Garage applies
+        // the items of one request one after the other.
+        let mut chunks: Vec<&[Write]> = Vec::new();
         let mut start = 0;
         while start < writes.len() {
             let mut end = start;
@@ -475,27 +482,40 @@ impl K2vClient {
                 bytes = bytes.saturating_add(write.len());
                 end += 1;
             }
-            let chunk = writes.get(start..end).unwrap_or_default();
-            let wire: Vec<WireWrite<'_>> = chunk
-                .iter()
-                .map(|w| WireWrite {
-                    pk: &w.partition,
-                    sk: &w.sort_key,
-                    ct: w.token.as_ref().map(|t| t.0.as_str()),
-                    v: w.value.as_ref().map(|v| STANDARD.encode(v)),
-                })
-                .collect();
-            let body = serde_json::to_vec(&wire).map_err(|_| GarageError::MalformedItem {
-                what: "an insert batch",
-            })?;
-            let headers = [("content-type", "application/json".to_owned())];
-            let response = self
-                .send(Method::POST, &self.bucket_path(""), &headers, body.into())
-                .await?;
-            expect_success(response.status())?;
+            chunks.push(writes.get(start..end).unwrap_or_default());
             start = end;
         }
+        // Made up front (a stream holding the closure trips the `Send`
+        // inference of the boxed futures above).
+        let requests: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| self.insert_chunk(chunk))
+            .collect();
+        let mut sent = futures_util::stream::iter(requests).buffer_unordered(REQUESTS_IN_FLIGHT);
+        while let Some(result) = sent.next().await {
+            result?;
+        }
         Ok(())
+    }
+
+    async fn insert_chunk(&self, chunk: &[Write]) -> Result<(), GarageError> {
+        let wire: Vec<WireWrite<'_>> = chunk
+            .iter()
+            .map(|w| WireWrite {
+                pk: &w.partition,
+                sk: &w.sort_key,
+                ct: w.token.as_ref().map(|t| t.0.as_str()),
+                v: w.value.as_ref().map(|v| STANDARD.encode(v)),
+            })
+            .collect();
+        let body = serde_json::to_vec(&wire).map_err(|_| GarageError::MalformedItem {
+            what: "an insert batch",
+        })?;
+        let headers = [("content-type", "application/json".to_owned())];
+        let response = self
+            .send(Method::POST, &self.bucket_path(""), &headers, body.into())
+            .await?;
+        expect_success(response.status())
     }
 
     /// Reads ranges (one [`Page`] per range, in order).
@@ -562,23 +582,38 @@ impl K2vClient {
         partition: &str,
         sort_keys: &[String],
     ) -> Result<Vec<Option<Item>>, GarageError> {
+        let requests: Vec<_> = sort_keys
+            .chunks(MAX_BATCH_ITEMS)
+            .map(|chunk| self.read_chunk(partition, chunk))
+            .collect();
+        let mut pages = futures_util::stream::iter(requests).buffered(REQUESTS_IN_FLIGHT);
         let mut out = Vec::with_capacity(sort_keys.len());
-        for chunk in sort_keys.chunks(MAX_BATCH_ITEMS) {
-            let ranges: Vec<Range> = chunk
-                .iter()
-                .map(|sk| Range::single(partition, sk))
-                .collect();
-            let pages = self.read_batch(&ranges).await?;
-            for (sort_key, page) in chunk.iter().zip(pages) {
-                let found = page
-                    .items
-                    .into_iter()
-                    .find(|(sk, _)| sk == sort_key)
-                    .map(|(_, item)| item);
-                out.push(found);
-            }
+        while let Some(found) = pages.next().await {
+            out.extend(found?);
         }
         Ok(out)
+    }
+
+    async fn read_chunk(
+        &self,
+        partition: &str,
+        chunk: &[String],
+    ) -> Result<Vec<Option<Item>>, GarageError> {
+        let ranges: Vec<Range> = chunk
+            .iter()
+            .map(|sk| Range::single(partition, sk))
+            .collect();
+        let pages = self.read_batch(&ranges).await?;
+        Ok(chunk
+            .iter()
+            .zip(pages)
+            .map(|(sort_key, page)| {
+                page.items
+                    .into_iter()
+                    .find(|(sk, _)| sk == sort_key)
+                    .map(|(_, item)| item)
+            })
+            .collect())
     }
 
     /// Every item of `range`, following pages.
