@@ -25,6 +25,10 @@
 //! of each. Every trait has a conformance suite (hidden module
 //! `conformance`, cargo feature `conformance`) that any implementation runs
 //! with one macro call, `soledad_server::conformance_tests!(blobs, factory)`.
+//! With the cargo feature `garage` (on in the binary), [`garage`] implements
+//! every trait over a Garage cluster (S3 + K2V), selected by `backend = garage`
+//! in the configuration: the server then keeps no state of its own
+//! (`docs/scale-out.md`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), soledad_server::Error> {
