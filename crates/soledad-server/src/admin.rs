@@ -1,13 +1,13 @@
-//! Administration of the embedded stores of a [`Config`]: what the
-//! `soledad-server` binary's admin commands do, callable without the binary
-//! (tests, provisioning tools). Each call opens the store it needs and
-//! returns; nothing here prints or reads the environment.
+//! Administration of the stores of a [`Config`] (the embedded ones, or the
+//! Garage cluster with `backend = garage`): what the `soledad-server`
+//! binary's admin commands do, callable without the binary (tests,
+//! provisioning tools). Each call opens the store it needs and returns;
+//! nothing here prints or reads the environment.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::auth::{
-    IssuedToken, SqliteTokenStore, TokenStore as _, UserRecord, append_service_token,
-};
+use crate::auth::{IssuedToken, SqliteTokenStore, TokenStore, UserRecord, append_service_token};
 use crate::config::Config;
 use crate::error::Error;
 use crate::userdb::{EmbeddedUserDocStores, UserDbName};
@@ -26,12 +26,18 @@ pub fn expiry_after_days(days: u64) -> Result<SystemTime, Error> {
         .ok_or_else(|| Error::config("expires_in_days", "is too large"))
 }
 
-fn token_store(config: &Config) -> Result<SqliteTokenStore, Error> {
+fn token_store(config: &Config) -> Result<Arc<dyn TokenStore>, Error> {
+    #[cfg(feature = "garage")]
+    if let Some(garage) = crate::server::garage_backend(config)? {
+        return Ok(Arc::new(garage.token_store()));
+    }
     std::fs::create_dir_all(&config.data_path).map_err(Error::io("creating data_path"))?;
-    SqliteTokenStore::open(&config.token_store_path())
+    Ok(Arc::new(SqliteTokenStore::open(
+        &config.token_store_path(),
+    )?))
 }
 
-/// Registers user `uuid` in the embedded token store and returns their first
+/// Registers user `uuid` in the token store and returns their first
 /// token.
 ///
 /// # Errors
@@ -92,6 +98,11 @@ pub fn add_service_token(config: &Config, name: &str) -> Result<IssuedToken, Err
 /// [`Error::Io`].
 pub async fn create_user_db(config: &Config, name: &str) -> Result<bool, Error> {
     let name = UserDbName::parse(name)?;
+    #[cfg(feature = "garage")]
+    if let Some(garage) = crate::server::garage_backend(config)? {
+        use crate::userdb::UserDocStores as _;
+        return garage.user_doc_stores().create(name.user()).await;
+    }
     EmbeddedUserDocStores::new(config.user_dbs_dir())
         .create(name.user())
         .await

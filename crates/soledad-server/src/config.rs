@@ -160,6 +160,40 @@ pub struct Config {
     /// Change requests waiting on the whole server; beyond, 503
     /// `unavailable`. INI `max_live_waits`, default 8192.
     pub max_live_waits: usize,
+    /// Where the server keeps its state. INI `backend`: `embedded` (default:
+    /// SQLite files and blobs under `data_path`) or `garage` (a Garage
+    /// cluster, `docs/scale-out.md`; the server then keeps no state of its
+    /// own and any number of servers may share the cluster).
+    pub backend: StorageBackend,
+    /// Garage S3 API endpoints, one per node (`http://host:port`), the
+    /// server fails over between them. INI `garage_s3_endpoints`
+    /// (comma-separated).
+    pub garage_s3_endpoints: Vec<String>,
+    /// Garage K2V API endpoints, one per node. INI `garage_k2v_endpoints`
+    /// (comma-separated).
+    pub garage_k2v_endpoints: Vec<String>,
+    /// The Garage bucket holding everything. INI `garage_bucket`.
+    pub garage_bucket: Option<String>,
+    /// Garage access key id (`GK…`) with read and write on the bucket. INI
+    /// `garage_key_id`.
+    pub garage_key_id: Option<String>,
+    /// File holding the secret access key of `garage_key_id`. INI
+    /// `garage_secret_key_file`.
+    pub garage_secret_key_file: Option<PathBuf>,
+    /// The region Garage is configured with (its `s3_region`). INI
+    /// `garage_region`, default `garage`.
+    pub garage_region: String,
+}
+
+/// Which storage the server uses (INI `backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageBackend {
+    /// SQLite files and a blob directory under `data_path`.
+    #[default]
+    Embedded,
+    /// A Garage cluster (S3 + K2V); needs the `garage_*` options.
+    Garage,
 }
 
 /// The inputs of [`Config::load`], lowest precedence first.
@@ -206,6 +240,13 @@ impl Config {
             live_wait: DEFAULT_LIVE_WAIT,
             live_waits_per_user: DEFAULT_LIVE_WAITS_PER_USER,
             max_live_waits: DEFAULT_MAX_LIVE_WAITS,
+            backend: StorageBackend::Embedded,
+            garage_s3_endpoints: Vec::new(),
+            garage_k2v_endpoints: Vec::new(),
+            garage_bucket: None,
+            garage_key_id: None,
+            garage_secret_key_file: None,
+            garage_region: "garage".to_owned(),
         }
     }
 
@@ -318,6 +359,21 @@ impl Config {
             "live_wait_secs" => self.live_wait = secs(key, value)?,
             "live_waits_per_user" => self.live_waits_per_user = parse(key, value)?,
             "max_live_waits" => self.max_live_waits = parse(key, value)?,
+            "backend" => {
+                self.backend = match value {
+                    "embedded" => StorageBackend::Embedded,
+                    "garage" => StorageBackend::Garage,
+                    _ => return Err(Error::config(key, "must be `embedded` or `garage`")),
+                };
+            }
+            "garage_s3_endpoints" => self.garage_s3_endpoints = endpoints(key, value)?,
+            "garage_k2v_endpoints" => self.garage_k2v_endpoints = endpoints(key, value)?,
+            "garage_bucket" => self.garage_bucket = Some(non_empty(key, value)?),
+            "garage_key_id" => self.garage_key_id = Some(non_empty(key, value)?),
+            "garage_secret_key_file" => {
+                self.garage_secret_key_file = Some(non_empty_path(key, value)?);
+            }
+            "garage_region" => self.garage_region = non_empty(key, value)?,
             legacy if LEGACY_OPTIONS.contains(&legacy) => {
                 tracing::warn!(option = legacy, "ignoring CouchDB-era option");
             }
@@ -411,6 +467,38 @@ impl Config {
         }
         if self.quota_bytes == 0 {
             return Err(Error::config("quota_bytes", "must be at least 1"));
+        }
+        if self.backend == StorageBackend::Garage {
+            if cfg!(not(feature = "garage")) {
+                return Err(Error::config(
+                    "backend",
+                    "this build has no Garage support (cargo feature `garage`)",
+                ));
+            }
+            if self.garage_s3_endpoints.is_empty() {
+                return Err(Error::config(
+                    "garage_s3_endpoints",
+                    "required with backend = garage",
+                ));
+            }
+            if self.garage_k2v_endpoints.is_empty() {
+                return Err(Error::config(
+                    "garage_k2v_endpoints",
+                    "required with backend = garage",
+                ));
+            }
+            for (option, value) in [
+                ("garage_bucket", self.garage_bucket.is_none()),
+                ("garage_key_id", self.garage_key_id.is_none()),
+                (
+                    "garage_secret_key_file",
+                    self.garage_secret_key_file.is_none(),
+                ),
+            ] {
+                if value {
+                    return Err(Error::config(option, "required with backend = garage"));
+                }
+            }
         }
         if self.processing_threshold.is_zero() {
             return Err(Error::config(
@@ -506,6 +594,37 @@ fn non_empty_path(key: &str, value: &str) -> Result<PathBuf, Error> {
         return Err(Error::config(key, "must not be empty"));
     }
     Ok(Path::new(value).to_path_buf())
+}
+
+fn non_empty(key: &str, value: &str) -> Result<String, Error> {
+    if value.is_empty() {
+        Err(Error::config(key, "must not be empty"))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// A comma-separated list of `http://` or `https://` URLs.
+fn endpoints(key: &str, value: &str) -> Result<Vec<String>, Error> {
+    let list: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if list.is_empty() {
+        return Err(Error::config(key, "needs at least one endpoint"));
+    }
+    if let Some(bad) = list
+        .iter()
+        .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+    {
+        return Err(Error::config(
+            key,
+            format!("`{bad}` is not an http:// or https:// URL"),
+        ));
+    }
+    Ok(list)
 }
 
 #[cfg(test)]
@@ -713,5 +832,36 @@ mod tests {
             ..ConfigLayers::default()
         });
         assert!(matches!(bad, Err(Error::Config { option, .. }) if option == "quota_bytes"));
+    }
+
+    #[test]
+    fn garage_backend_options_are_parsed_and_required() {
+        let mut config = Config::new("/tmp/x");
+        config
+            .apply_ini(
+                "[soledad-server]\nbackend = garage\n\
+                 garage_s3_endpoints = http://127.0.0.1:3900, http://127.0.0.1:3910\n\
+                 garage_k2v_endpoints = http://127.0.0.1:3904\n\
+                 garage_bucket = soledad\ngarage_key_id = GK1\n\
+                 garage_secret_key_file = /etc/soledad/garage.secret\n",
+            )
+            .unwrap();
+        assert_eq!(config.backend, StorageBackend::Garage);
+        assert_eq!(config.garage_s3_endpoints.len(), 2);
+        assert_eq!(config.garage_region, "garage");
+        if cfg!(feature = "garage") {
+            config.validate().unwrap();
+        }
+        let mut partial = Config::new("/tmp/x");
+        partial
+            .apply_ini("[soledad-server]\nbackend = garage\ngarage_s3_endpoints = http://a:1\n")
+            .unwrap();
+        let error = partial.validate().unwrap_err().to_string();
+        assert!(error.contains("garage"), "{error}");
+        let bad = Config::new("/tmp/x")
+            .apply_ini("[soledad-server]\ngarage_k2v_endpoints = ftp://a\n")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("garage_k2v_endpoints"), "{bad}");
     }
 }

@@ -110,6 +110,10 @@ pub enum Error {
     /// (`max_live_waits`); retry later.
     #[error("too many waiting requests on this server, retry later")]
     Overloaded,
+    /// The Garage cluster of the scale-out backend failed or refused.
+    #[cfg(feature = "garage")]
+    #[error(transparent)]
+    Garage(#[from] crate::garage::GarageError),
 }
 
 impl From<soledad_store::WorkerCallError> for Error {
@@ -162,6 +166,13 @@ impl Error {
             Error::DocumentTooBig { .. } => ErrorKind::DocumentTooBig,
             Error::Blob(blob) => blob_kind(blob),
             Error::Incoming(incoming) => incoming_kind(incoming),
+            // A busy user store (another server writing it) is retried by
+            // the client like any overload; the rest is the storage being
+            // unavailable for now.
+            #[cfg(feature = "garage")]
+            Error::Garage(crate::garage::GarageError::LeaseBusy) => ErrorKind::TooManyRequests,
+            #[cfg(feature = "garage")]
+            Error::Garage(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -176,6 +187,8 @@ impl Error {
             match self {
                 Error::StorageUnavailable => "the server is shutting down".to_owned(),
                 Error::Overloaded => self.to_string(),
+                #[cfg(feature = "garage")]
+                Error::Garage(_) => "the storage cluster is unavailable, retry later".to_owned(),
                 _ => "internal server error".to_owned(),
             }
         } else {

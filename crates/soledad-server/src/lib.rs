@@ -28,6 +28,10 @@
 //! any implementation of each. Every trait has a conformance suite (hidden module
 //! `conformance`, cargo feature `conformance`) that any implementation runs
 //! with one macro call, `soledad_server::conformance_tests!(blobs, factory)`.
+//! With the cargo feature `garage` (on in the binary), [`garage`] implements
+//! every trait over a Garage cluster (S3 + K2V), selected by `backend = garage`
+//! in the configuration: the server then keeps no state of its own
+//! (`docs/scale-out.md`).
 //!
 //! Tests of clients that must play a dishonest server (flipped, swapped or
 //! rolled-back envelopes, altered blobs) use `soledad_server::testing` (feature
@@ -60,6 +64,8 @@ mod docsync;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "garage")]
+pub mod garage;
 pub mod incoming;
 mod limits;
 pub mod notify;
@@ -80,6 +86,7 @@ pub use config::{
     Config, ConfigLayers, DEFAULT_DELETED_BLOB_RETENTION, DEFAULT_LIVE_WAIT,
     DEFAULT_LIVE_WAITS_PER_USER, DEFAULT_MAX_LIVE_WAITS, DEFAULT_QUOTA_BYTES,
     DEFAULT_SERVICES_PORT, DEFAULT_SHARED_DOC_MAX_BYTES, DEFAULT_USERS_PORT, INI_SECTION,
+    StorageBackend,
 };
 pub use docsync::UserStores;
 pub use error::Error;

@@ -133,39 +133,69 @@ impl ServerBuilder {
     fn prepare(self) -> Result<Prepared, Error> {
         let config = self.config;
         std::fs::create_dir_all(&config.data_path).map_err(Error::io("creating data_path"))?;
-        let tokens = match self.tokens {
-            Some(tokens) => tokens,
-            None => Arc::new(SqliteTokenStore::open(&config.token_store_path())?),
+        let garage = garage_backend(&config)?;
+        let tokens = match (self.tokens, &garage) {
+            (Some(tokens), _) => tokens,
+            #[cfg(feature = "garage")]
+            (None, Some(garage)) => Arc::new(garage.token_store()),
+            (None, _) => Arc::new(SqliteTokenStore::open(&config.token_store_path())?),
         };
-        let (shared, shared_usage): (Arc<dyn SharedStore>, _) = match self.shared {
-            Some(shared) => (shared, None),
-            None => {
+        let (shared, shared_usage): (Arc<dyn SharedStore>, _) = match (self.shared, &garage) {
+            (Some(shared), _) => (shared, None),
+            #[cfg(feature = "garage")]
+            (None, Some(garage)) => (
+                Arc::new(garage.shared_store()) as Arc<dyn SharedStore>,
+                None,
+            ),
+            (None, _) => {
                 let store = SqliteSharedStore::open(&config.shared_store_path())?;
                 let usage = store.usage_source();
                 (Arc::new(store), Some(usage))
             }
         };
-        let ledger = Arc::new(match self.quota {
-            Some(counters) => QuotaLedger::with_counters(config.quota_bytes, counters),
-            None => QuotaLedger::new(config.quota_bytes),
-        });
-        let blobs: Option<Arc<dyn BlobBackend>> = match (config.blobs, self.blobs) {
-            (false, _) => None,
-            (true, Some(blobs)) => Some(blobs),
-            (true, None) => Some(Arc::new(FsBlobStore::open_with_ledger(
-                FsBlobConfig {
-                    root: config.blobs_dir(),
-                    concurrent_blob_writes: config.concurrent_blob_writes,
-                    per_user_blob_writes: config.effective_per_user_blob_writes(),
-                    quota_bytes: config.quota_bytes,
-                    deleted_retention: config.deleted_blob_retention,
-                },
-                Arc::clone(&ledger),
-            )?)),
+        let quota = self.quota;
+        let new_ledger = move || {
+            Arc::new(match quota {
+                Some(counters) => QuotaLedger::with_counters(config.quota_bytes, counters),
+                None => QuotaLedger::new(config.quota_bytes),
+            })
         };
-        let user_stores: Arc<dyn UserDocStores> = match self.user_docs {
-            Some(stores) => stores,
-            None => {
+        let (blobs, ledger): (Option<Arc<dyn BlobBackend>>, Arc<QuotaLedger>) =
+            match (config.blobs, self.blobs, &garage) {
+                (false, _, _) => (None, new_ledger()),
+                (true, Some(blobs), _) => (Some(blobs), new_ledger()),
+                // The Garage blob store keeps its own ledger over counters in
+                // the cluster (docs/scale-out.md).
+                #[cfg(feature = "garage")]
+                (true, None, Some(garage)) => {
+                    let store = garage.blob_store(config.quota_bytes)?;
+                    let ledger = store.ledger();
+                    (Some(Arc::new(store) as Arc<dyn BlobBackend>), ledger)
+                }
+                (true, None, _) => {
+                    let ledger = new_ledger();
+                    let store = FsBlobStore::open_with_ledger(
+                        FsBlobConfig {
+                            root: config.blobs_dir(),
+                            concurrent_blob_writes: config.concurrent_blob_writes,
+                            per_user_blob_writes: config.effective_per_user_blob_writes(),
+                            quota_bytes: config.quota_bytes,
+                            deleted_retention: config.deleted_blob_retention,
+                        },
+                        Arc::clone(&ledger),
+                    )?;
+                    (Some(Arc::new(store) as Arc<dyn BlobBackend>), ledger)
+                }
+            };
+        let user_stores: Arc<dyn UserDocStores> = match (self.user_docs, &garage) {
+            (Some(stores), _) => stores,
+            #[cfg(feature = "garage")]
+            (None, Some(garage)) => {
+                let stores = Arc::new(garage.user_doc_stores());
+                ledger.register_source(Arc::clone(&stores) as Arc<dyn crate::blobs::UsageSource>);
+                stores
+            }
+            (None, _) => {
                 let user_dbs = EmbeddedUserDocStores::new(config.user_dbs_dir());
                 // Document stores count against the same quota as blobs.
                 ledger.register_source(Arc::new(DocStoreUsage(user_dbs.clone())));
@@ -186,13 +216,17 @@ impl ServerBuilder {
         let tls = tls::load(&config)?;
         let users_listener = bind(config.users_address, "binding the users API address")?;
         let services_listener = bind(config.services_address, "binding the services API address")?;
-        let incoming = match blobs.as_ref() {
-            Some(blobs) => Some(Arc::new(EmbeddedIncomingBox::open(
+        let incoming = match (blobs.as_ref(), &garage) {
+            (None, _) => None,
+            #[cfg(feature = "garage")]
+            (Some(blobs), Some(garage)) => Some(Arc::new(
+                garage.incoming_box(Arc::clone(blobs), config.processing_threshold),
+            ) as Arc<dyn IncomingBox>),
+            (Some(blobs), _) => Some(Arc::new(EmbeddedIncomingBox::open(
                 Arc::clone(blobs),
                 config.processing_threshold,
                 &config.incoming_store_path(),
             )?) as Arc<dyn IncomingBox>),
-            None => None,
         };
         let stopping = CancellationToken::new();
         Ok(Prepared {
@@ -227,6 +261,48 @@ impl ServerBuilder {
             services_listener,
         })
     }
+}
+
+/// The Garage backend when the configuration asks for it (`backend = garage`).
+#[cfg(feature = "garage")]
+pub(crate) fn garage_backend(
+    config: &Config,
+) -> Result<Option<crate::garage::GarageBackend>, Error> {
+    use crate::garage::{GarageBackend, GarageConfig, SecretKey};
+    if config.backend != crate::config::StorageBackend::Garage {
+        return Ok(None);
+    }
+    let missing = |option: &str| Error::config(option, "required with backend = garage");
+    let secret_file = config
+        .garage_secret_key_file
+        .as_ref()
+        .ok_or_else(|| missing("garage_secret_key_file"))?;
+    let secret = SecretKey::from_file(secret_file)
+        .map_err(|e| Error::config("garage_secret_key_file", e.to_string()))?;
+    let garage = GarageConfig::new(
+        config.garage_s3_endpoints.clone(),
+        config.garage_k2v_endpoints.clone(),
+        config
+            .garage_bucket
+            .clone()
+            .ok_or_else(|| missing("garage_bucket"))?,
+        config.garage_region.clone(),
+        config
+            .garage_key_id
+            .clone()
+            .ok_or_else(|| missing("garage_key_id"))?,
+        secret,
+    );
+    GarageBackend::connect(garage)
+        .map(Some)
+        .map_err(|e| Error::config("garage_k2v_endpoints", e.to_string()))
+}
+
+/// Without the `garage` feature there is no Garage backend (`validate`
+/// refuses `backend = garage`).
+#[cfg(not(feature = "garage"))]
+fn garage_backend(_config: &Config) -> Result<Option<std::convert::Infallible>, Error> {
+    Ok(None)
 }
 
 fn bind(address: SocketAddr, context: &'static str) -> Result<std::net::TcpListener, Error> {

@@ -68,7 +68,7 @@ impl SharedRev {
         &self.0
     }
 
-    fn next(previous: Option<&SharedRev>) -> Result<SharedRev, Error> {
+    pub(crate) fn next(previous: Option<&SharedRev>) -> Result<SharedRev, Error> {
         let counter = previous
             .and_then(|rev| rev.0.split_once('-'))
             .and_then(|(n, _)| n.parse::<u64>().ok())

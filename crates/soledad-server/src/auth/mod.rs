@@ -34,6 +34,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 
 pub use services::{ServiceTokens, append_service_token};
 pub use tokens::{IssuedToken, SqliteTokenStore, TokenStore, UserRecord};
+#[cfg(feature = "garage")]
+pub(crate) use tokens::{hash_token, hashes_match};
 
 use crate::blobs::UserId;
 use crate::error::Error;

@@ -45,8 +45,10 @@
 //! ```
 //!
 //! [`conformance_tests!`](crate::conformance_tests) takes the suite
-//! (`tokens`, `shared`, `blobs`, `docstores`, `incoming`, `quota` or `notifier`)
-//! and an expression making its factory ([`tokens::Factory`], [`shared::Factory`],
+//! (`tokens`, `shared`, `blobs`, `docstores`, `incoming`, `quota` or `notifier`),
+//! an expression making its factory, and optionally `if <bool expression>`,
+//! evaluated first in each test (a backend whose service was not asked for
+//! returns early after saying so) ([`tokens::Factory`], [`shared::Factory`],
 //! [`blobs::Factory`], [`docstores::Factory`], [`incoming::Factory`],
 //! [`quota::Factory`], [`notifier::Factory`]); the
 //! expression is evaluated inside each test's runtime. Every case is also a
@@ -82,8 +84,8 @@ pub fn block_on<F: Future<Output = ()>>(case: F) {
 /// [module documentation](crate::conformance).
 #[macro_export]
 macro_rules! conformance_tests {
-    (tokens, $factory:expr) => {
-        $crate::conformance_tests!(@cases tokens, $factory, [
+    (tokens, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases tokens, $factory, ($($enabled)?), [
             verify_accepts_only_the_current_token,
             add_refuses_known_and_invalid_users,
             expiry_is_enforced_and_listed,
@@ -92,16 +94,16 @@ macro_rules! conformance_tests {
             list_is_sorted_by_uuid,
         ]);
     };
-    (shared, $factory:expr) => {
-        $crate::conformance_tests!(@cases shared, $factory, [
+    (shared, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases shared, $factory, ($($enabled)?), [
             put_creates_and_get_reads_back,
             put_needs_the_current_revision,
             delete_needs_the_current_revision,
             owners_are_isolated,
         ]);
     };
-    (blobs, $factory:expr) => {
-        $crate::conformance_tests!(@cases blobs, $factory, [
+    (blobs, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases blobs, $factory, ($($enabled)?), [
             round_trips_empty_small_and_multi_megabyte_blobs,
             duplicate_put_is_already_exists_and_keeps_the_original,
             a_put_while_another_of_the_same_id_is_in_flight_fails,
@@ -120,8 +122,8 @@ macro_rules! conformance_tests {
             a_put_dropped_half_way_leaves_nothing,
         ]);
     };
-    (docstores, $factory:expr) => {
-        $crate::conformance_tests!(@cases docstores, $factory, [
+    (docstores, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases docstores, $factory, ($($enabled)?), [
             create_and_exists,
             positions_are_recorded_and_read,
             apply_follows_u1db_target_rules,
@@ -129,8 +131,8 @@ macro_rules! conformance_tests {
             quota_charged_by_stored_size,
         ]);
     };
-    (incoming, $factory:expr) => {
-        $crate::conformance_tests!(@cases incoming, $factory, [
+    (incoming, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases incoming, $factory, ($($enabled)?), [
             concurrent_claims_exactly_one_wins,
             an_expired_claim_is_taken_over,
             failed_is_retried_only_by_a_newer_version,
@@ -140,8 +142,8 @@ macro_rules! conformance_tests {
             a_claim_expires_after_a_restart,
         ]);
     };
-    (quota, $factory:expr) => {
-        $crate::conformance_tests!(@cases quota, $factory, [
+    (quota, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases quota, $factory, ($($enabled)?), [
             reserved_bytes_count_once_committed,
             the_limit_holds_and_refusals_change_nothing,
             charge_and_release_adjust_the_stored_bytes,
@@ -149,8 +151,8 @@ macro_rules! conformance_tests {
             concurrent_reservations_never_pass_the_limit,
         ]);
     };
-    (notifier, $factory:expr) => {
-        $crate::conformance_tests!(@cases notifier, $factory, [
+    (notifier, $factory:expr $(, if $enabled:expr)?) => {
+        $crate::conformance_tests!(@cases notifier, $factory, ($($enabled)?), [
             without_a_marker_every_kind_at_once,
             no_change_ends_empty_after_the_timeout,
             changes_are_reported_by_kind_and_never_lost,
@@ -158,10 +160,15 @@ macro_rules! conformance_tests {
             users_are_isolated_and_markers_checked,
         ]);
     };
-    (@cases $suite:ident, $factory:expr, [$($case:ident),* $(,)?]) => {
+    (@enabled ()) => { true };
+    (@enabled ($enabled:expr)) => { $enabled };
+    (@cases $suite:ident, $factory:expr, $enabled:tt, [$($case:ident),* $(,)?]) => {
         $(
             #[test]
             fn $case() {
+                if !$crate::conformance_tests!(@enabled $enabled) {
+                    return;
+                }
                 $crate::conformance::block_on(async {
                     let factory = $factory;
                     $crate::conformance::$suite::$case(&factory).await;

@@ -1,0 +1,436 @@
+//! The incoming box in Garage ([`GarageIncomingBox`]): message state in the
+//! blob flags of the Garage blob store, keys as blobs of namespace `MX-keys`
+//! (as for the embedded box), and claims as K2V items in the partition
+//! `<prefix>incoming-<uuid>` (sort key: the message id), changed under that
+//! partition's lease, so a claim is atomic across every server and survives
+//! a server restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::error::GarageError;
+use super::k2v::{K2vClient, Range, Write};
+use super::lease::Lease;
+use crate::blobs::{
+    BlobBackend, BlobError, BlobId, ByteStream, Flag, ListQuery, Namespace, Order, UserId,
+};
+use crate::incoming::{
+    Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MAX_PUBLIC_KEY_LEN, MessageInfo,
+    MessageState, Outcome, check_key,
+};
+
+/// Namespace of the published incoming keys (one blob per user).
+const KEYS_NAMESPACE: &str = "MX-keys";
+/// Blob id of a user's incoming public key.
+const KEY_BLOB_ID: &str = "incoming-public-key";
+
+/// What the cluster remembers of one message beyond its flag.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Record {
+    /// The current claim: its secret and when it expires (ms since the epoch).
+    claim: Option<(String, u64)>,
+    /// The version of the processor that failed on it.
+    failed_version: Option<u64>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn storage(error: GarageError) -> IncomingError {
+    IncomingError::Blob(BlobError::Io(std::io::Error::other(error)))
+}
+
+/// The Garage [`IncomingBox`] (module doc). A claim expires after the
+/// threshold on the servers' wall clocks (kept in sync by NTP).
+pub struct GarageIncomingBox {
+    blobs: Arc<dyn BlobBackend>,
+    threshold: Duration,
+    k2v: K2vClient,
+    prefix: String,
+}
+
+impl std::fmt::Debug for GarageIncomingBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GarageIncomingBox")
+            .field("threshold", &self.threshold)
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_secret() -> Result<String, IncomingError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|_| BlobError::Io(std::io::Error::other("no randomness for a claim")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn keys_namespace() -> Result<(Namespace, BlobId), IncomingError> {
+    Ok((
+        Namespace::parse(KEYS_NAMESPACE)?,
+        BlobId::parse(KEY_BLOB_ID)?,
+    ))
+}
+
+/// The state of a message from its flags and record, at `now`.
+fn state_of(flags: &[Flag], record: Option<&Record>, now: u64) -> (MessageState, Option<u64>) {
+    let claimed = record
+        .and_then(|r| r.claim.as_ref())
+        .is_some_and(|(_, until)| *until > now);
+    let failed_version = record.and_then(|r| r.failed_version);
+    // A retry by a newer version whose claim expired is still failed at the
+    // recorded version: an older processor must not take it.
+    if flags.contains(&Flag::Failed) || (!claimed && failed_version.is_some()) {
+        return (MessageState::Failed, Some(failed_version.unwrap_or(0)));
+    }
+    if flags.contains(&Flag::Processing) && claimed {
+        return (MessageState::Processing, None);
+    }
+    (MessageState::Pending, None)
+}
+
+impl GarageIncomingBox {
+    /// An incoming box over `blobs` (the Garage blob store) whose claims hold
+    /// for `threshold`, kept through `k2v`.
+    pub(crate) fn new(
+        blobs: Arc<dyn BlobBackend>,
+        threshold: Duration,
+        k2v: K2vClient,
+        prefix: &str,
+    ) -> Self {
+        Self {
+            blobs,
+            threshold,
+            k2v,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn partition(&self, user: &UserId) -> String {
+        format!("{}incoming-{}", self.prefix, user.as_str())
+    }
+
+    async fn record(
+        &self,
+        pk: &str,
+        id: &BlobId,
+    ) -> Result<(Option<Record>, Option<super::k2v::CausalityToken>), IncomingError> {
+        let item = self.k2v.read_item(pk, id.as_str()).await.map_err(storage)?;
+        let record = item.as_ref().and_then(|item| {
+            item.live()
+                .filter_map(|v| serde_json::from_slice::<Record>(v).ok())
+                .next()
+        });
+        Ok((record, item.map(|i| i.token)))
+    }
+
+    async fn store_record(
+        &self,
+        pk: &str,
+        id: &BlobId,
+        token: Option<super::k2v::CausalityToken>,
+        record: Option<&Record>,
+        lease: &Lease,
+    ) -> Result<(), IncomingError> {
+        let value = match record {
+            Some(record) => {
+                Some(Bytes::from(serde_json::to_vec(record).map_err(|_| {
+                    storage(GarageError::MalformedItem { what: "a claim" })
+                })?))
+            }
+            None => None,
+        };
+        lease.check().map_err(storage)?;
+        self.k2v
+            .insert_batch(&[Write {
+                partition: pk.to_owned(),
+                sort_key: id.as_str().to_owned(),
+                token,
+                value,
+            }])
+            .await
+            .map_err(storage)
+    }
+
+    async fn locked<T>(
+        &self,
+        pk: &str,
+        work: impl AsyncFnOnce(&Lease) -> Result<T, IncomingError>,
+    ) -> Result<T, IncomingError> {
+        let lease = Lease::acquire(&self.k2v, pk).await.map_err(storage)?;
+        let result = work(&lease).await;
+        lease.release(&self.k2v).await;
+        result
+    }
+
+    async fn claim_impl(
+        &self,
+        user: &UserId,
+        id: &BlobId,
+        version: u64,
+    ) -> Result<Claim, IncomingError> {
+        let ns = Namespace::incoming();
+        let pk = self.partition(user);
+        self.locked(&pk, async |lease| {
+            let (record, token) = self.record(&pk, id).await?;
+            let flags = self.blobs.get_flags(user, &ns, id).await?;
+            let now = now_ms();
+            let (state, failed) = state_of(&flags, record.as_ref(), now);
+            match state {
+                MessageState::Pending => {}
+                MessageState::Failed if failed.unwrap_or(0) < version => {}
+                _ => return Err(IncomingError::Claimed),
+            }
+            let secret = new_secret()?;
+            self.blobs
+                .set_flags(user, &ns, id, vec![Flag::Processing])
+                .await?;
+            // The claim holds for the threshold from when it is granted (the
+            // flag is written first: a PROCESSING flag without a live claim
+            // reads as PENDING meanwhile).
+            let until = now_ms()
+                .saturating_add(u64::try_from(self.threshold.as_millis()).unwrap_or(u64::MAX));
+            let mut record = record.unwrap_or_default();
+            record.claim = Some((secret.clone(), until));
+            self.store_record(&pk, id, token, Some(&record), lease)
+                .await?;
+            Ok(Claim {
+                claim: secret,
+                expires_in_secs: self.threshold.as_secs(),
+            })
+        })
+        .await
+    }
+
+    async fn finish_impl(
+        &self,
+        user: &UserId,
+        id: &BlobId,
+        claim: &str,
+        outcome: Outcome,
+    ) -> Result<(), IncomingError> {
+        let ns = Namespace::incoming();
+        let pk = self.partition(user);
+        self.locked(&pk, async |lease| {
+            let (record, token) = self.record(&pk, id).await?;
+            let now = now_ms();
+            let held =
+                record
+                    .as_ref()
+                    .and_then(|r| r.claim.as_ref())
+                    .is_some_and(|(secret, until)| {
+                        *until > now && constant_time_eq(secret.as_bytes(), claim.as_bytes())
+                    });
+            if !held {
+                // Tell a missing message apart from a lost claim.
+                self.blobs.get_flags(user, &ns, id).await?;
+                return Err(IncomingError::Claimed);
+            }
+            match outcome {
+                Outcome::Processed => {
+                    self.blobs.delete(user, &ns, id).await?;
+                    self.store_record(&pk, id, token, None, lease).await?;
+                }
+                Outcome::Failed { version } => {
+                    self.blobs
+                        .set_flags(user, &ns, id, vec![Flag::Failed])
+                        .await?;
+                    let record = Record {
+                        claim: None,
+                        failed_version: Some(version),
+                    };
+                    self.store_record(&pk, id, token, Some(&record), lease)
+                        .await?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_impl(
+        &self,
+        user: &UserId,
+        query: &IncomingQuery,
+    ) -> Result<Listing, IncomingError> {
+        let ns = Namespace::incoming();
+        let ids = self
+            .blobs
+            .list(
+                user,
+                &ListQuery {
+                    namespace: ns.clone(),
+                    filter_flag: None,
+                    order: Some(Order::DateAscending),
+                    deleted: false,
+                },
+            )
+            .await?;
+        let items = self
+            .k2v
+            .read_all(Range {
+                partition_key: self.partition(user),
+                ..Range::default()
+            })
+            .await
+            .map_err(storage)?;
+        let snapshot: HashMap<String, Record> = items
+            .into_iter()
+            .filter_map(|(sk, item)| {
+                let record = item
+                    .live()
+                    .filter_map(|v| serde_json::from_slice::<Record>(v).ok())
+                    .next()?;
+                Some((sk, record))
+            })
+            .collect();
+        let now = now_ms();
+        let mut listing = Listing::default();
+        let mut matching = Vec::new();
+        for raw in ids {
+            let Ok(id) = BlobId::parse(&raw) else {
+                continue;
+            };
+            // A message may be finished between the listing and here.
+            let flags = match self.blobs.get_flags(user, &ns, &id).await {
+                Ok(flags) => flags,
+                Err(BlobError::NotFound) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            let (state, failed_version) = state_of(&flags, snapshot.get(id.as_str()), now);
+            let wanted = match state {
+                MessageState::Pending => {
+                    listing.pending = listing.pending.saturating_add(1);
+                    true
+                }
+                MessageState::Processing => query.include_processing,
+                MessageState::Failed => query
+                    .version
+                    .is_some_and(|v| failed_version.unwrap_or(0) < v),
+            };
+            if !wanted {
+                continue;
+            }
+            let size = match self.blobs.get(user, &ns, &id, None).await {
+                Ok(read) => read.total_size,
+                Err(BlobError::NotFound) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            if query.size_limit.is_some_and(|limit| size > limit) {
+                listing.skipped_oversized.push(raw);
+                continue;
+            }
+            matching.push(MessageInfo {
+                id: raw,
+                size,
+                state,
+                failed_version,
+            });
+        }
+        listing.messages = match query.limit {
+            None => matching,
+            Some(limit) => matching
+                .into_iter()
+                .skip(query.page.saturating_mul(limit))
+                .take(limit)
+                .collect(),
+        };
+        Ok(listing)
+    }
+
+    async fn set_key_impl(&self, user: &UserId, key: &str) -> Result<(), IncomingError> {
+        check_key(key)?;
+        // Rotation replaces the key: blobs are immutable, so delete first
+        // (under the user's incoming lease, so two rotations do not mix).
+        let pk = self.partition(user);
+        let lease = Lease::acquire(&self.k2v, &pk).await.map_err(storage)?;
+        let result = self.replace_key(user, key).await;
+        lease.release(&self.k2v).await;
+        result
+    }
+
+    async fn replace_key(&self, user: &UserId, key: &str) -> Result<(), IncomingError> {
+        let (ns, id) = keys_namespace()?;
+        match self.blobs.delete(user, &ns, &id).await {
+            Ok(()) | Err(BlobError::NotFound) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let bytes = Bytes::from(key.to_owned().into_bytes());
+        let len = u64::try_from(bytes.len()).ok();
+        let body: ByteStream = Box::pin(futures_util::stream::once(async move {
+            Ok::<_, std::io::Error>(bytes)
+        }));
+        self.blobs.put(user, &ns, &id, body, len, &[]).await?;
+        Ok(())
+    }
+
+    async fn public_key_impl(&self, user: &UserId) -> Result<String, IncomingError> {
+        let (ns, id) = keys_namespace()?;
+        let mut read = self.blobs.get(user, &ns, &id, None).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = read.body.next().await {
+            let chunk = chunk.map_err(BlobError::Io)?;
+            if bytes.len().saturating_add(chunk.len()) > MAX_PUBLIC_KEY_LEN {
+                return Err(IncomingError::InvalidKey);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let key = String::from_utf8(bytes).map_err(|_| IncomingError::InvalidKey)?;
+        check_key(&key)?;
+        Ok(key)
+    }
+}
+
+/// Compares two secrets without an early exit on the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl IncomingBox for GarageIncomingBox {
+    fn claim<'a>(
+        &'a self,
+        user: &'a UserId,
+        id: &'a BlobId,
+        version: u64,
+    ) -> BoxFuture<'a, Result<Claim, IncomingError>> {
+        Box::pin(self.claim_impl(user, id, version))
+    }
+
+    fn finish<'a>(
+        &'a self,
+        user: &'a UserId,
+        id: &'a BlobId,
+        claim: &'a str,
+        outcome: Outcome,
+    ) -> BoxFuture<'a, Result<(), IncomingError>> {
+        Box::pin(self.finish_impl(user, id, claim, outcome))
+    }
+
+    fn list<'a>(
+        &'a self,
+        user: &'a UserId,
+        query: &'a IncomingQuery,
+    ) -> BoxFuture<'a, Result<Listing, IncomingError>> {
+        Box::pin(self.list_impl(user, query))
+    }
+
+    fn set_public_key<'a>(
+        &'a self,
+        user: &'a UserId,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), IncomingError>> {
+        Box::pin(self.set_key_impl(user, key))
+    }
+
+    fn public_key<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<String, IncomingError>> {
+        Box::pin(self.public_key_impl(user))
+    }
+}

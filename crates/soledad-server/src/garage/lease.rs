@@ -1,0 +1,226 @@
+//! A short write lease per K2V partition, so writes of one user's document
+//! store through different servers are serialised (dense generations, u1db's
+//! rules applied to what is really current).
+//!
+//! K2V has no compare-and-swap, but it has quorum writes and reads (2 of 3
+//! nodes) and causality tokens. To take the lease a server reads the `lease`
+//! item; if no value in it is live (unexpired and not released) it writes its
+//! own value (a fresh random holder, an expiry) with the token of that read,
+//! then reads the item again. It holds the lease only if that second read
+//! shows its value and no other live one. Two servers racing both write
+//! values concurrent with each other (neither token covers the other's write);
+//! if A's second read does not show B's value, B's write reached its quorum
+//! after A's read, so B's own second read (later still) meets A's value on the
+//! node the quorums share, and B backs off: at most one holder at a time.
+//! A loser's value stays in the item until it expires (contention costs at
+//! most [`LEASE_TTL`]); a crashed holder's lease expires the same way.
+//!
+//! Within one process, the tasks that want a partition's lease queue on a
+//! local mutex first, so they never contend through K2V; a lease value of
+//! this process found in the item while holding that mutex is stale (its task
+//! is gone) and ignored.
+//!
+//! Safety also rests on the holder finishing within the lease: each write
+//! phase first checks that at least [`LEASE_MARGIN`] is left
+//! ([`Lease::check`]), and servers' clocks are assumed within a second of each
+//! other (NTP). See `docs/scale-out.md`, "Failure modes".
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OwnedMutexGuard;
+
+use super::error::GarageError;
+use super::k2v::{CausalityToken, K2vClient};
+
+/// How long a lease holds once taken.
+pub(crate) const LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// A holder stops writing when less than this is left of its lease.
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(3);
+
+/// How long a writer waits for a busy lease before giving up
+/// ([`GarageError::LeaseBusy`]).
+pub(crate) const ACQUIRE_WAIT: Duration = Duration::from_secs(40);
+
+/// The sort key of the lease item in its partition.
+const LEASE_KEY: &str = "lease";
+
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct LeaseValue {
+    holder: String,
+    until_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn random_hex(bytes: usize) -> Result<String, GarageError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|_| GarageError::Config {
+        what: "no randomness available".to_owned(),
+    })?;
+    Ok(hex::encode(buf))
+}
+
+/// This process's lease holders: its instance id (the prefix of its holder
+/// names) and one queue per partition.
+struct Local {
+    instance: String,
+    queues: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn local() -> Result<&'static Local, GarageError> {
+    static LOCAL: OnceLock<Local> = OnceLock::new();
+    if let Some(local) = LOCAL.get() {
+        return Ok(local);
+    }
+    let instance = random_hex(8)?;
+    Ok(LOCAL.get_or_init(|| Local {
+        instance,
+        queues: Mutex::new(HashMap::new()),
+    }))
+}
+
+impl Local {
+    async fn queue(&self, partition: &str) -> OwnedMutexGuard<()> {
+        let queue = {
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+            // Forget queues nobody waits on (bounded by the partitions in use).
+            if queues.len() > 1024 {
+                queues.retain(|_, q| Arc::strong_count(q) > 1);
+            }
+            Arc::clone(queues.entry(partition.to_owned()).or_default())
+        };
+        queue.lock_owned().await
+    }
+
+    fn is_mine(&self, lease: &LeaseValue) -> bool {
+        lease
+            .holder
+            .split_once(':')
+            .is_some_and(|(instance, _)| instance == self.instance)
+    }
+}
+
+fn parse(value: &Bytes) -> Option<LeaseValue> {
+    serde_json::from_slice(value).ok()
+}
+
+/// A held lease on one partition.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    partition: String,
+    holder: String,
+    /// When it runs out, on this process's monotonic clock (a margin for
+    /// clock skew is taken off).
+    deadline: Instant,
+    token: CausalityToken,
+    /// This process's queue for the partition, held as long as the lease.
+    _queued: OwnedMutexGuard<()>,
+}
+
+impl Lease {
+    /// Takes the lease of `partition`, waiting while another holder has it.
+    ///
+    /// # Errors
+    /// [`GarageError::LeaseBusy`] after [`ACQUIRE_WAIT`]; a K2V error.
+    pub(crate) async fn acquire(k2v: &K2vClient, partition: &str) -> Result<Lease, GarageError> {
+        let give_up = Instant::now() + ACQUIRE_WAIT;
+        let local = local()?;
+        let queued = tokio::time::timeout(ACQUIRE_WAIT, local.queue(partition))
+            .await
+            .map_err(|_| GarageError::LeaseBusy)?;
+        let live = |lease: &LeaseValue, now: u64| lease.until_ms > now && !local.is_mine(lease);
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let current = k2v.read_item(partition, LEASE_KEY).await?;
+            let now = now_ms();
+            let busy = current.as_ref().is_some_and(|item| {
+                item.live()
+                    .any(|v| parse(v).is_some_and(|lease| live(&lease, now)))
+            });
+            if !busy {
+                let started = Instant::now();
+                let mine = LeaseValue {
+                    holder: format!("{}:{}", local.instance, random_hex(16)?),
+                    until_ms: now
+                        .saturating_add(u64::try_from(LEASE_TTL.as_millis()).unwrap_or(u64::MAX)),
+                };
+                let value = serde_json::to_vec(&mine)
+                    .map_err(|_| GarageError::MalformedItem { what: "a lease" })?;
+                k2v.insert_item(
+                    partition,
+                    LEASE_KEY,
+                    current.as_ref().map(|item| &item.token),
+                    value.into(),
+                )
+                .await?;
+                if let Some(check) = k2v.read_item(partition, LEASE_KEY).await? {
+                    let now = now_ms();
+                    let mut holds = false;
+                    let mut contended = false;
+                    for value in check.live() {
+                        match parse(value) {
+                            Some(lease) if lease == mine => holds = true,
+                            Some(lease) if live(&lease, now) => contended = true,
+                            _ => {}
+                        }
+                    }
+                    if holds && !contended {
+                        return Ok(Lease {
+                            partition: partition.to_owned(),
+                            holder: mine.holder,
+                            deadline: started + LEASE_TTL,
+                            token: check.token,
+                            _queued: queued,
+                        });
+                    }
+                }
+            }
+            if Instant::now() >= give_up {
+                return Err(GarageError::LeaseBusy);
+            }
+            // Jitter, so two contenders do not retry in step.
+            let jitter = u64::from(random_hex(1)?.as_bytes().first().copied().unwrap_or(0) % 32);
+            tokio::time::sleep(backoff + Duration::from_millis(jitter)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Fails unless at least [`LEASE_MARGIN`] of the lease is left: call it
+    /// before every write that needs the lease.
+    ///
+    /// # Errors
+    /// [`GarageError::LeaseLost`].
+    pub(crate) fn check(&self) -> Result<(), GarageError> {
+        if Instant::now() + LEASE_MARGIN < self.deadline {
+            Ok(())
+        } else {
+            Err(GarageError::LeaseLost)
+        }
+    }
+
+    /// Gives the lease back (best effort: an unreleased lease expires).
+    pub(crate) async fn release(self, k2v: &K2vClient) {
+        let released = LeaseValue {
+            holder: self.holder,
+            until_ms: 0,
+        };
+        let Ok(value) = serde_json::to_vec(&released) else {
+            return;
+        };
+        if let Err(error) = k2v
+            .insert_item(&self.partition, LEASE_KEY, Some(&self.token), value.into())
+            .await
+        {
+            tracing::warn!(%error, "releasing a K2V lease failed; it will expire");
+        }
+    }
+}
