@@ -73,7 +73,7 @@ fn main() {
         .unwrap_or_else(|| DEFAULT_SIZES.to_vec());
     println!("whole-store syncs, N x 10 KB documents, real server on loopback");
     println!(
-        "{:>8} {:>10} {:>9} {:>13} {:>9} {:>8} {:>11} {:>15} {:>13} {:>13}  {}",
+        "{:>8} {:>10} {:>9} {:>13} {:>9} {:>8} {:>11} {:>15} {:>13} {:>13}  CPU s server+client: upload / initial",
         "N",
         "upload s",
         "docs/s",
@@ -84,7 +84,6 @@ fn main() {
         "one-doc down ms",
         "server RSS MB",
         "client RSS MB",
-        "CPU s server+client: upload / initial"
     );
     for n in sizes {
         let r = run(n);

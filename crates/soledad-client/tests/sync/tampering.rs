@@ -11,15 +11,17 @@ use crate::util::{Env, server_sql, snapshot};
 /// A creates `names` and syncs; returns the server-side (hidden) ids in the same order.
 async fn seed(env: &Env, names: &[&str]) -> Vec<String> {
     let a = env.device("a").await;
+    // One sync per document: the server applies a batch in its own order (by
+    // hidden id), so only separate syncs fix the order of the server's log.
     for name in names {
         a.create_doc(&json!({"name": name}), Some(name))
             .await
             .unwrap();
+        a.sync().await.unwrap();
     }
-    a.sync().await.unwrap();
     let sql = server_sql(env);
     let mut hidden = Vec::new();
-    // Ids appear in the server log in the order A sent them (its generation order).
+    // Ids appear in the server log in the order A synced them.
     let mut stmt = sql
         .prepare("SELECT doc_id FROM transaction_log ORDER BY generation")
         .unwrap();

@@ -275,6 +275,7 @@ impl EmbeddedApply<'_> {
     pub(super) async fn apply(&self, docs: Vec<DocFrame>) -> Result<Applied, Error> {
         let store = self.store;
         let source = self.source.clone();
+        let docs_empty = docs.is_empty();
         // Ordered: `record_end` makes every batch durable before the response.
         let applied = charged_batch(
             store,
@@ -284,24 +285,31 @@ impl EmbeddedApply<'_> {
             move |batch| {
                 let before = batch.get_generation_info()?.generation();
                 let replica = ReplicaUid::parse(&source)?;
-                let mut converged = Vec::new();
-                let mut last = None;
+                // The source's positions, checked in the order it sent them
+                // (u1db's rule, as a per-document source would check them).
+                let mut last = batch.get_replica_gen_and_trans_id(&replica)?;
+                let mut sent = Vec::with_capacity(docs.len());
                 for frame in docs {
+                    let position = Position::parse(frame.generation, &frame.trans_id)?;
+                    position.check_follows(&last)?;
+                    last = position;
+                    sent.push(frame);
+                }
+                // Applied in id order: a large store's id index is then walked
+                // once per batch, page after page, instead of one random page
+                // per document (a stable sort keeps a repeated id's order).
+                sent.sort_by(|a, b| a.id.cmp(&b.id));
+                let mut converged = Vec::new();
+                for frame in sent {
                     let mut doc =
                         Document::new(frame.id, Some(frame.rev), Some(frame.payload.to_vec()));
-                    let from = Source::new(
-                        replica.clone(),
-                        Position::parse(frame.generation, &frame.trans_id)?,
-                    );
-                    let (state, _) =
-                        batch.put_doc_if_newer(&mut doc, SaveConflict::No, Some(&from))?;
-                    last = Some(from);
+                    let (state, _) = batch.put_doc_if_newer(&mut doc, SaveConflict::No, None)?;
                     if state == PutState::Converged {
                         converged.push(doc.doc_id);
                     }
                 }
-                if let Some(last) = last {
-                    batch.set_replica_gen_and_trans_id(&last)?;
+                if !docs_empty {
+                    batch.set_replica_gen_and_trans_id(&Source::new(replica, last))?;
                 }
                 let after = batch.get_generation_info()?.generation();
                 Ok(Applied {
