@@ -21,8 +21,8 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt, stream};
 use soledad_crypto::SyncKeys;
 use soledad_protocol::{
-    BATCH_DOCS, Batch, Broken, DocFrame, ExchangeEnd, ExchangeRequestHeader, Frame, ProtocolError,
-    Receiver, RecordSyncInfo, Response, Step,
+    BATCH_BYTES, BATCH_DOCS, Batch, BatchLimits, Broken, DocFrame, ExchangeEnd,
+    ExchangeRequestHeader, Frame, ProtocolError, Receiver, RecordSyncInfo, Response, Step,
 };
 use soledad_store::{
     Document, JsonContent, Position, PutState, ReplicaUid, SaveConflict, Source, StoreError,
@@ -38,6 +38,17 @@ use crate::transport::Transport;
 /// leave the device in the same sync. Bounded because another device may keep
 /// producing concurrent changes.
 const MAX_ROUNDS: u32 = 3;
+
+/// How many received documents one local transaction applies: more than a
+/// protocol batch ([`BATCH_DOCS`]), under the same payload bound
+/// ([`BATCH_BYTES`]). Each transaction rewrites (and encrypts) every page of
+/// the id index it touches; with random ids in a large store that is nearly
+/// every page, so fewer, larger transactions write several times less. A cut
+/// download still keeps every complete transaction before the cut.
+const DOWNLOAD_BATCH: BatchLimits = BatchLimits {
+    docs: 4 * BATCH_DOCS,
+    bytes: BATCH_BYTES,
+};
 
 /// What one sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -466,7 +477,7 @@ where
     S: Stream<Item = Result<Bytes, Error>>,
 {
     let mut response = std::pin::pin!(response);
-    let mut receiver = Receiver::<Response>::new();
+    let mut receiver = Receiver::<Response>::with_limits(DOWNLOAD_BATCH);
 
     // Phase 1: the header, before any document.
     let header = loop {
