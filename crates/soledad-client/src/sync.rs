@@ -43,8 +43,9 @@ const MAX_ROUNDS: u32 = 3;
 /// protocol batch ([`BATCH_DOCS`]), under the same payload bound
 /// ([`BATCH_BYTES`]). Each transaction rewrites (and encrypts) every page of
 /// the id index it touches; with random ids in a large store that is nearly
-/// every page, so fewer, larger transactions write several times less. A cut
-/// download still keeps every complete transaction before the cut.
+/// every page, so fewer, larger transactions write several times less. The
+/// memory bound is the protocol batch's (documents of 8 KiB or more already
+/// made 8 MiB batches); a cut download keeps every complete transaction.
 const DOWNLOAD_BATCH: BatchLimits = BatchLimits {
     docs: 4 * BATCH_DOCS,
     bytes: BATCH_BYTES,
