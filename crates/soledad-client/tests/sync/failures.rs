@@ -70,15 +70,14 @@ async fn two_syncs_at_once_run_one_after_the_other() {
 
 #[tokio::test]
 async fn the_quota_stops_a_sync_with_a_typed_error_and_nothing_half_written() {
-    let env = Env::start_with(|config| config.quota_bytes = 12 << 20).await;
+    let env = Env::start_with(|config| config.quota_bytes = 5 << 20).await;
     let a = env.device("a").await;
     a.sync().await.unwrap();
-    // 16 MB of documents (three upload transactions of at most 8 MiB) against a
-    // 12 MiB quota.
-    for i in 0..1600 {
+    // 6 MB of documents (three upload batches) against a 5 MiB quota.
+    for i in 0..600 {
         a.create_doc(
             &json!({"pad": "q".repeat(10 * 1024), "i": i}),
-            Some(&format!("d{i:04}")),
+            Some(&format!("d{i:03}")),
         )
         .await
         .unwrap();
@@ -102,7 +101,7 @@ async fn the_quota_stops_a_sync_with_a_typed_error_and_nothing_half_written() {
         .query_row("SELECT COUNT(*) FROM document", [], |r| r.get(0))
         .unwrap();
     assert!(
-        stored > 0 && stored < 1600,
+        stored > 0 && stored < 600,
         "some batches fit, not all: {stored}"
     );
     let b = env.device("b").await;

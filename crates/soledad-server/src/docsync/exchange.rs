@@ -2,10 +2,10 @@
 //! source's position, and the streamed exchange.
 //!
 //! Memory is bounded by a batch on both legs, with the limits of the protocol's
-//! one table (at most [`soledad_protocol::BATCH_BYTES`] of payload; 1,024
-//! documents per upload transaction, [`soledad_protocol::BATCH_DOCS`] per
-//! response chunk): the upload is applied a batch at a time as
-//! [`Receiver<Request>`] closes them, and the response is read from the store with a generation cursor, one batch per store
+//! one table ([`soledad_protocol::BATCH_DOCS`] documents or
+//! [`soledad_protocol::BATCH_BYTES`] of payload): the upload
+//! is applied a batch at a time as [`Receiver<Request>`] closes them, and the
+//! response is read from the store with a generation cursor, one batch per store
 //! call, never as a list of every changed id. A failure while the response
 //! streams is sent as an error frame, which ends the stream.
 //!
@@ -38,17 +38,6 @@ use crate::blobs::{QuotaLedger, UserId};
 use crate::error::Error;
 use crate::userdb::{SkipChange, UserDocStores};
 
-/// Documents of an upload applied per transaction: more than a protocol batch
-/// ([`soledad_protocol::BATCH_DOCS`]) under the same payload bound
-/// ([`soledad_protocol::BATCH_BYTES`]). Each transaction rewrites every page of
-/// the id index it touches, nearly all of them in a large store (hidden ids
-/// are random); measured applying 100,000 × 10 KB documents, CPU per document
-/// at the end: 72 µs with 256 per transaction, 49 µs with 1,024 (flat from
-/// the first 10,000).
-pub(crate) const UPLOAD_BATCH: BatchLimits = BatchLimits {
-    docs: 4 * soledad_protocol::BATCH_DOCS,
-    bytes: soledad_protocol::BATCH_BYTES,
-};
 /// Changed ids read per store call while counting the response's documents.
 const COUNT_BATCH_IDS: usize = 4096;
 /// Converged documents remembered per exchange (see the module doc).
@@ -109,7 +98,7 @@ where
 {
     check_source(source_replica_uid)?;
     let mut body = std::pin::pin!(body);
-    let mut receiver = Receiver::<Request>::with_limits(UPLOAD_BATCH);
+    let mut receiver = Receiver::<Request>::with_limits(BatchLimits::DEFAULT);
 
     // Phase 1: the header, before any document.
     let header = loop {

@@ -112,16 +112,13 @@ async fn regression_issue16_own_older_revision_seeds() {
     }
 }
 
-/// Issue 16, first scenario: A writes 1,500 documents; the server is killed once
-/// it has stored its first transaction of them (1,024); after the restart A syncs again and, while that upload
+/// Issue 16, first scenario: A writes 600 documents; the server is killed once it
+/// has stored 256 of them; after the restart A syncs again and, while that upload
 /// streams, the application updates `bulk005`. The server honestly sends back A's
 /// own older `bulk005` (stored during the cut exchange): superseded, no alarm; the
 /// new revision leaves at the next sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue16_a_cut_upload_plus_a_local_write_is_no_integrity_alarm() {
-    // Documents written, and those of the server's first upload transaction.
-    const DOCS: i64 = 1500;
-    const FIRST: i64 = 1024;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("server")).await;
@@ -134,7 +131,7 @@ async fn issue16_a_cut_upload_plus_a_local_write_is_no_integrity_alarm() {
     )
     .await;
     a.sync().await.unwrap();
-    for i in 0..DOCS {
+    for i in 0..600 {
         a.create_doc(
             &json!({"i": i, "pad": "p".repeat(2000)}),
             Some(&format!("bulk{i:03}")),
@@ -143,16 +140,16 @@ async fn issue16_a_cut_upload_plus_a_local_write_is_no_integrity_alarm() {
         .unwrap();
     }
 
-    // Let ~1,200 documents through, wait until the server committed its first
-    // transaction (1,024, bulk005 among them), then kill it.
+    // Let ~400 documents through, wait until the server committed its first batch
+    // (256, bulk005 among them), then kill it.
     let knobs = proxy.knobs.clone();
     knobs.hold_upload_at.store(
-        knobs.uploaded.load(Ordering::SeqCst) + 1400 * 2100,
+        knobs.uploaded.load(Ordering::SeqCst) + 400 * 2100,
         Ordering::SeqCst,
     );
     let (cut, ()) = tokio::join!(a.sync(), async {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while server.committed_docs() < FIRST {
+        while server.committed_docs() < 256 {
             assert!(
                 Instant::now() < deadline,
                 "the first batch was not committed"
@@ -164,7 +161,7 @@ async fn issue16_a_cut_upload_plus_a_local_write_is_no_integrity_alarm() {
     });
     assert!(matches!(cut, Err(Error::Network(_))), "{cut:?}");
     let committed = server.committed_docs();
-    assert!((FIRST..DOCS).contains(&committed), "{committed} committed");
+    assert!((256..600).contains(&committed), "{committed} committed");
     let old = a.get_doc("bulk005", false).await.unwrap().unwrap();
 
     // Restart; once the upload streams (the sync took its starting position), hold
@@ -185,7 +182,7 @@ async fn issue16_a_cut_upload_plus_a_local_write_is_no_integrity_alarm() {
         doc
     });
     let resumed = resumed.unwrap();
-    assert_eq!(resumed.sent as i64, DOCS - committed, "{resumed:?}");
+    assert_eq!(resumed.sent as i64, 600 - committed, "{resumed:?}");
     assert_eq!(
         resumed.superseded, 1,
         "A's own older bulk005 came back: {resumed:?}"
@@ -205,7 +202,7 @@ async fn issue16_a_cut_upload_plus_a_local_write_is_no_integrity_alarm() {
         &server.token,
     )
     .await;
-    assert_eq!(b.sync().await.unwrap().received as i64, DOCS);
+    assert_eq!(b.sync().await.unwrap().received, 600);
     assert_eq!(
         b.get_doc("bulk005", false)
             .await
