@@ -384,6 +384,18 @@ impl<P: Payload> Database<P> {
         read::get_doc_row(&self.reader(), doc_id, true)
     }
 
+    /// The stored document (tombstones included) whose latest change is
+    /// `generation`, as [`Database::changes_since`] names it; `None` when a
+    /// later change superseded it. Reads by generation, in the order changes are
+    /// walked, instead of a random page of the id index per document.
+    ///
+    /// # Errors
+    /// [`StoreError::Storage`], [`StoreError::Corrupt`],
+    /// [`StoreError::InvalidGeneration`] past the largest storable generation.
+    pub fn get_doc_at_generation(&self, generation: u64) -> Result<Option<Document<P>>> {
+        read::get_doc_at_generation(&self.reader(), generation)
+    }
+
     /// u1db `get_docs`: the documents in `doc_ids` order; unknown ids are
     /// skipped; with `check_for_conflicts == false` `has_conflicts` is false.
     ///

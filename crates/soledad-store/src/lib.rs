@@ -52,7 +52,7 @@ pub use error::{Result, StoreError};
 pub use ids::{DocId, MAX_DOC_ID_BYTES, Rev, is_valid_doc_id};
 #[doc(hidden)]
 pub use index::fuzz_index_expression;
-pub use open::{KEY_BYTES, OpenOptions, PAGE_SIZE_BYTES};
+pub use open::{ENCRYPTED_CACHE_KIB, KEY_BYTES, OpenOptions, PAGE_SIZE_BYTES};
 pub use payload::{JsonContent, Payload};
 pub use position::{Position, ReplicaUid, SaveConflict, Source, TransId};
 pub use size::StoredSize;

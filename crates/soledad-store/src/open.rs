@@ -18,6 +18,17 @@ use crate::schema;
 /// It must be the same on every open of a file (SQLCipher decrypts page by page).
 pub const PAGE_SIZE_BYTES: u32 = 65536;
 
+/// Page cache of an encrypted database (KiB; SQLite's default is 2,000).
+/// A page missing from the cache costs a read and a decryption of a whole
+/// 64 KiB page: with the default, the id index of a store of 100,000
+/// documents (~4 MB of random keys) no longer fits and applying a sync batch
+/// decrypts a page per document. Measured applying 100,000 × 10 KB documents
+/// with random ids (1,024 per transaction), CPU per document at the end:
+/// 86 µs with 2,000 KiB, 71 µs with 4 MiB, 68 µs with 8 MiB. Bounded whatever
+/// the store's size; plaintext (server) databases keep the default, their
+/// misses are a copy from the OS.
+pub const ENCRYPTED_CACHE_KIB: u32 = 4096;
+
 /// Length of the raw SQLCipher key.
 pub const KEY_BYTES: usize = 32;
 
@@ -177,6 +188,9 @@ fn configure(
     conn.execute_batch(synchronous_pragma(durable_commits))?;
     // Statement journals and temporary tables hold plaintext pages: never on disk.
     conn.execute_batch("PRAGMA temp_store = MEMORY;")?;
+    if key.is_some() {
+        conn.execute_batch(&format!("PRAGMA cache_size = -{ENCRYPTED_CACHE_KIB};"))?;
+    }
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(())
 }

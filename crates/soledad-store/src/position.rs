@@ -139,6 +139,29 @@ impl Position {
     pub fn is_origin(&self) -> bool {
         self.generation == 0
     }
+
+    /// u1db's `_validate_source` rule for a source's successive positions, as
+    /// `put_doc_if_newer` applies it against the recorded one: a source's own
+    /// position never moves back, and the same generation comes with the same
+    /// transaction id. For a caller that checks a whole batch's positions in
+    /// order first, then applies its documents in another order and records the
+    /// last position once.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidGeneration`] when `self` is older than `previous`,
+    /// [`StoreError::InvalidTransactionId`] for the same generation with another
+    /// transaction id.
+    pub fn check_follows(&self, previous: &Position) -> Result<()> {
+        if self.generation < previous.generation {
+            Err(StoreError::InvalidGeneration)
+        } else if self.generation > previous.generation
+            || self.transaction_id == previous.transaction_id
+        {
+            Ok(())
+        } else {
+            Err(StoreError::InvalidTransactionId)
+        }
+    }
 }
 
 impl fmt::Display for Position {

@@ -66,6 +66,28 @@ pub(crate) fn get_doc_row<P: Payload>(
     })
 }
 
+/// The stored document (tombstones included) whose latest change is
+/// `generation`, found through the generation index; `None` when that change
+/// was superseded by a later one (or there is no such generation).
+pub(crate) fn get_doc_at_generation<P: Payload>(
+    conn: &Conn<'_>,
+    generation: u64,
+) -> Result<Option<Document<P>>> {
+    let generation = from_generation(generation)?;
+    conn.with(
+        "SELECT d.doc_id, d.doc_rev, d.content, d.generation, \
+         EXISTS(SELECT 1 FROM conflicts c WHERE c.doc_id = d.doc_id) \
+         FROM document d INDEXED BY document_generation WHERE d.generation = ?1",
+        |stmt| {
+            let mut rows = stmt.query([generation])?;
+            match rows.next()? {
+                Some(row) => doc_from_row(row).map(|(doc, _)| Some(doc)),
+                None => Ok(None),
+            }
+        },
+    )
+}
+
 /// True if the document has stored conflicts.
 pub(crate) fn has_conflicts(conn: &Conn<'_>, doc_id: &DocId) -> Result<bool> {
     conn.with(

@@ -49,6 +49,15 @@ CREATE TABLE document_fields (
 CREATE INDEX document_fields_field_value ON document_fields(field_name, value, doc_id);
 ";
 
+/// Documents by the generation of their latest change, with their id: the
+/// change feed of the sync engine (`sync.rs`) walks it in order and never
+/// looks a document up by id, so reading the changes of a large store costs
+/// sequential pages, not one random page of the id index per document. Added
+/// to older files on their first open (idempotent; the schema version is
+/// unchanged, older code keeps working on the file and maintains the index).
+const GENERATION_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS document_generation ON document(generation, doc_id);";
+
 fn meta(conn: &Connection, key: &str) -> Result<Option<String>> {
     Ok(conn
         .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -105,6 +114,7 @@ pub(crate) fn ensure(
         drop(insert);
         uid
     };
+    tx.execute_batch(GENERATION_INDEX)?;
     if kind == <Vec<u8> as crate::payload::sealed::Sealed>::KIND {
         crate::size::ensure(&tx)?;
     }

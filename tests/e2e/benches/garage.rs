@@ -4,7 +4,7 @@
 //! 100 MB blob PUT by A and GET by B (through the client library, so the
 //! client's encryption and local store are in both figures).
 //!
-//! Run: `cargo bench -p soledad-server --bench garage` (a 3-node cluster is
+//! Run: `cargo bench -p soledad-e2e --bench garage` (a 3-node cluster is
 //! started with `scripts/garage-cluster`, or the one the `GARAGE_*`
 //! environment names is used). Prints medians of `RUNS` runs and the ratio
 //! Garage / embedded.

@@ -3,7 +3,7 @@
 //! loopback: each write on A waits until B's live task reports it before the
 //! next one (no `sync()` call anywhere).
 //!
-//! Run: `cargo bench -p soledad-server --bench live`
+//! Run: `cargo bench -p soledad-e2e --bench live`
 //!
 //! Prints the distribution, the part spent until A's upload finished (the
 //! debounce and A's sync), and one JSON line:

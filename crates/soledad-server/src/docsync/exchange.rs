@@ -277,6 +277,7 @@ impl EmbeddedApply<'_> {
     pub(super) async fn apply(&self, docs: Vec<SourceDoc>) -> Result<Applied, Error> {
         let store = self.store;
         let source = self.source.clone();
+        let docs_empty = docs.is_empty();
         // Ordered: `record_end` makes every batch durable before the response.
         let applied = charged_batch(
             store,
@@ -286,21 +287,33 @@ impl EmbeddedApply<'_> {
             move |batch| {
                 let before = batch.get_generation_info()?.generation();
                 let replica = ReplicaUid::parse(&source)?;
+                // The source's positions, checked in the order it sent them
+                // (u1db's rule, as a per-document source would check them).
+                let mut last = batch.get_replica_gen_and_trans_id(&replica)?;
+                let mut sent = Vec::with_capacity(docs.len());
+                for doc in docs {
+                    doc.position.check_follows(&last)?;
+                    last = doc.position.clone();
+                    sent.push(doc);
+                }
+                // Applied in id order: a large store's id index is then walked
+                // once per batch, page after page, instead of one random page
+                // per document (a stable sort keeps a repeated id's order).
+                sent.sort_by(|a, b| a.doc_id.as_str().cmp(b.doc_id.as_str()));
                 let mut converged = Vec::new();
-                let mut last = None;
-                for sent in docs {
-                    let mut doc =
-                        Document::new(sent.doc_id, Some(sent.rev), Some(sent.payload.to_vec()));
-                    let from = Source::new(replica.clone(), sent.position);
-                    let (state, _) =
-                        batch.put_doc_if_newer(&mut doc, SaveConflict::No, Some(&from))?;
-                    last = Some(from);
+                for received in sent {
+                    let mut doc = Document::new(
+                        received.doc_id,
+                        Some(received.rev),
+                        Some(received.payload.to_vec()),
+                    );
+                    let (state, _) = batch.put_doc_if_newer(&mut doc, SaveConflict::No, None)?;
                     if state == PutState::Converged {
                         converged.push(doc.doc_id);
                     }
                 }
-                if let Some(last) = last {
-                    batch.set_replica_gen_and_trans_id(&last)?;
+                if !docs_empty {
+                    batch.set_replica_gen_and_trans_id(&Source::new(replica, last))?;
                 }
                 let after = batch.get_generation_info()?.generation();
                 Ok(Applied {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use futures_util::future::BoxFuture;
 use soledad_protocol::{BatchLimits, ExchangeEnd, RecordSyncInfo, SyncInfo};
 use soledad_store::{
-    Batch, Change, OpaqueDatabase, Position, ReplicaUid, Source, StoreError, StoreWorker,
+    Batch, Change, DocId, OpaqueDatabase, Position, ReplicaUid, Source, StoreError, StoreWorker,
     StoredSize,
 };
 
@@ -332,10 +332,19 @@ impl UserDocStores for UserStores {
             Ok(store
                 .run(move |db| {
                     let changes = db.changes_since(after, limits.docs.max(1))?;
+                    // Read by generation (sequential), not by id (a random page
+                    // of the id index per document in a large store).
+                    let generations: HashMap<DocId, u64> = changes
+                        .iter()
+                        .map(|change| (change.doc_id.clone(), change.generation))
+                        .collect();
                     // Same worker call as the query: nothing changed meanwhile.
                     ChangesChunk::gather(after, upto, limits, changes, &skip, |id| {
-                        let found = db.get_doc_with_generation(id)?;
-                        Ok(found.and_then(|(doc, _)| doc.rev.zip(doc.content)))
+                        let Some(generation) = generations.get(id) else {
+                            return Ok(None);
+                        };
+                        let found = db.get_doc_at_generation(*generation)?;
+                        Ok(found.and_then(|doc| doc.rev.zip(doc.content)))
                     })
                 })
                 .await?)

@@ -13,13 +13,16 @@ use crate::util::{Env, UUID, snapshot};
 /// A creates `names` and syncs; returns the server-side (hidden) ids in the same order.
 async fn seed(env: &Env, names: &[&str]) -> Vec<String> {
     let a = env.device("a").await;
+    // One sync per document: the server applies a batch in its own order (by
+    // hidden id), so only separate syncs fix the order of the server's log.
     for name in names {
         a.create_doc(&json!({"name": name}), Some(name))
             .await
             .unwrap();
+        a.sync().await.unwrap();
     }
-    a.sync().await.unwrap();
-    // Ids appear in the server log in the order A sent them (its generation order).
+    // Ids appear in the server log in the order A synced them (one sync each:
+    // the server applies a batch in id order).
     let hidden = env.files().doc_ids(UUID).unwrap();
     assert_eq!(hidden.len(), names.len());
     for (h, n) in hidden.iter().zip(names) {
