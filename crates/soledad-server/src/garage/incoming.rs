@@ -10,25 +10,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::error::GarageError;
 use super::k2v::{K2vClient, Range, Write};
 use super::lease::Lease;
-use crate::blobs::{
-    BlobBackend, BlobError, BlobId, ByteStream, Flag, ListQuery, Namespace, Order, UserId,
-};
+use crate::blobs::{BlobBackend, BlobError, BlobId, Flag, ListQuery, Namespace, Order, UserId};
 use crate::incoming::{
-    Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MAX_PUBLIC_KEY_LEN, MessageInfo,
-    MessageState, Outcome, check_key,
+    Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MessageInfo, MessageState, Outcome,
+    check_key, constant_time_eq, new_claim_secret, stored_key,
 };
-
-/// Namespace of the published incoming keys (one blob per user).
-const KEYS_NAMESPACE: &str = "MX-keys";
-/// Blob id of a user's incoming public key.
-const KEY_BLOB_ID: &str = "incoming-public-key";
 
 /// What the cluster remembers of one message beyond its flag.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -64,20 +56,6 @@ impl std::fmt::Debug for GarageIncomingBox {
             .field("threshold", &self.threshold)
             .finish_non_exhaustive()
     }
-}
-
-fn new_secret() -> Result<String, IncomingError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|_| BlobError::Io(std::io::Error::other("no randomness for a claim")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn keys_namespace() -> Result<(Namespace, BlobId), IncomingError> {
-    Ok((
-        Namespace::parse(KEYS_NAMESPACE)?,
-        BlobId::parse(KEY_BLOB_ID)?,
-    ))
 }
 
 /// The state of a message from its flags and record, at `now`.
@@ -189,7 +167,7 @@ impl GarageIncomingBox {
                 MessageState::Failed if failed.unwrap_or(0) < version => {}
                 _ => return Err(IncomingError::Claimed),
             }
-            let secret = new_secret()?;
+            let secret = new_claim_secret()?;
             self.blobs
                 .set_flags(user, &ns, id, vec![Flag::Processing])
                 .await?;
@@ -352,46 +330,14 @@ impl GarageIncomingBox {
         // (under the user's incoming lease, so two rotations do not mix).
         let pk = self.partition(user);
         let lease = Lease::acquire(&self.k2v, &pk).await.map_err(storage)?;
-        let result = self.replace_key(user, key).await;
+        let result = stored_key::replace(&*self.blobs, user, key).await;
         lease.release(&self.k2v).await;
         result
     }
 
-    async fn replace_key(&self, user: &UserId, key: &str) -> Result<(), IncomingError> {
-        let (ns, id) = keys_namespace()?;
-        match self.blobs.delete(user, &ns, &id).await {
-            Ok(()) | Err(BlobError::NotFound) => {}
-            Err(err) => return Err(err.into()),
-        }
-        let bytes = Bytes::from(key.to_owned().into_bytes());
-        let len = u64::try_from(bytes.len()).ok();
-        let body: ByteStream = Box::pin(futures_util::stream::once(async move {
-            Ok::<_, std::io::Error>(bytes)
-        }));
-        self.blobs.put(user, &ns, &id, body, len, &[]).await?;
-        Ok(())
-    }
-
     async fn public_key_impl(&self, user: &UserId) -> Result<String, IncomingError> {
-        let (ns, id) = keys_namespace()?;
-        let mut read = self.blobs.get(user, &ns, &id, None).await?;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = read.body.next().await {
-            let chunk = chunk.map_err(BlobError::Io)?;
-            if bytes.len().saturating_add(chunk.len()) > MAX_PUBLIC_KEY_LEN {
-                return Err(IncomingError::InvalidKey);
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let key = String::from_utf8(bytes).map_err(|_| IncomingError::InvalidKey)?;
-        check_key(&key)?;
-        Ok(key)
+        stored_key::read(&*self.blobs, user).await
     }
-}
-
-/// Compares two secrets without an early exit on the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl IncomingBox for GarageIncomingBox {

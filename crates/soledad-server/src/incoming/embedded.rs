@@ -17,27 +17,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use rusqlite::OptionalExtension as _;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Mutex;
 
 use super::{
-    Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MAX_PUBLIC_KEY_LEN, MessageInfo,
-    MessageState, Outcome, check_key,
+    Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MessageInfo, MessageState, Outcome,
+    check_key, constant_time_eq, new_claim_secret, stored_key,
 };
-use crate::blobs::{
-    BlobBackend, BlobError, BlobId, ByteStream, Flag, ListQuery, Namespace, Order, UserId,
-};
+use crate::blobs::{BlobBackend, BlobError, BlobId, Flag, ListQuery, Namespace, Order, UserId};
 use crate::error::Error;
 use crate::sqlite::SqliteActor;
-
-/// Namespace of the published incoming keys (one blob per user).
-const KEYS_NAMESPACE: &str = "MX-keys";
-/// Blob id of a user's incoming public key.
-const KEY_BLOB_ID: &str = "incoming-public-key";
 
 /// One row per message the server remembers more of than its flag. Claim
 /// secrets are kept as SHA-256 hashes; deadlines as wall-clock Unix
@@ -207,20 +198,6 @@ fn records_error(err: Error) -> IncomingError {
     }
 }
 
-fn new_secret() -> Result<String, IncomingError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|_| BlobError::Io(std::io::Error::other("no randomness for a claim")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn keys_namespace() -> Result<(Namespace, BlobId), IncomingError> {
-    Ok((
-        Namespace::parse(KEYS_NAMESPACE)?,
-        BlobId::parse(KEY_BLOB_ID)?,
-    ))
-}
-
 /// The state of a message from its flags and record, at `now` (Unix ms).
 fn state_of(flags: &[Flag], record: Option<&Record>, now: u64) -> (MessageState, Option<u64>) {
     let claimed = record
@@ -282,7 +259,7 @@ impl EmbeddedIncomingBox {
             MessageState::Failed if failed.unwrap_or(0) < version => {}
             _ => return Err(IncomingError::Claimed),
         }
-        let secret = new_secret()?;
+        let secret = new_claim_secret()?;
         // The record first: a crash in between leaves the flag as it was,
         // which decides the state (`state_of`), so the message stays
         // claimable by whoever could claim it before.
@@ -424,42 +401,14 @@ impl EmbeddedIncomingBox {
 
     async fn set_key_impl(&self, user: &UserId, key: &str) -> Result<(), IncomingError> {
         check_key(key)?;
-        let (ns, id) = keys_namespace()?;
-        // Rotation replaces the key: blobs are immutable, so delete first.
+        // Rotation replaces the key: one rotation at a time on this server.
         let _lock = self.lock.lock().await;
-        match self.blobs.delete(user, &ns, &id).await {
-            Ok(()) | Err(BlobError::NotFound) => {}
-            Err(err) => return Err(err.into()),
-        }
-        let bytes = Bytes::from(key.to_owned().into_bytes());
-        let len = u64::try_from(bytes.len()).ok();
-        let body: ByteStream = Box::pin(futures_util::stream::once(async move {
-            Ok::<_, std::io::Error>(bytes)
-        }));
-        self.blobs.put(user, &ns, &id, body, len, &[]).await?;
-        Ok(())
+        stored_key::replace(&*self.blobs, user, key).await
     }
 
     async fn public_key_impl(&self, user: &UserId) -> Result<String, IncomingError> {
-        let (ns, id) = keys_namespace()?;
-        let mut read = self.blobs.get(user, &ns, &id, None).await?;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = read.body.next().await {
-            let chunk = chunk.map_err(BlobError::Io)?;
-            if bytes.len().saturating_add(chunk.len()) > MAX_PUBLIC_KEY_LEN {
-                return Err(IncomingError::InvalidKey);
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let key = String::from_utf8(bytes).map_err(|_| IncomingError::InvalidKey)?;
-        check_key(&key)?;
-        Ok(key)
+        stored_key::read(&*self.blobs, user).await
     }
-}
-
-/// Compares two secrets without an early exit on the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl IncomingBox for EmbeddedIncomingBox {

@@ -17,6 +17,7 @@
 //! protocol.
 
 mod embedded;
+pub(crate) mod stored_key;
 
 use std::time::Duration;
 
@@ -192,6 +193,20 @@ pub trait IncomingBox: Send + Sync + 'static {
     /// # Errors
     /// [`BlobError::NotFound`] if none was published.
     fn public_key<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<String, IncomingError>>;
+}
+
+/// A new claim secret: 128 random bits, hex.
+pub(crate) fn new_claim_secret() -> Result<String, IncomingError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|_| BlobError::Io(std::io::Error::other("no randomness for a claim")))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Compares two claim secrets (or their hashes) in constant time.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 /// Checks a key to publish: one line of printable ASCII, bounded.
