@@ -16,7 +16,7 @@ pub(crate) const END: &str = "<!-- bench-report:end -->";
 const POUCHDB: &str = "pouchdb";
 const COMDB: &str = "pouchdb+comdb";
 
-/// What [`write`] wrote.
+/// What [`write()`] wrote.
 pub(crate) struct Written {
     pub(crate) markdown: PathBuf,
     pub(crate) plots: Vec<PathBuf>,

@@ -89,7 +89,7 @@ impl AeadKey {
     }
 }
 
-/// HMAC-SHA256(key, parts[0] ‖ parts[1] ‖ …).
+/// HMAC-SHA256(key, `parts[0] ‖ parts[1] ‖ …`).
 pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
     let mut ctx = ring::hmac::Context::with_key(&key);

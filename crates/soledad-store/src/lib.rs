@@ -56,6 +56,6 @@ pub use open::{ENCRYPTED_CACHE_KIB, KEY_BYTES, OpenOptions, PAGE_SIZE_BYTES};
 pub use payload::{JsonContent, Payload};
 pub use position::{Position, ReplicaUid, SaveConflict, Source, TransId};
 pub use size::StoredSize;
-pub use sync::{Change, ChangedDoc, Changes, PutState};
+pub use sync::{Change, ChangedDoc, Changes, MAX_TRANSACTION_ID_BYTES, PutState};
 pub use vectorclock::{ClockOrdering, VectorClock};
 pub use worker::{StoreWorker, WorkerCallError, WorkerStopped};

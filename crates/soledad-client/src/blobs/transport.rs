@@ -1,5 +1,5 @@
 //! The public blobs HTTP API (`/blobs/{uuid}…`) over the client's connection pool
-//! ([`Transport`](crate::transport::Transport)): streamed uploads from the encrypted
+//! ([`Transport`]): streamed uploads from the encrypted
 //! file, streamed and resumable (`Range`) downloads into a partial file, flags,
 //! listings. Every failure is classified once here: retry later, or final.
 

@@ -21,7 +21,7 @@ pub struct MailConsumer;
 ///
 /// # Errors
 /// [`ConsumerError`] if the header section is not UTF-8, has no end (blank
-/// line or end of input within [`MAX_HEADER_BYTES`]), or a line is not a field.
+/// line or end of input within 256 KiB), or a line is not a field.
 pub fn parse_mail_headers(message: &[u8]) -> Result<Vec<(String, String)>, ConsumerError> {
     let end = message
         .windows(4)

@@ -13,7 +13,7 @@
 //!
 //! [`IncomingBox`] is the interface the HTTP layer calls; [`EmbeddedIncomingBox`]
 //! keeps claims and failed versions in a small SQLite table next to any
-//! [`BlobBackend`], so they survive a restart. `docs/incoming.md` has the
+//! [`BlobBackend`](crate::blobs::BlobBackend), so they survive a restart. `docs/incoming.md` has the
 //! protocol.
 
 mod embedded;

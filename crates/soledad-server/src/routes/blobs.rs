@@ -10,7 +10,7 @@
 //! | `/usage/{uuid}` | GET | `{"used_bytes", "limit_bytes"}` | |
 //!
 //! Bodies stream both ways; memory is bounded by the chunk size. Every call goes
-//! through the [`BlobBackend`](crate::blobs::BlobBackend) trait. Every route
+//! through the [`BlobBackend`] trait. Every route
 //! has [`Access::Owner`](crate::auth::access::Access::Owner): handlers act for
 //! the [`Owner`] extractor's user, never for path text.
 
