@@ -225,14 +225,14 @@ impl Drop for Unpublished {
 }
 
 impl GarageBlobStore {
-    /// A store over `config`'s cluster sharing `k2v`; `quota_bytes` per user.
+    /// A store over `config`'s cluster sharing `k2v`, charging `ledger`.
     ///
     /// # Errors
     /// [`GarageError::Config`] for an unusable S3 endpoint; [`GarageError::S3`].
     pub(crate) fn new(
         k2v: K2vClient,
         config: &GarageConfig,
-        quota_bytes: u64,
+        ledger: Arc<QuotaLedger>,
     ) -> Result<GarageBlobStore, GarageError> {
         if config.s3_endpoints.is_empty() {
             return Err(GarageError::Config {
@@ -274,7 +274,7 @@ impl GarageBlobStore {
                 prefix: config.key_prefix.clone(),
                 instance,
                 active: Mutex::new(HashSet::new()),
-                ledger: Arc::new(QuotaLedger::new(quota_bytes)),
+                ledger,
                 seq: std::sync::atomic::AtomicU64::new(0),
             }),
         };
