@@ -213,9 +213,13 @@ impl ServerBuilder {
                 Arc::new(UserStores::new(user_dbs))
             }
         };
-        let notifier = self
-            .notifier
-            .unwrap_or_else(|| Arc::new(InProcessNotifier::new()));
+        let notifier: Arc<dyn ChangeNotifier> = match (self.notifier, &garage) {
+            (Some(notifier), _) => notifier,
+            // Every server over the cluster wakes every waiting device.
+            #[cfg(feature = "garage")]
+            (None, Some(garage)) => Arc::new(garage.change_notifier()),
+            (None, _) => Arc::new(InProcessNotifier::new()),
+        };
         // Every batch a sync commits is announced, whatever the backend.
         let user_stores: Arc<dyn UserDocStores> =
             Arc::new(NotifyingDocStores::new(user_stores, Arc::clone(&notifier)));

@@ -14,6 +14,7 @@ mod error;
 mod incoming;
 mod k2v;
 mod lease;
+mod notify;
 mod quota;
 mod shared;
 mod tokens;
@@ -23,6 +24,7 @@ pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, GarageConfig,
 pub use docstores::GarageUserDocStores;
 pub use error::GarageError;
 pub use incoming::GarageIncomingBox;
+pub use notify::{FALLBACK_READ, GarageNotifier};
 pub use quota::{GarageQuotaCounters, QUOTA_REFRESH, QUOTA_WRITE_BACK};
 pub use shared::GarageSharedStore;
 pub use tokens::GarageTokenStore;
@@ -89,6 +91,13 @@ impl GarageBackend {
         ledger: Arc<QuotaLedger>,
     ) -> Result<GarageBlobStore, GarageError> {
         GarageBlobStore::new(self.k2v.clone(), &self.config, ledger)
+    }
+
+    /// Change notifications through the cluster, so a device waiting on one
+    /// server is woken by writes through any other (give it to
+    /// [`crate::ServerBuilder::change_notifier`]).
+    pub fn change_notifier(&self) -> GarageNotifier {
+        GarageNotifier::new(self.k2v.clone(), &self.config.key_prefix)
     }
 
     /// Quota counts kept in the cluster, shared by every server over it
