@@ -180,7 +180,10 @@ impl ServerBuilder {
                 #[cfg(feature = "garage")]
                 (true, None, Some(garage)) => {
                     let ledger = new_ledger();
-                    let store = garage.blob_store_with_ledger(Arc::clone(&ledger))?;
+                    let store = garage.blob_store_with_ledger(
+                        Arc::clone(&ledger),
+                        config.deleted_blob_retention,
+                    )?;
                     (Some(Arc::new(store) as Arc<dyn BlobBackend>), ledger)
                 }
                 (true, None, _) => {

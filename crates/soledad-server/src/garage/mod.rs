@@ -78,19 +78,25 @@ impl GarageBackend {
     /// [`GarageError::S3`].
     pub fn blob_store(&self, quota_bytes: u64) -> Result<GarageBlobStore, GarageError> {
         let counters = Arc::new(self.quota_counters()?);
-        self.blob_store_with_ledger(Arc::new(QuotaLedger::with_counters(quota_bytes, counters)))
+        self.blob_store_with_ledger(
+            Arc::new(QuotaLedger::with_counters(quota_bytes, counters)),
+            crate::config::DEFAULT_DELETED_BLOB_RETENTION,
+        )
     }
 
     /// The blob store charging `ledger` (share it with every other write path
-    /// of the server); the store registers itself as a usage source on it.
+    /// of the server; the store registers itself as a usage source on it),
+    /// keeping deleted blobs' tombstones for `deleted_retention` (then a
+    /// listing of their namespace purges them and credits their quota).
     ///
     /// # Errors
     /// [`GarageError::Config`] without an S3 endpoint; [`GarageError::S3`].
     pub fn blob_store_with_ledger(
         &self,
         ledger: Arc<QuotaLedger>,
+        deleted_retention: std::time::Duration,
     ) -> Result<GarageBlobStore, GarageError> {
-        GarageBlobStore::new(self.k2v.clone(), &self.config, ledger)
+        GarageBlobStore::new(self.k2v.clone(), &self.config, ledger, deleted_retention)
     }
 
     /// Change notifications through the cluster, so a device waiting on one

@@ -8,3 +8,4 @@ mod cluster;
 mod notifier;
 mod quota;
 mod suites;
+mod tombstones;
