@@ -32,7 +32,9 @@
 //! **Restarts.** Counts live in the cluster, so usage after a restart equals
 //! usage before it, on every server. The sources ([`UsageSource`]: the Garage
 //! blob and document stores) are measured only when a user's partition does
-//! not exist yet (a user whose data predates these counters). A server killed
+//! not exist yet (a user whose data predates these counters; two servers
+//! making it at once keep the larger measure, which may count a write made
+//! meanwhile twice, never zero times). A server killed
 //! before its write-back loses the changes it had not written back (at most
 //! those of its last write-back pass, typically one K2V round trip).
 
