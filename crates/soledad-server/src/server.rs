@@ -153,6 +153,19 @@ impl ServerBuilder {
                 (Arc::new(store), Some(usage))
             }
         };
+        // With `backend = garage`, quota counts live in the cluster too
+        // (shared by every server; docs/scale-out.md).
+        #[cfg(feature = "garage")]
+        let quota = match (self.quota, &garage) {
+            (Some(counters), _) => Some(counters),
+            (None, Some(garage)) => Some(Arc::new(
+                garage
+                    .quota_counters()
+                    .map_err(|e| Error::config("backend", e.to_string()))?,
+            ) as Arc<dyn QuotaCounters>),
+            (None, None) => None,
+        };
+        #[cfg(not(feature = "garage"))]
         let quota = self.quota;
         let new_ledger = move || {
             Arc::new(match quota {
@@ -164,12 +177,13 @@ impl ServerBuilder {
             match (config.blobs, self.blobs, &garage) {
                 (false, _, _) => (None, new_ledger()),
                 (true, Some(blobs), _) => (Some(blobs), new_ledger()),
-                // The Garage blob store keeps its own ledger over counters in
-                // the cluster (docs/scale-out.md).
                 #[cfg(feature = "garage")]
                 (true, None, Some(garage)) => {
-                    let store = garage.blob_store(config.quota_bytes)?;
-                    let ledger = store.ledger();
+                    let ledger = new_ledger();
+                    let store = garage.blob_store_with_ledger(
+                        Arc::clone(&ledger),
+                        config.deleted_blob_retention,
+                    )?;
                     (Some(Arc::new(store) as Arc<dyn BlobBackend>), ledger)
                 }
                 (true, None, _) => {
@@ -202,9 +216,13 @@ impl ServerBuilder {
                 Arc::new(UserStores::new(user_dbs))
             }
         };
-        let notifier = self
-            .notifier
-            .unwrap_or_else(|| Arc::new(InProcessNotifier::new()));
+        let notifier: Arc<dyn ChangeNotifier> = match (self.notifier, &garage) {
+            (Some(notifier), _) => notifier,
+            // Every server over the cluster wakes every waiting device.
+            #[cfg(feature = "garage")]
+            (None, Some(garage)) => Arc::new(garage.change_notifier()),
+            (None, _) => Arc::new(InProcessNotifier::new()),
+        };
         // Every batch a sync commits is announced, whatever the backend.
         let user_stores: Arc<dyn UserDocStores> =
             Arc::new(NotifyingDocStores::new(user_stores, Arc::clone(&notifier)));

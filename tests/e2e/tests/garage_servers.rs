@@ -24,6 +24,9 @@ use tokio::net::TcpStream;
 // The cluster harness of the server's Garage suites (one copy of it).
 #[path = "../../../crates/soledad-server/tests/garage/cluster.rs"]
 mod cluster;
+// Live sync and quota across the two servers.
+#[path = "garage_servers/shared_state.rs"]
+mod shared_state;
 
 const DOCS: usize = 1000;
 const DOC_BYTES: usize = 10 * 1024;
@@ -39,6 +42,11 @@ struct ServerProcess {
 
 impl ServerProcess {
     async fn start(dir: &Path) -> ServerProcess {
+        ServerProcess::start_with(dir, "").await
+    }
+
+    /// As [`start`](Self::start), with `extra` lines in the INI section.
+    async fn start_with(dir: &Path, extra: &str) -> ServerProcess {
         let env = cluster::env();
         std::fs::create_dir_all(dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -53,7 +61,7 @@ impl ServerProcess {
                 "[soledad-server]\ndata_path = {}\nusers_address = 127.0.0.1:{port}\n\
                  services_address = 127.0.0.1:0\nbackend = garage\n\
                  garage_s3_endpoints = {}\ngarage_k2v_endpoints = {}\ngarage_bucket = {}\n\
-                 garage_region = {}\ngarage_key_id = {}\ngarage_secret_key_file = {}\n",
+                 garage_region = {}\ngarage_key_id = {}\ngarage_secret_key_file = {}\n{extra}\n",
                 dir.join("data").display(),
                 env.s3.join(","),
                 env.k2v.join(","),

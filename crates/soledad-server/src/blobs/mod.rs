@@ -41,3 +41,5 @@ pub use quota::{
     QuotaLedger, Reservation, Usage, UsageSource,
 };
 pub use range::RangeSpec;
+
+pub(crate) use blocking::run_blocking;

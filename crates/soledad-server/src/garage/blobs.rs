@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::GarageConfig;
 use super::error::GarageError;
-use super::k2v::{Item, K2vClient, Range};
+use super::k2v::{Item, K2vClient, Range, Write};
 use super::lease::Lease;
 use crate::blobs::{
     BlobBackend, BlobError, BlobId, BlobRead, ByteStream, ENTRY_OVERHEAD_BYTES, Flag, ListQuery,
@@ -152,6 +152,8 @@ struct Inner {
     active: Mutex<HashSet<(String, String)>>,
     ledger: Arc<QuotaLedger>,
     seq: std::sync::atomic::AtomicU64,
+    /// How long a deleted blob's tombstone is kept before a listing purges it.
+    deleted_retention: Duration,
 }
 
 /// Blobs in a Garage cluster: S3 objects plus K2V entries (module doc).
@@ -225,14 +227,15 @@ impl Drop for Unpublished {
 }
 
 impl GarageBlobStore {
-    /// A store over `config`'s cluster sharing `k2v`; `quota_bytes` per user.
+    /// A store over `config`'s cluster sharing `k2v`, charging `ledger`.
     ///
     /// # Errors
     /// [`GarageError::Config`] for an unusable S3 endpoint; [`GarageError::S3`].
     pub(crate) fn new(
         k2v: K2vClient,
         config: &GarageConfig,
-        quota_bytes: u64,
+        ledger: Arc<QuotaLedger>,
+        deleted_retention: Duration,
     ) -> Result<GarageBlobStore, GarageError> {
         if config.s3_endpoints.is_empty() {
             return Err(GarageError::Config {
@@ -274,8 +277,9 @@ impl GarageBlobStore {
                 prefix: config.key_prefix.clone(),
                 instance,
                 active: Mutex::new(HashSet::new()),
-                ledger: Arc::new(QuotaLedger::new(quota_bytes)),
+                ledger,
                 seq: std::sync::atomic::AtomicU64::new(0),
+                deleted_retention,
             }),
         };
         store
@@ -719,6 +723,89 @@ impl GarageBlobStore {
             })
             .collect())
     }
+
+    /// Whether `entry` is a tombstone (or a withdrawn claim) older than the
+    /// retention.
+    fn is_expired(&self, entry: &Entry) -> bool {
+        let retention = u64::try_from(self.inner.deleted_retention.as_millis()).unwrap_or(u64::MAX);
+        // The order of a deletion is its time in ms × 1000 (plus a counter).
+        entry.state == State::Deleted
+            && now_ms()
+                .checked_sub(retention)
+                .is_some_and(|cutoff| entry.seq / 1000 <= cutoff)
+    }
+
+    /// Removes the expired tombstones among `entries` (of the namespace
+    /// `prefix` names) under the user's blob lease and credits their quota;
+    /// returns the entries left. Best effort: on failure the tombstones stay
+    /// until a later listing.
+    async fn purge_expired(
+        &self,
+        user: &UserId,
+        prefix: &str,
+        entries: Vec<(String, Entry)>,
+    ) -> Vec<(String, Entry)> {
+        if !entries.iter().any(|(_, entry)| self.is_expired(entry)) {
+            return entries;
+        }
+        let pk = self.partition(user);
+        let expired: Vec<String> = entries
+            .iter()
+            .filter(|(_, entry)| self.is_expired(entry))
+            .map(|(id, _)| format!("{prefix}{id}"))
+            .collect();
+        let purged = self
+            .locked(&pk, async |lease| {
+                // A put or delete may have changed them since the listing.
+                let items = self
+                    .inner
+                    .k2v
+                    .read_items(&pk, &expired)
+                    .await
+                    .map_err(io_error)?;
+                let mut writes = Vec::new();
+                let mut credit = 0u64;
+                let mut gone = HashSet::new();
+                for (sort_key, item) in expired.iter().zip(items) {
+                    let Some(item) = item else { continue };
+                    let Some(entry) = current(Some(&item)) else {
+                        continue;
+                    };
+                    if !self.is_expired(&entry) {
+                        continue;
+                    }
+                    credit = credit.saturating_add(entry_charge(&entry));
+                    gone.insert(sort_key.clone());
+                    writes.push(Write {
+                        partition: pk.clone(),
+                        sort_key: sort_key.clone(),
+                        token: Some(item.token),
+                        value: None,
+                    });
+                }
+                lease.check().map_err(io_error)?;
+                self.inner
+                    .k2v
+                    .insert_batch(&writes)
+                    .await
+                    .map_err(io_error)?;
+                Ok((gone, credit))
+            })
+            .await;
+        match purged {
+            Ok((gone, credit)) => {
+                self.inner.ledger.release(user, credit);
+                entries
+                    .into_iter()
+                    .filter(|(id, _)| !gone.contains(&format!("{prefix}{id}")))
+                    .collect()
+            }
+            Err(error) => {
+                tracing::warn!(%error, "purging expired blob tombstones failed; a later listing retries");
+                entries
+            }
+        }
+    }
 }
 
 impl BlobBackend for GarageBlobStore {
@@ -863,7 +950,10 @@ impl BlobBackend for GarageBlobStore {
     ) -> BoxFuture<'a, Result<Vec<String>, BlobError>> {
         Box::pin(async move {
             let prefix = format!("e/{}/", query.namespace.as_str());
+            // Loaded first, so the purge's credit is not counted twice.
+            self.inner.ledger.ensure_loaded(user).await?;
             let entries = self.entries(user, &prefix).await?;
+            let entries = self.purge_expired(user, &prefix, entries).await;
             let mut found: Vec<(String, u64)> = entries
                 .into_iter()
                 .filter(|(_, entry)| {

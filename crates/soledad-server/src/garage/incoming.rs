@@ -3,7 +3,8 @@
 //! (as for the embedded box), and claims as K2V items in the partition
 //! `<prefix>incoming-<uuid>` (sort key: the message id), changed under that
 //! partition's lease, so a claim is atomic across every server and survives
-//! a server restart.
+//! a server restart. A claim item holds the SHA-256 of the claim's secret,
+//! never the secret, compared in constant time (as the embedded box does).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,16 +20,36 @@ use super::lease::Lease;
 use crate::blobs::{BlobBackend, BlobError, BlobId, Flag, ListQuery, Namespace, Order, UserId};
 use crate::incoming::{
     Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MessageInfo, MessageState, Outcome,
-    check_key, constant_time_eq, new_claim_secret, stored_key,
+    check_key, constant_time_eq, hash_claim, new_claim_secret, stored_key,
 };
 
 /// What the cluster remembers of one message beyond its flag.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Record {
-    /// The current claim: its secret and when it expires (ms since the epoch).
-    claim: Option<(String, u64)>,
+    /// The current claim: the SHA-256 of its secret (hex; the secret itself
+    /// is never stored) and when it expires (ms since the epoch). Records of
+    /// older servers held the secret under `claim`: ignored, such a claim
+    /// reads as expired.
+    #[serde(default)]
+    claim_hash: Option<(String, u64)>,
     /// The version of the processor that failed on it.
     failed_version: Option<u64>,
+}
+
+impl Record {
+    /// Records a claim of `secret` holding until `until` (its hash only).
+    fn claim(&mut self, secret: &str, until: u64) {
+        self.claim_hash = Some((hex::encode(hash_claim(secret)), until));
+    }
+
+    /// Whether `claim` is the secret of the claim holding at `now`
+    /// (compared in constant time).
+    fn is_held_by(&self, claim: &str, now: u64) -> bool {
+        self.claim_hash.as_ref().is_some_and(|(hash, until)| {
+            let presented = hex::encode(hash_claim(claim));
+            *until > now && constant_time_eq(hash.as_bytes(), presented.as_bytes())
+        })
+    }
 }
 
 fn now_ms() -> u64 {
@@ -61,7 +82,7 @@ impl std::fmt::Debug for GarageIncomingBox {
 /// The state of a message from its flags and record, at `now`.
 fn state_of(flags: &[Flag], record: Option<&Record>, now: u64) -> (MessageState, Option<u64>) {
     let claimed = record
-        .and_then(|r| r.claim.as_ref())
+        .and_then(|r| r.claim_hash.as_ref())
         .is_some_and(|(_, until)| *until > now);
     let failed_version = record.and_then(|r| r.failed_version);
     // A retry by a newer version whose claim expired is still failed at the
@@ -177,7 +198,7 @@ impl GarageIncomingBox {
             let until = now_ms()
                 .saturating_add(u64::try_from(self.threshold.as_millis()).unwrap_or(u64::MAX));
             let mut record = record.unwrap_or_default();
-            record.claim = Some((secret.clone(), until));
+            record.claim(&secret, until);
             self.store_record(&pk, id, token, Some(&record), lease)
                 .await?;
             Ok(Claim {
@@ -200,13 +221,7 @@ impl GarageIncomingBox {
         self.locked(&pk, async |lease| {
             let (record, token) = self.record(&pk, id).await?;
             let now = now_ms();
-            let held =
-                record
-                    .as_ref()
-                    .and_then(|r| r.claim.as_ref())
-                    .is_some_and(|(secret, until)| {
-                        *until > now && constant_time_eq(secret.as_bytes(), claim.as_bytes())
-                    });
+            let held = record.as_ref().is_some_and(|r| r.is_held_by(claim, now));
             if !held {
                 // Tell a missing message apart from a lost claim.
                 self.blobs.get_flags(user, &ns, id).await?;
@@ -222,7 +237,7 @@ impl GarageIncomingBox {
                         .set_flags(user, &ns, id, vec![Flag::Failed])
                         .await?;
                     let record = Record {
-                        claim: None,
+                        claim_hash: None,
                         failed_version: Some(version),
                     };
                     self.store_record(&pk, id, token, Some(&record), lease)
@@ -378,5 +393,28 @@ impl IncomingBox for GarageIncomingBox {
 
     fn public_key<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<String, IncomingError>> {
         Box::pin(self.public_key_impl(user))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_claim_holds_its_secrets_hash_only() {
+        let secret = new_claim_secret().unwrap();
+        let mut record = Record::default();
+        record.claim(&secret, 1_000);
+        let stored = serde_json::to_string(&record).unwrap();
+        assert!(!stored.contains(&secret), "{stored}");
+        assert!(record.is_held_by(&secret, 999));
+        assert!(!record.is_held_by(&new_claim_secret().unwrap(), 999));
+        assert!(!record.is_held_by(&secret, 1_000), "expired");
+        // A record of an older server (plain secret under `claim`) holds no claim.
+        let old: Record = serde_json::from_str(&format!(
+            r#"{{"claim":["{secret}",1000],"failed_version":null}}"#
+        ))
+        .unwrap();
+        assert!(!old.is_held_by(&secret, 999));
     }
 }

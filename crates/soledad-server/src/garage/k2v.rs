@@ -294,6 +294,7 @@ impl K2vClient {
     }
 
     /// Signs and sends one request to one endpoint.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &self,
         endpoint: &str,
@@ -301,6 +302,7 @@ impl K2vClient {
         path: &str,
         headers: &[(&'static str, String)],
         body: &Bytes,
+        timeout: Duration,
     ) -> Attempt {
         let url = format!("{endpoint}{path}");
         let mut settings = SigningSettings::default();
@@ -337,7 +339,7 @@ impl K2vClient {
             .inner
             .http
             .request(method.clone(), &url)
-            .timeout(self.inner.timeout)
+            .timeout(timeout)
             .body(body.clone());
         for (name, value) in headers {
             request = request.header(*name, value);
@@ -365,6 +367,19 @@ impl K2vClient {
         headers: &[(&'static str, String)],
         body: Bytes,
     ) -> Result<reqwest::Response, GarageError> {
+        self.send_timed(method, path, headers, body, self.inner.timeout)
+            .await
+    }
+
+    /// [`send`](Self::send) with each attempt bounded by `timeout` (long polls).
+    async fn send_timed(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, GarageError> {
         let count = self.inner.endpoints.len();
         let mut last = GarageError::Config {
             what: "no K2V endpoint".to_owned(),
@@ -381,7 +396,10 @@ impl K2vClient {
                 let Some(endpoint) = self.inner.endpoints.get(index) else {
                     continue;
                 };
-                match self.attempt(endpoint, &method, path, headers, &body).await {
+                match self
+                    .attempt(endpoint, &method, path, headers, &body, timeout)
+                    .await
+                {
                     Attempt::Done(response) => {
                         self.inner.preferred.store(index, Ordering::Relaxed);
                         return Ok(response);
@@ -665,5 +683,102 @@ fn expect_success(status: StatusCode) -> Result<(), GarageError> {
         Err(GarageError::Refused {
             status: status.as_u16(),
         })
+    }
+}
+
+// ---- Long polls (PollRange), used by the change notifier (`notify.rs`). ----
+
+/// Longest wait K2V accepts for one poll.
+pub(crate) const MAX_POLL: Duration = Duration::from_secs(600);
+
+/// What a PollRange answered with changes: the items that changed (all of
+/// the range when no seen marker was given) and the marker to poll from next.
+#[derive(Clone, Debug)]
+pub(crate) struct Polled {
+    pub(crate) items: Vec<(String, Item)>,
+    pub(crate) seen_marker: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePollRange<'a> {
+    prefix: &'a str,
+    timeout: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seen_marker: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WirePolled {
+    seen_marker: String,
+    items: Vec<WireItem>,
+}
+
+impl K2vClient {
+    /// PollRange over the items of `partition` whose sort key starts with
+    /// `prefix`: without `seen_marker`, answers at once with every item;
+    /// with one, waits up to `wait` (whole seconds, at least one, at most
+    /// [`MAX_POLL`]) for an item to change after it. `None` when the wait
+    /// ran out with no change.
+    ///
+    /// # Errors
+    /// [`GarageError`].
+    pub(crate) async fn poll_range(
+        &self,
+        partition: &str,
+        prefix: &str,
+        seen_marker: Option<&str>,
+        wait: Duration,
+    ) -> Result<Option<Polled>, GarageError> {
+        let wait = wait.min(MAX_POLL);
+        let seconds = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0))
+            .max(1);
+        let body = serde_json::to_vec(&WirePollRange {
+            prefix,
+            timeout: seconds,
+            seen_marker,
+        })
+        .map_err(|_| GarageError::MalformedItem { what: "a poll" })?;
+        let path = format!(
+            "/{}/{}?poll_range",
+            utf8_percent_encode(&self.inner.bucket, ENCODE),
+            utf8_percent_encode(partition, ENCODE)
+        );
+        let headers = [("content-type", "application/json".to_owned())];
+        // Garage answers 304 when its timeout runs out: allow it that long
+        // plus the usual request time.
+        let timeout = Duration::from_secs(seconds).saturating_add(self.inner.timeout);
+        let response = self
+            .send_timed(Method::POST, &path, &headers, body.into(), timeout)
+            .await?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        expect_success(response.status())?;
+        let body = response.bytes().await.map_err(GarageError::Unreachable)?;
+        let polled: WirePolled =
+            serde_json::from_slice(&body).map_err(|_| GarageError::MalformedResponse {
+                what: "a poll answer",
+            })?;
+        let items = polled
+            .items
+            .into_iter()
+            .map(|item| {
+                Ok((
+                    item.sk,
+                    Item {
+                        token: CausalityToken(item.ct),
+                        values: decode_values(item.v)?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, GarageError>>()?;
+        Ok(Some(Polled {
+            items,
+            seen_marker: polled.seen_marker,
+        }))
     }
 }

@@ -14,6 +14,8 @@ mod error;
 mod incoming;
 mod k2v;
 mod lease;
+mod notify;
+mod quota;
 mod shared;
 mod tokens;
 
@@ -22,10 +24,16 @@ pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, GarageConfig,
 pub use docstores::GarageUserDocStores;
 pub use error::GarageError;
 pub use incoming::GarageIncomingBox;
+pub use notify::{FALLBACK_READ, GarageNotifier};
+pub use quota::{GarageQuotaCounters, QUOTA_REFRESH, QUOTA_WRITE_BACK};
 pub use shared::GarageSharedStore;
 pub use tokens::GarageTokenStore;
 
+use std::sync::Arc;
+
 use k2v::K2vClient;
+
+use crate::blobs::QuotaLedger;
 
 /// Every store of the Garage backend, over one cluster.
 #[derive(Clone, Debug)]
@@ -62,19 +70,56 @@ impl GarageBackend {
         })
     }
 
-    /// The blob store, each user allowed `quota_bytes`.
+    /// The blob store, each user allowed `quota_bytes`, counted by new
+    /// [`GarageQuotaCounters`].
+    ///
+    /// # Errors
+    /// [`GarageError::Config`] without an S3 endpoint or randomness;
+    /// [`GarageError::S3`].
+    pub fn blob_store(&self, quota_bytes: u64) -> Result<GarageBlobStore, GarageError> {
+        let counters = Arc::new(self.quota_counters()?);
+        self.blob_store_with_ledger(
+            Arc::new(QuotaLedger::with_counters(quota_bytes, counters)),
+            crate::config::DEFAULT_DELETED_BLOB_RETENTION,
+        )
+    }
+
+    /// The blob store charging `ledger` (share it with every other write path
+    /// of the server; the store registers itself as a usage source on it),
+    /// keeping deleted blobs' tombstones for `deleted_retention` (then a
+    /// listing of their namespace purges them and credits their quota).
     ///
     /// # Errors
     /// [`GarageError::Config`] without an S3 endpoint; [`GarageError::S3`].
-    pub fn blob_store(&self, quota_bytes: u64) -> Result<GarageBlobStore, GarageError> {
-        GarageBlobStore::new(self.k2v.clone(), &self.config, quota_bytes)
+    pub fn blob_store_with_ledger(
+        &self,
+        ledger: Arc<QuotaLedger>,
+        deleted_retention: std::time::Duration,
+    ) -> Result<GarageBlobStore, GarageError> {
+        GarageBlobStore::new(self.k2v.clone(), &self.config, ledger, deleted_retention)
+    }
+
+    /// Change notifications through the cluster, so a device waiting on one
+    /// server is woken by writes through any other (give it to
+    /// [`crate::ServerBuilder::change_notifier`]).
+    pub fn change_notifier(&self) -> GarageNotifier {
+        GarageNotifier::new(self.k2v.clone(), &self.config.key_prefix)
+    }
+
+    /// Quota counts kept in the cluster, shared by every server over it
+    /// (give them to [`crate::ServerBuilder::quota_ledger`]).
+    ///
+    /// # Errors
+    /// [`GarageError::Config`] when no randomness is available.
+    pub fn quota_counters(&self) -> Result<GarageQuotaCounters, GarageError> {
+        GarageQuotaCounters::new(self.k2v.clone(), &self.config.key_prefix)
     }
 
     /// The incoming box over `blobs` (this backend's blob store), claims
     /// holding for `threshold`.
     pub fn incoming_box(
         &self,
-        blobs: std::sync::Arc<dyn crate::blobs::BlobBackend>,
+        blobs: Arc<dyn crate::blobs::BlobBackend>,
         threshold: std::time::Duration,
     ) -> GarageIncomingBox {
         GarageIncomingBox::new(blobs, threshold, self.k2v.clone(), &self.config.key_prefix)

@@ -19,12 +19,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use rusqlite::OptionalExtension as _;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::Mutex;
 
 use super::{
     Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MessageInfo, MessageState, Outcome,
-    check_key, constant_time_eq, new_claim_secret, stored_key,
+    check_key, constant_time_eq, hash_claim, new_claim_secret, stored_key,
 };
 use crate::blobs::{BlobBackend, BlobError, BlobId, Flag, ListQuery, Namespace, Order, UserId};
 use crate::error::Error;
@@ -66,10 +65,6 @@ fn to_sql(value: u64) -> i64 {
 
 fn from_sql(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
-}
-
-fn hash_claim(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// The records table, on its own thread.

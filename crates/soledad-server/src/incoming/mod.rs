@@ -203,6 +203,13 @@ pub(crate) fn new_claim_secret() -> Result<String, IncomingError> {
     Ok(hex::encode(bytes))
 }
 
+/// What a box stores of a claim secret: its SHA-256 (a leaked store names no
+/// live claim).
+pub(crate) fn hash_claim(secret: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
+
 /// Compares two claim secrets (or their hashes) in constant time.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq as _;

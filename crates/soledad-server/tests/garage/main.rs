@@ -5,4 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod cluster;
+mod notifier;
+mod quota;
 mod suites;
+mod tombstones;

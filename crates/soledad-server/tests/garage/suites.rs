@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use soledad_server::blobs::BlobBackend;
-use soledad_server::conformance::{blobs, docstores, incoming, shared, tokens};
+use soledad_server::blobs::QuotaCounters;
+use soledad_server::conformance::{blobs, docstores, incoming, notifier, quota, shared, tokens};
 use soledad_server::garage::{GarageBackend, GarageConfig};
 use soledad_server::incoming::IncomingBox;
+use soledad_server::notify::ChangeNotifier;
 use soledad_server::{SharedStore, TokenStore, UserDocStores};
 
 use crate::cluster;
@@ -44,6 +46,20 @@ impl shared::Factory for Garage {
     fn fresh(&self) -> BoxFuture<'_, Arc<dyn SharedStore>> {
         let store = backend().shared_store();
         Box::pin(async move { Arc::new(store) as Arc<dyn SharedStore> })
+    }
+}
+
+impl quota::Factory for Garage {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn QuotaCounters>> {
+        let counters = backend().quota_counters().unwrap();
+        Box::pin(async move { Arc::new(counters) as Arc<dyn QuotaCounters> })
+    }
+}
+
+impl notifier::Factory for Garage {
+    fn fresh(&self) -> BoxFuture<'_, Arc<dyn ChangeNotifier>> {
+        let notifier = backend().change_notifier();
+        Box::pin(async move { Arc::new(notifier) as Arc<dyn ChangeNotifier> })
     }
 }
 
@@ -93,4 +109,12 @@ mod garage_blobs {
 
 mod garage_docstores {
     soledad_server::conformance_tests!(docstores, super::Garage, if crate::cluster::requested());
+}
+
+mod garage_quota {
+    soledad_server::conformance_tests!(quota, super::Garage, if crate::cluster::requested());
+}
+
+mod garage_notifier {
+    soledad_server::conformance_tests!(notifier, super::Garage, if crate::cluster::requested());
 }
