@@ -2,36 +2,44 @@
 //!
 //! One K2V partition per user (`<prefix>docs-<uuid>`), holding:
 //!
-//! | sort key          | value                                                   |
-//! |-------------------|---------------------------------------------------------|
-//! | `meta`            | the store's replica uid (JSON)                          |
-//! | `head`            | the store's position: generation, transaction id (JSON) |
-//! | `log/<gen:016x>`  | one document version: id, rev, transaction id, payload  |
-//! | `doc/<hidden id>` | the document's current rev, generation, quota charge    |
-//! | `src/<replica>`   | the position recorded for a source replica (JSON)       |
-//! | `lease`           | the write lease ([`super::lease`])                      |
+//! | sort key               | value                                              |
+//! |------------------------|----------------------------------------------------|
+//! | `meta`                 | the store's replica uid (JSON)                     |
+//! | `head`                 | the store's position: generation, transaction id, |
+//! |                        | the versions its batch superseded (JSON)           |
+//! | `log/<gen:016x>`       | one document version's entry: id, rev, transaction |
+//! |                        | id, quota charge, superseded generation (JSON)     |
+//! | `body/<gen:016x>/<tx>` | that version's payload, as it came (raw bytes)     |
+//! | `doc/<hidden id>`      | the document's current rev, generation, charge     |
+//! | `src/<replica>`        | the position recorded for a source replica (JSON)  |
+//! | `lease`                | the write lease ([`super::lease`])                 |
 //!
 //! The change feed is the `log/` range read in sort-key (= generation) order:
 //! each version of a document is written at a new generation and the version
-//! it supersedes is deleted, so the range holds each document once, at its
-//! latest change, exactly like u1db's "changes since". Generations are dense
-//! and positions are (generation, transaction id) as for the embedded store,
-//! because every write of a user's store happens under that user's lease:
-//! the writer reads `head`, decides with u1db's rules against the current
-//! `doc/` items, writes the new `log/` versions, then the `doc/` items and the
-//! source position (with the causality tokens of its reads), then `head`.
-//! A writer that dies half-way leaves `log/` versions past `head`; the next
-//! holder rolls them forward (they were decided under the lease) before
-//! writing, and readers never read past `head`. Should the lease ever be
-//! violated (a stalled holder), concurrent values of an item are resolved
-//! deterministically (highest generation), and a `log/` version whose `doc/`
-//! item points elsewhere is skipped, so a client never receives an older
-//! revision after a newer one.
+//! it supersedes is deleted (entry and body), so the range holds each document
+//! once, at its latest change, exactly like u1db's "changes since". Entries
+//! are small: listing changes never reads a payload, and a response reads the
+//! bodies of only the documents it sends. Generations are dense and positions
+//! are (generation, transaction id) as for the embedded store, because every
+//! write of a user's store happens under that user's lease: the writer reads
+//! `head`, decides with u1db's rules against the current `doc/` items, writes
+//! the new entries and bodies, then (once all are stored) the `doc/` items
+//! and the source position (with the causality tokens of its reads), then
+//! `head`, naming the versions the batch superseded, then deletes those.
+//! A writer that dies half-way leaves entries or bodies past `head`; the next
+//! holder rolls forward the contiguous entries whose bodies are stored (they
+//! were decided under the lease) and deletes everything after them, and it
+//! deletes again what `head` names as superseded (a writer may die before its
+//! deletes). Readers never read past `head`. Should the lease ever be violated
+//! (a stalled holder), concurrent values of an item are resolved
+//! deterministically (highest generation; an entry with several values is
+//! kept only as the one its `doc/` item points at), so a client never
+//! receives an older revision after a newer one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use soledad_protocol::{BatchLimits, ExchangeEnd, RecordSyncInfo, SyncInfo};
@@ -48,17 +56,29 @@ use crate::userdb::{AppliedBatch, ChangesChunk, SkipChange, SourceDoc, UserDocSt
 const META: &str = "meta";
 const HEAD: &str = "head";
 const LOG: &str = "log/";
+const BODY: &str = "body/";
 const DOC: &str = "doc/";
 const SRC: &str = "src/";
 
-/// Versions read per K2V request when following the log.
-const LOG_PAGE: u64 = 500;
+/// Entries read per K2V request when following the log.
+const LOG_PAGE: u64 = 1000;
 
-/// Magic and version of a stored log version.
-const VERSION_MAGIC: [u8; 2] = [b'L', 1];
+/// A batch's `doc/` items are read with one range read of the whole `doc/`
+/// prefix, instead of one by one, when the store holds at most this many
+/// times as many documents as the batch (it holds at most `head.generation`).
+const RANGE_READ_FACTOR: u64 = 4;
 
 fn log_key(generation: u64) -> String {
     format!("{LOG}{generation:016x}")
+}
+
+/// The prefix of the bodies written at `generation`.
+fn body_prefix(generation: u64) -> String {
+    format!("{BODY}{generation:016x}/")
+}
+
+fn body_key(generation: u64, transaction_id: &str) -> String {
+    format!("{}{transaction_id}", body_prefix(generation))
 }
 
 fn doc_key(id: &str) -> String {
@@ -74,15 +94,25 @@ fn generation_of(log_sort_key: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+fn body_generation(body_sort_key: &str) -> Option<u64> {
+    let (hex, _) = body_sort_key.strip_prefix(BODY)?.split_once('/')?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
 #[derive(Serialize, Deserialize)]
 struct Meta {
     replica_uid: String,
 }
 
-#[derive(Serialize, Deserialize, Default, Clone)]
+#[derive(Serialize, Deserialize, Default, Clone, Debug)]
 struct Mark {
     generation: u64,
     transaction_id: String,
+    /// The generations the batch that wrote this head superseded: deleted
+    /// after `head` is written, and again by the next writer (idempotent), so
+    /// a writer dying before its deletes leaves no stale version behind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    superseded: Vec<u64>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -92,70 +122,17 @@ struct Pointer {
     charge: u64,
 }
 
-/// One document version as stored under `log/`.
-#[derive(Debug, Clone)]
-struct Version {
+/// One document version's entry under `log/` (its payload is the body).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct Entry {
     id: String,
     rev: String,
+    #[serde(rename = "tx")]
     transaction_id: String,
-    payload: Bytes,
-}
-
-impl Version {
-    fn encode(&self) -> Result<Bytes, GarageError> {
-        let mut out = BytesMut::with_capacity(
-            8 + self.id.len() + self.rev.len() + self.transaction_id.len() + self.payload.len(),
-        );
-        out.put_slice(&VERSION_MAGIC);
-        for field in [&self.id, &self.rev, &self.transaction_id] {
-            let len = u16::try_from(field.len()).map_err(|_| GarageError::MalformedItem {
-                what: "a document field longer than 64 KiB",
-            })?;
-            out.put_u16(len);
-            out.put_slice(field.as_bytes());
-        }
-        out.put_slice(&self.payload);
-        Ok(out.freeze())
-    }
-
-    fn decode(bytes: &Bytes) -> Result<Version, GarageError> {
-        const BAD: GarageError = GarageError::MalformedItem {
-            what: "a document version",
-        };
-        let mut rest = bytes.clone();
-        let magic = rest.split_to(VERSION_MAGIC.len().min(rest.len()));
-        if magic.as_ref() != VERSION_MAGIC {
-            return Err(BAD);
-        }
-        let mut fields = Vec::with_capacity(3);
-        for _ in 0..3 {
-            if rest.len() < 2 {
-                return Err(BAD);
-            }
-            let len_bytes = rest.split_to(2);
-            let len = usize::from(u16::from_be_bytes([
-                len_bytes.first().copied().unwrap_or(0),
-                len_bytes.get(1).copied().unwrap_or(0),
-            ]));
-            if rest.len() < len {
-                return Err(BAD);
-            }
-            let field = rest.split_to(len);
-            fields.push(String::from_utf8(field.to_vec()).map_err(|_| BAD)?);
-        }
-        let mut fields = fields.into_iter();
-        let (Some(id), Some(rev), Some(transaction_id)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(BAD);
-        };
-        Ok(Version {
-            id,
-            rev,
-            transaction_id,
-            payload: rest,
-        })
-    }
+    charge: u64,
+    /// The generation of the version this one superseded (0: none).
+    #[serde(default)]
+    prev: u64,
 }
 
 fn json<T: Serialize>(value: &T) -> Result<Bytes, GarageError> {
@@ -197,6 +174,15 @@ fn replica_uid(item: Option<&Item>) -> Option<String> {
         .min()
 }
 
+/// The entry of a `log/` item, when it holds exactly one.
+fn single_entry(item: &Item) -> Option<Entry> {
+    let mut entries = parsed::<Entry>(item).into_iter();
+    match (entries.next(), entries.next()) {
+        (Some(entry), None) => Some(entry),
+        _ => None,
+    }
+}
+
 fn random_hex(bytes: usize) -> Result<String, GarageError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|_| GarageError::Config {
@@ -211,6 +197,19 @@ fn charge(id: &str, rev: &str, payload: &[u8]) -> u64 {
         .saturating_add(DOC_ENTRY_OVERHEAD_BYTES)
 }
 
+/// The ranges that delete the versions at `generations` (entries and bodies).
+fn version_ranges(pk: &str, generations: &[u64]) -> Vec<Range> {
+    generations
+        .iter()
+        .flat_map(|g| {
+            [
+                Range::single(pk, &log_key(*g)),
+                Range::prefix(pk, &body_prefix(*g)),
+            ]
+        })
+        .collect()
+}
+
 /// Per-user document stores in a Garage cluster's K2V API; see the module
 /// documentation for the layout and `docs/scale-out.md` for the guarantees.
 /// Holds no state of its own: any number of servers may share the cluster.
@@ -220,13 +219,47 @@ pub struct GarageUserDocStores {
     prefix: String,
 }
 
+/// Where [`GarageUserDocStores::apply_cut`] stops a batch, as a server
+/// killed there would (feature `test-hooks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+pub enum CutBatch {
+    /// In the first round: only the first `entries` entries (`log/`) and the
+    /// first `bodies` bodies (`body/`) of the new versions are stored.
+    InVersions {
+        /// Entries stored.
+        entries: usize,
+        /// Bodies stored.
+        bodies: usize,
+    },
+    /// After the versions, pointers and source position, before `head`.
+    BeforeHead,
+    /// After `head`, before the superseded versions are deleted.
+    BeforeDeletes,
+}
+
 /// What a writer read at the start of a write: the store's replica uid, its
-/// head (and the head item's token).
+/// head (and the head item's token), the source's position item, and the
+/// last entry and body keys (past `head` after a writer died).
 struct Snapshot {
     replica_uid: String,
     head: Mark,
     head_token: Option<CausalityToken>,
     source: Option<Item>,
+    last_log: Option<u64>,
+    last_body: Option<u64>,
+}
+
+/// A batch's decisions: the versions to write, in generation order.
+struct Decided {
+    versions: Vec<(u64, Entry, Bytes)>,
+    converged: Vec<DocId>,
+    superseded: Vec<u64>,
+    /// The batch's final pointers, by `doc/` key, with the tokens read.
+    pointers: HashMap<String, (Option<Pointer>, Option<CausalityToken>)>,
+    grow: u64,
+    credit: u64,
 }
 
 impl GarageUserDocStores {
@@ -241,66 +274,86 @@ impl GarageUserDocStores {
         format!("{}docs-{}", self.prefix, user.as_str())
     }
 
-    /// Reads meta, head, the last log version and `source`'s position in one
-    /// request; `None` when the store does not exist.
+    /// Reads meta, head, `source`'s position, the last entry and (with
+    /// `bodies`) the last body in one request; `None` when the store does not
+    /// exist.
     async fn snapshot(
         &self,
         pk: &str,
         source: &str,
-    ) -> Result<Option<(Snapshot, Option<u64>)>, GarageError> {
-        let ranges = [
+        bodies: bool,
+    ) -> Result<Option<Snapshot>, GarageError> {
+        let last = |prefix: &str| Range {
+            limit: Some(1),
+            reverse: true,
+            ..Range::prefix(pk, prefix)
+        };
+        let mut ranges = vec![
             Range::single(pk, META),
             Range::single(pk, HEAD),
-            Range {
-                limit: Some(1),
-                reverse: true,
-                ..Range::prefix(pk, LOG)
-            },
             Range::single(pk, &src_key(source)),
+            last(LOG),
         ];
+        if bodies {
+            ranges.push(last(BODY));
+        }
         let pages = self.k2v.read_batch(&ranges).await?;
         let mut items = pages.into_iter().map(|p| p.items.into_iter().next());
         let meta = items.next().flatten().map(|(_, item)| item);
         let head = items.next().flatten().map(|(_, item)| item);
+        let source = items.next().flatten().map(|(_, item)| item);
         let last_log = items
             .next()
             .flatten()
             .and_then(|(sk, _)| generation_of(&sk));
-        let source = items.next().flatten().map(|(_, item)| item);
+        let last_body = items
+            .next()
+            .flatten()
+            .and_then(|(sk, _)| body_generation(&sk));
         let Some(replica_uid) = replica_uid(meta.as_ref()) else {
             return Ok(None);
         };
-        Ok(Some((
-            Snapshot {
-                replica_uid,
-                head: latest_mark(head.as_ref()),
-                head_token: head.map(|item| item.token),
-                source,
-            },
+        Ok(Some(Snapshot {
+            replica_uid,
+            head: latest_mark(head.as_ref()),
+            head_token: head.map(|item| item.token),
+            source,
             last_log,
-        )))
+            last_body,
+        }))
     }
 
     /// Like [`snapshot`](Self::snapshot) under the lease, after rolling
-    /// forward what a writer that died half-way left past `head`.
+    /// forward what a writer that died half-way left past `head` and deleting
+    /// again what the last batch superseded.
     async fn locked_snapshot(
         &self,
         pk: &str,
         source: &str,
         lease: &Lease,
     ) -> Result<Option<Snapshot>, GarageError> {
-        let Some((mut snapshot, last_log)) = self.snapshot(pk, source).await? else {
+        let Some(mut snapshot) = self.snapshot(pk, source, true).await? else {
             return Ok(None);
         };
-        if last_log.is_some_and(|last| last > snapshot.head.generation) {
+        let head = snapshot.head.generation;
+        if snapshot.last_log.is_some_and(|g| g > head)
+            || snapshot.last_body.is_some_and(|g| g > head)
+        {
             self.roll_forward(pk, &mut snapshot, lease).await?;
+        }
+        if !snapshot.head.superseded.is_empty() {
+            let again = version_ranges(pk, &snapshot.head.superseded);
+            if let Err(error) = self.k2v.delete_batch(&again).await {
+                tracing::warn!(%error, "deleting superseded document versions failed");
+            }
         }
         Ok(Some(snapshot))
     }
 
     /// Adopts the versions written past `head` by a writer that died: the
-    /// contiguous ones become current (their `doc/` items are brought up to
-    /// them), anything after a gap is deleted (never acknowledged).
+    /// contiguous entries whose bodies are stored become current (their
+    /// `doc/` items are brought up to them), anything after them is deleted
+    /// (never acknowledged).
     async fn roll_forward(
         &self,
         pk: &str,
@@ -315,55 +368,70 @@ impl GarageUserDocStores {
                 ..Range::prefix(pk, LOG)
             })
             .await?;
-        let mut adopted: Vec<(u64, Version)> = Vec::new();
-        let mut orphans = Vec::new();
+        let mut candidates: Vec<(u64, Entry)> = Vec::new();
         let mut expected = after.saturating_add(1);
-        for (sk, item) in found {
-            let generation = generation_of(&sk);
-            let version = item.live().next().map(Version::decode).transpose()?;
-            match (generation, version) {
-                (Some(g), Some(v)) if g == expected && orphans.is_empty() => {
-                    adopted.push((g, v));
+        for (sk, item) in &found {
+            match (generation_of(sk), single_entry(item)) {
+                (Some(g), Some(entry)) if g == expected => {
+                    candidates.push((g, entry));
                     expected = expected.saturating_add(1);
                 }
-                _ => orphans.push(Range::single(pk, &sk)),
+                _ => break,
             }
         }
+        // An entry counts only with its body (written in the same round).
+        let keys: Vec<String> = candidates
+            .iter()
+            .map(|(g, e)| body_key(*g, &e.transaction_id))
+            .collect();
+        let bodies = self.k2v.read_items(pk, &keys).await?;
+        let adopted: Vec<(u64, Entry)> = candidates
+            .into_iter()
+            .zip(bodies)
+            .take_while(|(_, body)| body.as_ref().is_some_and(|b| b.live().next().is_some()))
+            .map(|(candidate, _)| candidate)
+            .collect();
+        let end = adopted.last().map_or(after, |(g, _)| *g);
         tracing::warn!(
             adopted = adopted.len(),
-            dropped = orphans.len(),
+            dropped = found.len().saturating_sub(adopted.len()),
             "rolling forward a document batch left half-written"
         );
-        let ids: Vec<String> = adopted.iter().map(|(_, v)| doc_key(&v.id)).collect();
-        let pointers = self.k2v.read_items(pk, &ids).await?;
-        let mut writes = Vec::new();
-        let mut superseded = Vec::new();
-        for ((generation, version), item) in adopted.iter().zip(pointers) {
-            let current = latest_pointer(item.as_ref());
-            if current
-                .as_ref()
-                .is_some_and(|p| p.generation >= *generation)
-            {
+        let mut ids: Vec<String> = adopted.iter().map(|(_, e)| doc_key(&e.id)).collect();
+        ids.sort();
+        ids.dedup();
+        let items = self.k2v.read_items(pk, &ids).await?;
+        let mut pointers: HashMap<String, (Option<Pointer>, Option<CausalityToken>)> = ids
+            .into_iter()
+            .zip(items)
+            .map(|(key, item)| (key, (latest_pointer(item.as_ref()), item.map(|i| i.token))))
+            .collect();
+        let mut changed: HashSet<String> = HashSet::new();
+        // What the last complete batch superseded is deleted again with the
+        // adopted batch's own.
+        let mut superseded = snapshot.head.superseded.clone();
+        for (generation, entry) in &adopted {
+            if entry.prev != 0 {
+                superseded.push(entry.prev);
+            }
+            let key = doc_key(&entry.id);
+            let slot = pointers.entry(key.clone()).or_insert((None, None));
+            if slot.0.as_ref().is_some_and(|p| p.generation >= *generation) {
                 continue;
             }
-            if let Some(old) = &current {
-                superseded.push(Range::single(pk, &log_key(old.generation)));
-            }
-            writes.push(Write::put(
-                pk,
-                doc_key(&version.id),
-                item.map(|i| i.token),
-                json(&Pointer {
-                    rev: version.rev.clone(),
-                    generation: *generation,
-                    charge: charge(&version.id, &version.rev, &version.payload),
-                })?,
-            ));
-        }
-        if let Some((generation, version)) = adopted.last() {
-            let head = Mark {
+            slot.0 = Some(Pointer {
+                rev: entry.rev.clone(),
                 generation: *generation,
-                transaction_id: version.transaction_id.clone(),
+                charge: entry.charge,
+            });
+            changed.insert(key);
+        }
+        if let Some((_, last)) = adopted.last() {
+            let writes = pointer_writes(pk, pointers, |key| changed.contains(key))?;
+            let head = Mark {
+                generation: end,
+                transaction_id: last.transaction_id.clone(),
+                superseded: superseded.clone(),
             };
             lease.check()?;
             self.k2v.insert_batch(&writes).await?;
@@ -375,8 +443,21 @@ impl GarageUserDocStores {
             snapshot.head = latest_mark(head_item.as_ref());
             snapshot.head_token = head_item.map(|item| item.token);
         }
-        superseded.extend(orphans);
-        self.k2v.delete_batch(&superseded).await?;
+        // Everything after the adopted versions, then what they superseded.
+        let mut garbage = vec![
+            Range {
+                start: Some(log_key(end.saturating_add(1))),
+                ..Range::prefix(pk, LOG)
+            },
+            Range {
+                start: Some(body_prefix(end.saturating_add(1))),
+                ..Range::prefix(pk, BODY)
+            },
+        ];
+        garbage.extend(version_ranges(pk, &superseded));
+        self.k2v.delete_batch(&garbage).await?;
+        snapshot.last_log = Some(end);
+        snapshot.last_body = Some(end);
         Ok(())
     }
 
@@ -392,16 +473,16 @@ impl GarageUserDocStores {
         result
     }
 
-    /// Up to `limit` current versions after generation `after` and up to
-    /// `upto`, in generation order, skipping versions superseded meanwhile.
+    /// Up to `limit` current entries after generation `after` and up to
+    /// `upto`, in generation order, each document once.
     async fn read_log(
         &self,
         pk: &str,
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, Version)>, GarageError> {
-        let mut out: Vec<(u64, Version)> = Vec::new();
+    ) -> Result<Vec<(u64, Entry)>, GarageError> {
+        let mut out: Vec<(u64, Entry)> = Vec::new();
         let mut cursor = after;
         while out.len() < limit && cursor < upto {
             let want = u64::try_from(limit - out.len()).unwrap_or(LOG_PAGE);
@@ -417,31 +498,69 @@ impl GarageUserDocStores {
                 .pop()
                 .unwrap_or_default();
             let more = page.next_start.is_some();
-            let mut found = Vec::new();
+            let mut ambiguous: Vec<(u64, Vec<Entry>)> = Vec::new();
             for (sk, item) in page.items {
                 let Some(generation) = generation_of(&sk) else {
                     continue;
                 };
                 cursor = cursor.max(generation);
-                for value in item.live() {
-                    found.push((generation, Version::decode(value)?));
+                let mut entries = parsed::<Entry>(&item);
+                match entries.len() {
+                    0 => {}
+                    1 => out.extend(entries.pop().map(|e| (generation, e))),
+                    _ => ambiguous.push((generation, entries)),
                 }
             }
-            // Keep a version only if its document still points at it.
-            let ids: Vec<String> = found.iter().map(|(_, v)| doc_key(&v.id)).collect();
-            let pointers = self.k2v.read_items(pk, &ids).await?;
-            for ((generation, version), pointer) in found.into_iter().zip(pointers) {
-                let current = latest_pointer(pointer.as_ref());
-                if current.is_some_and(|p| p.generation == generation && p.rev == version.rev) {
-                    out.push((generation, version));
-                }
+            if !ambiguous.is_empty() {
+                out.extend(self.resolve(pk, ambiguous).await?);
+                out.sort_by_key(|(g, _)| *g);
             }
+            // A version superseded while its deletion is still pending (a
+            // writer died before it) is left out for the later one.
+            let mut latest: HashMap<String, u64> = HashMap::new();
+            for (generation, entry) in &out {
+                let at = latest.entry(entry.id.clone()).or_insert(*generation);
+                *at = (*at).max(*generation);
+            }
+            out.retain(|(g, e)| latest.get(&e.id) == Some(g));
             if !more {
                 break;
             }
         }
         out.truncate(limit);
         Ok(out)
+    }
+
+    /// Of entries with several concurrent values (only a violated lease
+    /// writes them), the one each document's `doc/` item points at.
+    async fn resolve(
+        &self,
+        pk: &str,
+        ambiguous: Vec<(u64, Vec<Entry>)>,
+    ) -> Result<Vec<(u64, Entry)>, GarageError> {
+        let mut ids: Vec<String> = ambiguous
+            .iter()
+            .flat_map(|(_, entries)| entries.iter().map(|e| doc_key(&e.id)))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let items = self.k2v.read_items(pk, &ids).await?;
+        let pointers: HashMap<String, Pointer> = ids
+            .into_iter()
+            .zip(items)
+            .filter_map(|(key, item)| Some((key, latest_pointer(item.as_ref())?)))
+            .collect();
+        Ok(ambiguous
+            .into_iter()
+            .filter_map(|(generation, entries)| {
+                let entry = entries.into_iter().find(|e| {
+                    pointers
+                        .get(&doc_key(&e.id))
+                        .is_some_and(|p| p.generation == generation && p.rev == e.rev)
+                })?;
+                Some((generation, entry))
+            })
+            .collect())
     }
 
     async fn head(&self, pk: &str) -> Result<Option<(String, Mark)>, GarageError> {
@@ -489,12 +608,101 @@ impl GarageUserDocStores {
             .fold(0u64, |sum, p| sum.saturating_add(p.charge)))
     }
 
+    /// The current `doc/` items of `keys` (sorted, distinct), with their
+    /// tokens: none when the store has no version yet, one range read of
+    /// `doc/` when the store is small next to the batch, else one by one.
+    async fn read_pointers(
+        &self,
+        pk: &str,
+        keys: &[String],
+        head_generation: u64,
+    ) -> Result<Vec<Option<Item>>, GarageError> {
+        if head_generation == 0 {
+            // Pointers are written only once a batch is complete, and a
+            // complete batch past `head` was rolled forward: none exists.
+            return Ok(vec![None; keys.len()]);
+        }
+        let batch = u64::try_from(keys.len()).unwrap_or(u64::MAX);
+        if head_generation <= batch.saturating_mul(RANGE_READ_FACTOR) {
+            let mut all: HashMap<String, Item> = self
+                .k2v
+                .read_all(Range::prefix(pk, DOC))
+                .await?
+                .into_iter()
+                .collect();
+            return Ok(keys.iter().map(|key| all.remove(key)).collect());
+        }
+        self.k2v.read_items(pk, keys).await
+    }
+
+    /// u1db's target rules for `docs` against the current `pointers`, new
+    /// versions numbered from `before + 1`.
+    fn decide(
+        docs: &[SourceDoc],
+        before: u64,
+        mut pointers: HashMap<String, (Option<Pointer>, Option<CausalityToken>)>,
+    ) -> Result<Decided, Error> {
+        let mut generation = before;
+        let mut versions = Vec::new();
+        let mut superseded = Vec::new();
+        let mut converged = Vec::new();
+        let (mut grow, mut credit) = (0u64, 0u64);
+        for frame in docs {
+            let key = doc_key(&frame.doc_id);
+            let incoming = VectorClock::parse(&frame.rev)?;
+            let slot = pointers.entry(key).or_insert((None, None));
+            let ordering = match &slot.0 {
+                None => ClockOrdering::Newer,
+                Some(pointer) => incoming.compare(&VectorClock::parse(&pointer.rev)?),
+            };
+            match ordering {
+                ClockOrdering::Newer => {
+                    generation = generation.saturating_add(1);
+                    let cost = charge(&frame.doc_id, &frame.rev, &frame.payload);
+                    grow = grow.saturating_add(cost);
+                    let mut prev = 0;
+                    if let Some(old) = &slot.0 {
+                        credit = credit.saturating_add(old.charge);
+                        superseded.push(old.generation);
+                        prev = old.generation;
+                    }
+                    let entry = Entry {
+                        id: frame.doc_id.to_string(),
+                        rev: frame.rev.to_string(),
+                        transaction_id: format!("T-{}", random_hex(16)?),
+                        charge: cost,
+                        prev,
+                    };
+                    versions.push((generation, entry, frame.payload.clone()));
+                    slot.0 = Some(Pointer {
+                        rev: frame.rev.to_string(),
+                        generation,
+                        charge: cost,
+                    });
+                }
+                ClockOrdering::Equal => converged.push(frame.doc_id.clone()),
+                ClockOrdering::Older | ClockOrdering::Concurrent => {}
+            }
+        }
+        Ok(Decided {
+            versions,
+            converged,
+            superseded,
+            pointers,
+            grow,
+            credit,
+        })
+    }
+
+    /// Applies `docs` (see [`UserDocStores::apply_from_source`]); `cut`
+    /// stops it part-way, as a server killed there would (tests only).
     async fn apply(
         &self,
         user: &UserId,
         source: &str,
         docs: Vec<SourceDoc>,
         ledger: Option<Arc<QuotaLedger>>,
+        cut: Option<CutBatch>,
     ) -> Result<AppliedBatch, Error> {
         let pk = self.partition(user);
         if self.head(&pk).await?.is_none() {
@@ -508,83 +716,49 @@ impl GarageUserDocStores {
             if source == snapshot.replica_uid {
                 return Err(StoreError::InvalidReplicaUid.into());
             }
+            let before = snapshot.head.generation;
             let mut ids: Vec<String> = docs.iter().map(|d| doc_key(&d.doc_id)).collect();
             ids.sort();
             ids.dedup();
-            let items = self.k2v.read_items(&pk, &ids).await?;
-            // Current state per document: (rev, generation, charge, token).
-            let mut current: HashMap<String, (Option<Pointer>, Option<CausalityToken>)> = ids
-                .iter()
+            let items = self.read_pointers(&pk, &ids, before).await?;
+            let current = ids
+                .into_iter()
                 .zip(items)
-                .map(|(key, item)| {
-                    let pointer = latest_pointer(item.as_ref());
-                    (key.clone(), (pointer, item.map(|i| i.token)))
-                })
+                .map(|(key, item)| (key, (latest_pointer(item.as_ref()), item.map(|i| i.token))))
                 .collect();
-            let before = snapshot.head.generation;
-            let mut generation = before;
-            let mut versions: Vec<Write> = Vec::new();
-            let mut superseded: Vec<Range> = Vec::new();
-            let mut converged = Vec::new();
-            let (mut grow, mut credit) = (0u64, 0u64);
-            let mut last_transaction = snapshot.head.transaction_id.clone();
-            for frame in &docs {
-                let key = doc_key(&frame.doc_id);
-                let incoming = VectorClock::parse(&frame.rev)?;
-                let entry = current.entry(key).or_insert((None, None));
-                let ordering = match &entry.0 {
-                    None => ClockOrdering::Newer,
-                    Some(pointer) => incoming.compare(&VectorClock::parse(&pointer.rev)?),
-                };
-                match ordering {
-                    ClockOrdering::Newer => {
-                        generation = generation.saturating_add(1);
-                        let transaction_id = format!("T-{}", random_hex(16)?);
-                        let cost = charge(&frame.doc_id, &frame.rev, &frame.payload);
-                        grow = grow.saturating_add(cost);
-                        if let Some(old) = &entry.0 {
-                            credit = credit.saturating_add(old.charge);
-                            superseded.push(Range::single(&pk, &log_key(old.generation)));
-                        }
-                        let version = Version {
-                            id: frame.doc_id.to_string(),
-                            rev: frame.rev.to_string(),
-                            transaction_id: transaction_id.clone(),
-                            payload: frame.payload.clone(),
-                        };
-                        versions.push(Write::put(
-                            &pk,
-                            log_key(generation),
-                            None,
-                            version.encode()?,
-                        ));
-                        entry.0 = Some(Pointer {
-                            rev: frame.rev.to_string(),
-                            generation,
-                            charge: cost,
-                        });
-                        last_transaction = transaction_id;
-                    }
-                    ClockOrdering::Equal => converged.push(frame.doc_id.clone()),
-                    ClockOrdering::Older | ClockOrdering::Concurrent => {}
-                }
-            }
+            let decided = Self::decide(&docs, before, current)?;
+            let generation = decided.versions.last().map_or(before, |(g, _, _)| *g);
             let reservation = match &ledger {
-                Some(ledger) if grow > credit => Some(ledger.reserve(user, grow - credit).await?),
+                Some(ledger) if decided.grow > decided.credit => {
+                    Some(ledger.reserve(user, decided.grow - decided.credit).await?)
+                }
                 _ => None,
             };
-            let mut writes: Vec<Write> = current
-                .into_iter()
-                .filter_map(|(key, (pointer, token))| {
-                    let pointer = pointer?;
-                    (pointer.generation > before).then_some((key, pointer, token))
-                })
-                .map(|(key, pointer, token)| Ok(Write::put(&pk, key, token, json(&pointer)?)))
-                .collect::<Result<_, GarageError>>()?;
+            // Entries and bodies first (one round: a roll-forward adopts an
+            // entry only with its body), then pointers and the source's
+            // position, then `head`.
+            let mut versions = Vec::with_capacity(decided.versions.len() * 2);
+            for (g, entry, payload) in &decided.versions {
+                versions.push(Write::put(&pk, log_key(*g), None, json(entry)?));
+                versions.push(Write::put(
+                    &pk,
+                    body_key(*g, &entry.transaction_id),
+                    None,
+                    payload.clone(),
+                ));
+            }
+            // Only the pointers this batch moved.
+            let moved: HashSet<String> = decided
+                .versions
+                .iter()
+                .map(|(_, e, _)| doc_key(&e.id))
+                .collect();
+            let mut writes = pointer_writes(&pk, decided.pointers, |key| moved.contains(key))?;
             if let Some(last) = docs.last() {
                 let mark = Mark {
                     generation: last.position.generation(),
                     transaction_id: last.position.transaction_id().as_str().to_owned(),
+                    superseded: Vec::new(),
                 };
                 writes.push(Write::put(
                     &pk,
@@ -593,16 +767,43 @@ impl GarageUserDocStores {
                     json(&mark)?,
                 ));
             }
+            if let Some(CutBatch::InVersions { entries, bodies }) = cut {
+                // Some of the first round only, as a server killed in it.
+                let mut stored = Vec::new();
+                let (mut e, mut b) = (0, 0);
+                for write in versions {
+                    let count = if write.sort_key.starts_with(LOG) {
+                        &mut e
+                    } else {
+                        &mut b
+                    };
+                    let limit = if write.sort_key.starts_with(LOG) {
+                        entries
+                    } else {
+                        bodies
+                    };
+                    if *count < limit {
+                        stored.push(write);
+                    }
+                    *count += 1;
+                }
+                self.k2v.insert_batch(&stored).await?;
+                return Err(Error::StorageUnavailable);
+            }
             if generation > before {
                 lease.check()?;
                 self.k2v.insert_batch(&versions).await?;
             }
             lease.check()?;
             self.k2v.insert_batch(&writes).await?;
-            if generation > before {
+            if cut == Some(CutBatch::BeforeHead) {
+                return Err(Error::StorageUnavailable);
+            }
+            if let Some((_, last, _)) = decided.versions.last() {
                 let head = Mark {
                     generation,
-                    transaction_id: last_transaction,
+                    transaction_id: last.transaction_id.clone(),
+                    superseded: decided.superseded.clone(),
                 };
                 lease.check()?;
                 self.k2v
@@ -613,16 +814,24 @@ impl GarageUserDocStores {
                 reservation.commit();
             }
             if let Some(ledger) = &ledger
-                && credit > grow
+                && decided.credit > decided.grow
             {
-                ledger.release(user, credit - grow);
+                ledger.release(user, decided.credit - decided.grow);
             }
-            // The superseded versions are garbage now; readers skip them
-            // anyway, so a failure here only leaves garbage behind.
-            if let Err(error) = self.k2v.delete_batch(&superseded).await {
+            if cut == Some(CutBatch::BeforeDeletes) {
+                return Err(Error::StorageUnavailable);
+            }
+            // The superseded versions are garbage now; `head` names them, so
+            // the next writer deletes them again should this fail.
+            if !decided.superseded.is_empty()
+                && let Err(error) = self
+                    .k2v
+                    .delete_batch(&version_ranges(&pk, &decided.superseded))
+                    .await
+            {
                 tracing::warn!(%error, "deleting superseded document versions failed");
             }
-            Ok(AppliedBatch::new((before, generation), converged))
+            Ok(AppliedBatch::new((before, generation), decided.converged))
         })
         .await
     }
@@ -652,6 +861,41 @@ impl GarageUserDocStores {
     }
 }
 
+/// The writes of the `pointers` whose key `keep` accepts, each with the
+/// token of its read.
+fn pointer_writes(
+    pk: &str,
+    pointers: HashMap<String, (Option<Pointer>, Option<CausalityToken>)>,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<Write>, GarageError> {
+    pointers
+        .into_iter()
+        .filter(|(key, _)| keep(key))
+        .filter_map(|(key, (pointer, token))| Some((key, pointer?, token)))
+        .map(|(key, pointer, token)| Ok(Write::put(pk, key, token, json(&pointer)?)))
+        .collect()
+}
+
+#[cfg(feature = "test-hooks")]
+impl GarageUserDocStores {
+    /// Applies `docs` like [`UserDocStores::apply_from_source`] but stops
+    /// where `cut` says, as a server killed there would, and fails
+    /// ([`Error::StorageUnavailable`]); the lease is released (a killed
+    /// server's would expire). For tests of what the next writer finds.
+    ///
+    /// # Errors
+    /// [`Error::StorageUnavailable`] once cut; any error of a batch.
+    pub async fn apply_cut(
+        &self,
+        user: &UserId,
+        source: &str,
+        docs: Vec<SourceDoc>,
+        cut: CutBatch,
+    ) -> Result<AppliedBatch, Error> {
+        self.apply(user, source, docs, None, Some(cut)).await
+    }
+}
+
 impl UserDocStores for GarageUserDocStores {
     fn create<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(self.create_store(user))
@@ -671,8 +915,8 @@ impl UserDocStores for GarageUserDocStores {
     ) -> BoxFuture<'a, Result<SyncInfo, Error>> {
         Box::pin(async move {
             let pk = self.partition(user);
-            let (snapshot, _) = self
-                .snapshot(&pk, source)
+            let snapshot = self
+                .snapshot(&pk, source, false)
                 .await?
                 .ok_or(Error::DatabaseDoesNotExist)?;
             let source_mark = latest_mark(snapshot.source.as_ref());
@@ -698,6 +942,7 @@ impl UserDocStores for GarageUserDocStores {
             let mark = Mark {
                 generation: position.generation,
                 transaction_id: position.transaction_id,
+                superseded: Vec::new(),
             };
             self.record_source(user, source, mark, false).await
         })
@@ -734,16 +979,14 @@ impl UserDocStores for GarageUserDocStores {
                     Err(StoreError::InvalidTransactionId.into())
                 };
             }
-            // An older position: its version is still in the log unless the
+            // An older position: its entry is still in the log unless the
             // document changed since (then its transaction id is gone, as
             // the version is; the generation is in range, which is all that
             // can be checked).
             match self.k2v.read_item(&pk, &log_key(generation)).await? {
                 Some(item) => {
-                    let mut versions = item.live().map(Version::decode);
-                    let matches =
-                        versions.any(|v| v.is_ok_and(|v| v.transaction_id.as_str() == claimed));
-                    if matches || item.live().next().is_none() {
+                    let entries = parsed::<Entry>(&item);
+                    if entries.is_empty() || entries.iter().any(|e| e.transaction_id == claimed) {
                         Ok(())
                     } else {
                         Err(StoreError::InvalidTransactionId.into())
@@ -761,7 +1004,7 @@ impl UserDocStores for GarageUserDocStores {
         docs: Vec<SourceDoc>,
         ledger: Option<Arc<QuotaLedger>>,
     ) -> BoxFuture<'a, Result<AppliedBatch, Error>> {
-        Box::pin(self.apply(user, source, docs, ledger))
+        Box::pin(self.apply(user, source, docs, ledger, None))
     }
 
     fn record_end<'a>(
@@ -775,6 +1018,7 @@ impl UserDocStores for GarageUserDocStores {
             let mark = Mark {
                 generation: end.generation,
                 transaction_id: end.transaction_id,
+                superseded: Vec::new(),
             };
             self.record_source(user, source, mark, true).await
         })
@@ -805,14 +1049,14 @@ impl UserDocStores for GarageUserDocStores {
         Box::pin(async move {
             let pk = self.partition(user);
             let (_, head) = self.head(&pk).await?.ok_or(Error::DatabaseDoesNotExist)?;
-            let versions = self.read_log(&pk, after, head.generation, limit).await?;
-            versions
+            let entries = self.read_log(&pk, after, head.generation, limit).await?;
+            entries
                 .into_iter()
-                .map(|(generation, v)| {
+                .map(|(generation, e)| {
                     Ok(Change {
-                        doc_id: DocId::parse(&v.id)?,
+                        doc_id: DocId::parse(&e.id)?,
                         generation,
-                        transaction_id: v.transaction_id,
+                        transaction_id: e.transaction_id,
                     })
                 })
                 .collect()
@@ -832,27 +1076,44 @@ impl UserDocStores for GarageUserDocStores {
             let (_, head) = self.head(&pk).await?.ok_or(Error::DatabaseDoesNotExist)?;
             // One past `upto` so that `gather` sees where the range ends.
             let last = head.generation.min(upto.saturating_add(1));
-            let versions = self.read_log(&pk, after, last, limits.docs.max(1)).await?;
-            // Stored versions were parsed when written; a bad one means the
+            let entries = self.read_log(&pk, after, last, limits.docs.max(1)).await?;
+            // Stored entries were parsed when written; a bad one means the
             // cluster's data is damaged, which parsing reports.
-            let mut payloads: HashMap<DocId, (Rev, Bytes)> = HashMap::new();
-            let changes: Vec<Change> = versions
+            let mut revs: HashMap<DocId, Rev> = HashMap::new();
+            let changes: Vec<Change> = entries
                 .into_iter()
-                .map(|(generation, v)| {
-                    let doc_id = DocId::parse(&v.id)?;
-                    payloads.insert(doc_id.clone(), (Rev::parse(&v.rev)?, v.payload));
+                .map(|(generation, e)| {
+                    let doc_id = DocId::parse(&e.id)?;
+                    revs.insert(doc_id.clone(), Rev::parse(&e.rev)?);
                     Ok(Change {
                         doc_id,
                         generation,
-                        transaction_id: v.transaction_id,
+                        transaction_id: e.transaction_id,
                     })
                 })
                 .collect::<Result<_, Error>>()?;
+            // Bodies of only what is sent: not past `upto`, not skipped. A
+            // body deleted meanwhile (the document changed again) is left
+            // out, as `gather` leaves out what it does not find.
+            let wanted: Vec<&Change> = changes
+                .iter()
+                .filter(|c| c.generation <= upto && !skip(c))
+                .collect();
+            let keys: Vec<String> = wanted
+                .iter()
+                .map(|c| body_key(c.generation, &c.transaction_id))
+                .collect();
+            let found = self.k2v.read_items(&pk, &keys).await?;
+            let mut bodies: HashMap<DocId, Bytes> = wanted
+                .iter()
+                .zip(found)
+                .filter_map(|(c, item)| Some((c.doc_id.clone(), item?.live().next()?.clone())))
+                .collect();
             let chunk = ChangesChunk::gather(after, upto, limits, changes, &skip, |id| {
+                let body = bodies.remove(id);
                 Ok::<_, Error>(
-                    payloads
-                        .get(id)
-                        .map(|(rev, payload)| (rev.clone(), payload.to_vec())),
+                    body.zip(revs.remove(id))
+                        .map(|(payload, rev)| (rev, payload.to_vec())),
                 )
             })?;
             Ok(chunk)
@@ -874,45 +1135,39 @@ impl UsageSource for GarageUserDocStores {
 mod tests {
     use super::*;
 
-    fn version(payload: &'static [u8]) -> Version {
-        Version {
+    #[test]
+    fn entries_round_trip_and_old_ones_read_without_prev() {
+        let entry = Entry {
             id: "D-abc".to_owned(),
             rev: "replica:3".to_owned(),
             transaction_id: "T-1f".to_owned(),
-            payload: Bytes::from_static(payload),
-        }
+            charge: 1234,
+            prev: 7,
+        };
+        let bytes = json(&entry).unwrap();
+        let back: Entry = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, entry);
+        let first: Entry =
+            serde_json::from_slice(br#"{"id":"D-x","rev":"r:1","tx":"T-2","charge":9}"#).unwrap();
+        assert_eq!(first.prev, 0, "no superseded version");
     }
 
     #[test]
-    fn versions_round_trip() {
-        for payload in [&b""[..], b"sealed envelope bytes"] {
-            let encoded = version(payload).encode().unwrap();
-            let decoded = Version::decode(&encoded).unwrap();
-            assert_eq!(decoded.id, "D-abc");
-            assert_eq!(decoded.rev, "replica:3");
-            assert_eq!(decoded.transaction_id, "T-1f");
-            assert_eq!(decoded.payload.as_ref(), payload);
-        }
+    fn malformed_entries_are_left_out_not_panics() {
+        let item = Item {
+            token: CausalityToken::for_tests("ct"),
+            values: vec![
+                Some(Bytes::from_static(b"not json")),
+                Some(Bytes::from_static(br#"{"id":"D-x"}"#)),
+                None,
+            ],
+        };
+        assert!(parsed::<Entry>(&item).is_empty());
+        assert_eq!(single_entry(&item), None);
     }
 
     #[test]
-    fn malformed_versions_are_errors_not_panics() {
-        let encoded = version(b"payload").encode().unwrap();
-        // Every truncation inside the header, a wrong magic, and no bytes.
-        for cut in 0..12 {
-            let short = encoded.slice(..cut.min(encoded.len()));
-            assert!(Version::decode(&short).is_err(), "cut at {cut}");
-        }
-        let mut wrong = encoded.to_vec();
-        wrong[0] = b'X';
-        assert!(Version::decode(&Bytes::from(wrong)).is_err());
-        let mut bad_len = encoded.to_vec();
-        bad_len[2] = 0xff;
-        assert!(Version::decode(&Bytes::from(bad_len)).is_err());
-    }
-
-    #[test]
-    fn log_keys_sort_as_generations() {
+    fn log_and_body_keys_sort_as_generations() {
         let keys: Vec<String> = [1u64, 2, 10, 255, 256, u64::MAX]
             .iter()
             .map(|g| log_key(*g))
@@ -922,5 +1177,16 @@ mod tests {
         assert_eq!(keys, sorted);
         assert_eq!(generation_of(&log_key(4096)), Some(4096));
         assert_eq!(generation_of("doc/x"), None);
+        let bodies: Vec<String> = [1u64, 2, 10, 256]
+            .iter()
+            .map(|g| body_key(*g, "T-ff"))
+            .collect();
+        let mut sorted = bodies.clone();
+        sorted.sort();
+        assert_eq!(bodies, sorted);
+        assert_eq!(body_generation(&body_key(4096, "T-1")), Some(4096));
+        assert!(body_key(16, "T-1").starts_with(&body_prefix(16)));
+        assert!(!body_key(160, "T-1").starts_with(&body_prefix(16)));
+        assert_eq!(body_generation("log/0000000000000010"), None);
     }
 }
