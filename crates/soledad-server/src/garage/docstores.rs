@@ -47,7 +47,7 @@ use soledad_store::vectorclock::{ClockOrdering, VectorClock};
 use soledad_store::{Change, DocId, Position, Rev, StoreError};
 
 use super::error::GarageError;
-use super::k2v::{CausalityToken, Item, K2vClient, Range, Write};
+use super::k2v::{CausalityToken, Item, K2vClient, Page, Range, Write};
 use super::lease::Lease;
 use crate::blobs::{DOC_ENTRY_OVERHEAD_BYTES, QuotaLedger, UsageSource, UserId};
 use crate::error::Error;
@@ -251,6 +251,14 @@ struct Snapshot {
     last_body: Option<u64>,
 }
 
+/// A batch to apply, once the lease is taken.
+struct Incoming {
+    pk: String,
+    docs: Vec<SourceDoc>,
+    ledger: Option<Arc<QuotaLedger>>,
+    cut: Option<CutBatch>,
+}
+
 /// A batch's decisions: the versions to write, in generation order.
 struct Decided {
     versions: Vec<(u64, Entry, Bytes)>,
@@ -274,15 +282,9 @@ impl GarageUserDocStores {
         format!("{}docs-{}", self.prefix, user.as_str())
     }
 
-    /// Reads meta, head, `source`'s position, the last entry and (with
-    /// `bodies`) the last body in one request; `None` when the store does not
-    /// exist.
-    async fn snapshot(
-        &self,
-        pk: &str,
-        source: &str,
-        bodies: bool,
-    ) -> Result<Option<Snapshot>, GarageError> {
+    /// The ranges of a [`Snapshot`]: meta, head, `source`'s position, the
+    /// last entry and (with `bodies`) the last body.
+    fn snapshot_ranges(pk: &str, source: &str, bodies: bool) -> Vec<Range> {
         let last = |prefix: &str| Range {
             limit: Some(1),
             reverse: true,
@@ -297,7 +299,12 @@ impl GarageUserDocStores {
         if bodies {
             ranges.push(last(BODY));
         }
-        let pages = self.k2v.read_batch(&ranges).await?;
+        ranges
+    }
+
+    /// The snapshot read by [`snapshot_ranges`](Self::snapshot_ranges);
+    /// `None` when the store does not exist.
+    fn parse_snapshot(pages: Vec<Page>) -> Option<Snapshot> {
         let mut items = pages.into_iter().map(|p| p.items.into_iter().next());
         let meta = items.next().flatten().map(|(_, item)| item);
         let head = items.next().flatten().map(|(_, item)| item);
@@ -310,36 +317,58 @@ impl GarageUserDocStores {
             .next()
             .flatten()
             .and_then(|(sk, _)| body_generation(&sk));
-        let Some(replica_uid) = replica_uid(meta.as_ref()) else {
-            return Ok(None);
-        };
-        Ok(Some(Snapshot {
-            replica_uid,
+        Some(Snapshot {
+            replica_uid: replica_uid(meta.as_ref())?,
             head: latest_mark(head.as_ref()),
             head_token: head.map(|item| item.token),
             source,
             last_log,
             last_body,
-        }))
+        })
     }
 
-    /// Like [`snapshot`](Self::snapshot) under the lease, after rolling
-    /// forward what a writer that died half-way left past `head` and deleting
-    /// again what the last batch superseded.
-    async fn locked_snapshot(
-        &self,
-        pk: &str,
-        source: &str,
-        lease: &Lease,
-    ) -> Result<Option<Snapshot>, GarageError> {
-        let Some(mut snapshot) = self.snapshot(pk, source, true).await? else {
+    /// Reads a [`Snapshot`] without the last body in one request; `None`
+    /// when the store does not exist.
+    async fn snapshot(&self, pk: &str, source: &str) -> Result<Option<Snapshot>, GarageError> {
+        let pages = self
+            .k2v
+            .read_batch(&Self::snapshot_ranges(pk, source, false))
+            .await?;
+        Ok(Self::parse_snapshot(pages))
+    }
+
+    /// Takes the lease of `pk` and reads the [`Snapshot`] with it, then
+    /// rolls forward what a writer that died half-way left past `head` and
+    /// deletes again what the last batch superseded. `None` (the lease
+    /// released) when the store does not exist.
+    async fn lock(&self, pk: &str, source: &str) -> Result<Option<(Lease, Snapshot)>, GarageError> {
+        let ranges = Self::snapshot_ranges(pk, source, true);
+        let (lease, pages) = Lease::acquire_reading(&self.k2v, pk, &ranges).await?;
+        let Some(mut snapshot) = Self::parse_snapshot(pages) else {
+            lease.release(&self.k2v).await;
             return Ok(None);
         };
+        match self.recover(pk, &mut snapshot, &lease).await {
+            Ok(()) => Ok(Some((lease, snapshot))),
+            Err(error) => {
+                lease.release(&self.k2v).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// What a writer does first under the lease: roll forward, delete again.
+    async fn recover(
+        &self,
+        pk: &str,
+        snapshot: &mut Snapshot,
+        lease: &Lease,
+    ) -> Result<(), GarageError> {
         let head = snapshot.head.generation;
         if snapshot.last_log.is_some_and(|g| g > head)
             || snapshot.last_body.is_some_and(|g| g > head)
         {
-            self.roll_forward(pk, &mut snapshot, lease).await?;
+            self.roll_forward(pk, snapshot, lease).await?;
         }
         if !snapshot.head.superseded.is_empty() {
             let again = version_ranges(pk, &snapshot.head.superseded);
@@ -347,7 +376,7 @@ impl GarageUserDocStores {
                 tracing::warn!(%error, "deleting superseded document versions failed");
             }
         }
-        Ok(Some(snapshot))
+        Ok(())
     }
 
     /// Adopts the versions written past `head` by a writer that died: the
@@ -705,135 +734,157 @@ impl GarageUserDocStores {
         cut: Option<CutBatch>,
     ) -> Result<AppliedBatch, Error> {
         let pk = self.partition(user);
-        if self.head(&pk).await?.is_none() {
-            return Err(Error::DatabaseDoesNotExist);
+        let (lease, snapshot) = self
+            .lock(&pk, source)
+            .await?
+            .ok_or(Error::DatabaseDoesNotExist)?;
+        let batch = Incoming {
+            pk,
+            docs,
+            ledger,
+            cut,
+        };
+        let result = self
+            .apply_locked(user, source, &lease, snapshot, batch)
+            .await;
+        lease.release(&self.k2v).await;
+        result
+    }
+
+    /// The body of [`apply`](Self::apply), under the lease.
+    async fn apply_locked(
+        &self,
+        user: &UserId,
+        source: &str,
+        lease: &Lease,
+        snapshot: Snapshot,
+        batch: Incoming,
+    ) -> Result<AppliedBatch, Error> {
+        let Incoming {
+            pk,
+            docs,
+            ledger,
+            cut,
+        } = batch;
+        if source == snapshot.replica_uid {
+            return Err(StoreError::InvalidReplicaUid.into());
         }
-        self.with_lease(&pk, async |lease| {
-            let snapshot = self
-                .locked_snapshot(&pk, source, lease)
-                .await?
-                .ok_or(Error::DatabaseDoesNotExist)?;
-            if source == snapshot.replica_uid {
-                return Err(StoreError::InvalidReplicaUid.into());
+        let before = snapshot.head.generation;
+        let mut ids: Vec<String> = docs.iter().map(|d| doc_key(&d.doc_id)).collect();
+        ids.sort();
+        ids.dedup();
+        let items = self.read_pointers(&pk, &ids, before).await?;
+        let current = ids
+            .into_iter()
+            .zip(items)
+            .map(|(key, item)| (key, (latest_pointer(item.as_ref()), item.map(|i| i.token))))
+            .collect();
+        let decided = Self::decide(&docs, before, current)?;
+        let generation = decided.versions.last().map_or(before, |(g, _, _)| *g);
+        let reservation = match &ledger {
+            Some(ledger) if decided.grow > decided.credit => {
+                Some(ledger.reserve(user, decided.grow - decided.credit).await?)
             }
-            let before = snapshot.head.generation;
-            let mut ids: Vec<String> = docs.iter().map(|d| doc_key(&d.doc_id)).collect();
-            ids.sort();
-            ids.dedup();
-            let items = self.read_pointers(&pk, &ids, before).await?;
-            let current = ids
-                .into_iter()
-                .zip(items)
-                .map(|(key, item)| (key, (latest_pointer(item.as_ref()), item.map(|i| i.token))))
-                .collect();
-            let decided = Self::decide(&docs, before, current)?;
-            let generation = decided.versions.last().map_or(before, |(g, _, _)| *g);
-            let reservation = match &ledger {
-                Some(ledger) if decided.grow > decided.credit => {
-                    Some(ledger.reserve(user, decided.grow - decided.credit).await?)
-                }
-                _ => None,
+            _ => None,
+        };
+        // Entries and bodies first (one round: a roll-forward adopts an
+        // entry only with its body), then pointers and the source's
+        // position, then `head`.
+        let mut versions = Vec::with_capacity(decided.versions.len() * 2);
+        for (g, entry, payload) in &decided.versions {
+            versions.push(Write::put(&pk, log_key(*g), None, json(entry)?));
+            versions.push(Write::put(
+                &pk,
+                body_key(*g, &entry.transaction_id),
+                None,
+                payload.clone(),
+            ));
+        }
+        // Only the pointers this batch moved.
+        let moved: HashSet<String> = decided
+            .versions
+            .iter()
+            .map(|(_, e, _)| doc_key(&e.id))
+            .collect();
+        let mut writes = pointer_writes(&pk, decided.pointers, |key| moved.contains(key))?;
+        if let Some(last) = docs.last() {
+            let mark = Mark {
+                generation: last.position.generation(),
+                transaction_id: last.position.transaction_id().as_str().to_owned(),
+                superseded: Vec::new(),
             };
-            // Entries and bodies first (one round: a roll-forward adopts an
-            // entry only with its body), then pointers and the source's
-            // position, then `head`.
-            let mut versions = Vec::with_capacity(decided.versions.len() * 2);
-            for (g, entry, payload) in &decided.versions {
-                versions.push(Write::put(&pk, log_key(*g), None, json(entry)?));
-                versions.push(Write::put(
-                    &pk,
-                    body_key(*g, &entry.transaction_id),
-                    None,
-                    payload.clone(),
-                ));
-            }
-            // Only the pointers this batch moved.
-            let moved: HashSet<String> = decided
-                .versions
-                .iter()
-                .map(|(_, e, _)| doc_key(&e.id))
-                .collect();
-            let mut writes = pointer_writes(&pk, decided.pointers, |key| moved.contains(key))?;
-            if let Some(last) = docs.last() {
-                let mark = Mark {
-                    generation: last.position.generation(),
-                    transaction_id: last.position.transaction_id().as_str().to_owned(),
-                    superseded: Vec::new(),
+            writes.push(Write::put(
+                &pk,
+                src_key(source),
+                snapshot.source.as_ref().map(|item| item.token.clone()),
+                json(&mark)?,
+            ));
+        }
+        if let Some(CutBatch::InVersions { entries, bodies }) = cut {
+            // Some of the first round only, as a server killed in it.
+            let mut stored = Vec::new();
+            let (mut e, mut b) = (0, 0);
+            for write in versions {
+                let count = if write.sort_key.starts_with(LOG) {
+                    &mut e
+                } else {
+                    &mut b
                 };
-                writes.push(Write::put(
-                    &pk,
-                    src_key(source),
-                    snapshot.source.as_ref().map(|item| item.token.clone()),
-                    json(&mark)?,
-                ));
-            }
-            if let Some(CutBatch::InVersions { entries, bodies }) = cut {
-                // Some of the first round only, as a server killed in it.
-                let mut stored = Vec::new();
-                let (mut e, mut b) = (0, 0);
-                for write in versions {
-                    let count = if write.sort_key.starts_with(LOG) {
-                        &mut e
-                    } else {
-                        &mut b
-                    };
-                    let limit = if write.sort_key.starts_with(LOG) {
-                        entries
-                    } else {
-                        bodies
-                    };
-                    if *count < limit {
-                        stored.push(write);
-                    }
-                    *count += 1;
+                let limit = if write.sort_key.starts_with(LOG) {
+                    entries
+                } else {
+                    bodies
+                };
+                if *count < limit {
+                    stored.push(write);
                 }
-                self.k2v.insert_batch(&stored).await?;
-                return Err(Error::StorageUnavailable);
+                *count += 1;
             }
-            if generation > before {
-                lease.check()?;
-                self.k2v.insert_batch(&versions).await?;
-            }
+            self.k2v.insert_batch(&stored).await?;
+            return Err(Error::StorageUnavailable);
+        }
+        if generation > before {
             lease.check()?;
-            self.k2v.insert_batch(&writes).await?;
-            if cut == Some(CutBatch::BeforeHead) {
-                return Err(Error::StorageUnavailable);
-            }
-            if let Some((_, last, _)) = decided.versions.last() {
-                let head = Mark {
-                    generation,
-                    transaction_id: last.transaction_id.clone(),
-                    superseded: decided.superseded.clone(),
-                };
-                lease.check()?;
-                self.k2v
-                    .insert_item(&pk, HEAD, snapshot.head_token.as_ref(), json(&head)?)
-                    .await?;
-            }
-            if let Some(reservation) = reservation {
-                reservation.commit();
-            }
-            if let Some(ledger) = &ledger
-                && decided.credit > decided.grow
-            {
-                ledger.release(user, decided.credit - decided.grow);
-            }
-            if cut == Some(CutBatch::BeforeDeletes) {
-                return Err(Error::StorageUnavailable);
-            }
-            // The superseded versions are garbage now; `head` names them, so
-            // the next writer deletes them again should this fail.
-            if !decided.superseded.is_empty()
-                && let Err(error) = self
-                    .k2v
-                    .delete_batch(&version_ranges(&pk, &decided.superseded))
-                    .await
-            {
-                tracing::warn!(%error, "deleting superseded document versions failed");
-            }
-            Ok(AppliedBatch::new((before, generation), decided.converged))
-        })
-        .await
+            self.k2v.insert_batch(&versions).await?;
+        }
+        lease.check()?;
+        self.k2v.insert_batch(&writes).await?;
+        if cut == Some(CutBatch::BeforeHead) {
+            return Err(Error::StorageUnavailable);
+        }
+        if let Some((_, last, _)) = decided.versions.last() {
+            let head = Mark {
+                generation,
+                transaction_id: last.transaction_id.clone(),
+                superseded: decided.superseded.clone(),
+            };
+            lease.check()?;
+            self.k2v
+                .insert_item(&pk, HEAD, snapshot.head_token.as_ref(), json(&head)?)
+                .await?;
+        }
+        if let Some(reservation) = reservation {
+            reservation.commit();
+        }
+        if let Some(ledger) = &ledger
+            && decided.credit > decided.grow
+        {
+            ledger.release(user, decided.credit - decided.grow);
+        }
+        if cut == Some(CutBatch::BeforeDeletes) {
+            return Err(Error::StorageUnavailable);
+        }
+        // The superseded versions are garbage now; `head` names them, so
+        // the next writer deletes them again should this fail.
+        if !decided.superseded.is_empty()
+            && let Err(error) = self
+                .k2v
+                .delete_batch(&version_ranges(&pk, &decided.superseded))
+                .await
+        {
+            tracing::warn!(%error, "deleting superseded document versions failed");
+        }
+        Ok(AppliedBatch::new((before, generation), decided.converged))
     }
 
     async fn record_source(
@@ -916,7 +967,7 @@ impl UserDocStores for GarageUserDocStores {
         Box::pin(async move {
             let pk = self.partition(user);
             let snapshot = self
-                .snapshot(&pk, source, false)
+                .snapshot(&pk, source)
                 .await?
                 .ok_or(Error::DatabaseDoesNotExist)?;
             let source_mark = latest_mark(snapshot.source.as_ref());
