@@ -10,7 +10,6 @@
 //! | `log/<gen:016x>`       | one document version's entry: id, rev, transaction |
 //! |                        | id, quota charge, superseded generation (JSON)     |
 //! | `body/<gen:016x>/<tx>` | that version's payload, as it came (raw bytes)     |
-//! | `doc/<hidden id>`      | the document's current rev, generation, charge     |
 //! | `src/<replica>`        | the position recorded for a source replica (JSON)  |
 //! | `lease`                | the write lease ([`super::lease`])                 |
 //!
@@ -19,25 +18,31 @@
 //! it supersedes is deleted (entry and body), so the range holds each document
 //! once, at its latest change, exactly like u1db's "changes since". Entries
 //! are small: listing changes never reads a payload, and a response reads the
-//! bodies of only the documents it sends. Generations are dense and positions
-//! are (generation, transaction id) as for the embedded store, because every
-//! write of a user's store happens under that user's lease: the writer reads
-//! `head`, decides with u1db's rules against the current `doc/` items, writes
-//! the new entries and bodies, then (once all are stored) the `doc/` items
-//! and the source position (with the causality tokens of its reads), then
-//! `head`, naming the versions the batch superseded, then deletes those.
-//! A writer that dies half-way leaves entries or bodies past `head`; the next
-//! holder rolls forward the contiguous entries whose bodies are stored (they
-//! were decided under the lease) and deletes everything after them, and it
-//! deletes again what `head` names as superseded (a writer may die before its
-//! deletes). Readers never read past `head`. Should the lease ever be violated
-//! (a stalled holder), concurrent values of an item are resolved
-//! deterministically (highest generation; an entry with several values is
-//! kept only as the one its `doc/` item points at), so a client never
-//! receives an older revision after a newer one.
+//! bodies of only the documents it sends. The entries are also the index of
+//! the current documents: a writer keeps it in memory ([`Indexes`]) and
+//! brings it up to date from the entries written since it last saw the store
+//! (by other servers), or from all of them the first time.
+//!
+//! Generations are dense and positions are (generation, transaction id) as
+//! for the embedded store, because every write of a user's store happens
+//! under that user's lease: the writer reads `head` (with the lease), decides
+//! with u1db's rules against the current documents, writes the new entries
+//! and bodies, then (once all are stored) `head`, naming the versions the
+//! batch superseded, with the source's position, then deletes those
+//! versions. A writer that dies half-way leaves entries or bodies past
+//! `head`; the next holder rolls forward the contiguous entries whose bodies
+//! are stored (they were decided under the lease) and deletes everything
+//! after them, and it deletes again what `head` names as superseded (a writer
+//! may die before its deletes). Readers never read past `head`, and leave
+//! out a version whose document comes again later in what they read (its
+//! deletion pending). Should the lease ever be violated (a stalled holder),
+//! concurrent values of an item are resolved deterministically (highest
+//! generation; of an entry's values, per document the newest revision by
+//! u1db's clocks), so a client never receives an older revision after a
+//! newer one.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -57,16 +62,10 @@ const META: &str = "meta";
 const HEAD: &str = "head";
 const LOG: &str = "log/";
 const BODY: &str = "body/";
-const DOC: &str = "doc/";
 const SRC: &str = "src/";
 
 /// Entries read per K2V request when following the log.
 const LOG_PAGE: u64 = 1000;
-
-/// A batch's `doc/` items are read with one range read of the whole `doc/`
-/// prefix, instead of one by one, when the store holds at most this many
-/// times as many documents as the batch (it holds at most `head.generation`).
-const RANGE_READ_FACTOR: u64 = 4;
 
 fn log_key(generation: u64) -> String {
     format!("{LOG}{generation:016x}")
@@ -79,10 +78,6 @@ fn body_prefix(generation: u64) -> String {
 
 fn body_key(generation: u64, transaction_id: &str) -> String {
     format!("{}{transaction_id}", body_prefix(generation))
-}
-
-fn doc_key(id: &str) -> String {
-    format!("{DOC}{id}")
 }
 
 fn src_key(source: &str) -> String {
@@ -157,14 +152,6 @@ fn latest_mark(item: Option<&Item>) -> Mark {
         .unwrap_or_default()
 }
 
-/// The pointer of highest generation among concurrent values.
-fn latest_pointer(item: Option<&Item>) -> Option<Pointer> {
-    item.map(parsed::<Pointer>)
-        .unwrap_or_default()
-        .into_iter()
-        .max_by_key(|p| p.generation)
-}
-
 /// The replica uid (the smallest, should `create` ever have raced).
 fn replica_uid(item: Option<&Item>) -> Option<String> {
     item.map(parsed::<Meta>)
@@ -217,6 +204,7 @@ fn version_ranges(pk: &str, generations: &[u64]) -> Vec<Range> {
 pub struct GarageUserDocStores {
     k2v: K2vClient,
     prefix: String,
+    indexes: Arc<Indexes>,
 }
 
 /// Where [`GarageUserDocStores::apply_cut`] stops a batch, as a server
@@ -251,6 +239,78 @@ struct Snapshot {
     last_body: Option<u64>,
 }
 
+/// The current documents of a store (id → rev, generation, charge) at a
+/// position (`mark`: generation, transaction id).
+struct Index {
+    mark: (u64, String),
+    docs: HashMap<String, Pointer>,
+}
+
+/// Documents indexed by one process, in all stores: beyond, the least
+/// recently used stores' indexes are dropped (~200 bytes a document).
+const MAX_INDEXED_DOCS: usize = 200_000;
+
+/// This process's [`Index`] of each store it wrote, kept between batches so
+/// a writer reads only the log written since (by other servers) instead of
+/// the batch's documents one by one. Only a lease holder takes and puts a
+/// store's index, so one task at a time uses it; it is only a cache: a writer
+/// checks it against `head` and brings it up to date from the log.
+#[derive(Default)]
+struct Indexes {
+    inner: Mutex<IndexesInner>,
+}
+
+#[derive(Default)]
+struct IndexesInner {
+    stores: HashMap<String, (Index, u64)>,
+    docs: usize,
+    tick: u64,
+}
+
+impl Indexes {
+    /// Takes `pk`'s index out (a lease holder's, until it puts it back).
+    fn take(&self, pk: &str) -> Option<Index> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let (index, _) = inner.stores.remove(pk)?;
+        inner.docs = inner.docs.saturating_sub(index.docs.len());
+        Some(index)
+    }
+
+    /// Keeps `pk`'s index, dropping the least recently used ones beyond
+    /// [`MAX_INDEXED_DOCS`].
+    fn put(&self, pk: String, index: Index) {
+        if index.docs.len() > MAX_INDEXED_DOCS {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.tick = inner.tick.wrapping_add(1);
+        inner.docs = inner.docs.saturating_add(index.docs.len());
+        let tick = inner.tick;
+        if let Some((old, _)) = inner.stores.insert(pk, (index, tick)) {
+            inner.docs = inner.docs.saturating_sub(old.docs.len());
+        }
+        while inner.docs > MAX_INDEXED_DOCS {
+            let oldest = inner
+                .stores
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(pk, _)| pk.clone());
+            let Some(oldest) = oldest else {
+                break;
+            };
+            if let Some((dropped, _)) = inner.stores.remove(&oldest) {
+                inner.docs = inner.docs.saturating_sub(dropped.docs.len());
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Indexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexes").finish_non_exhaustive()
+    }
+}
+
 /// A batch to apply, once the lease is taken.
 struct Incoming {
     pk: String,
@@ -264,8 +324,8 @@ struct Decided {
     versions: Vec<(u64, Entry, Bytes)>,
     converged: Vec<DocId>,
     superseded: Vec<u64>,
-    /// The batch's final pointers, by `doc/` key, with the tokens read.
-    pointers: HashMap<String, (Option<Pointer>, Option<CausalityToken>)>,
+    /// The batch's documents as they are after it, by id.
+    pointers: HashMap<String, Option<Pointer>>,
     grow: u64,
     credit: u64,
 }
@@ -275,6 +335,7 @@ impl GarageUserDocStores {
         GarageUserDocStores {
             k2v,
             prefix: prefix.to_owned(),
+            indexes: Arc::new(Indexes::default()),
         }
     }
 
@@ -380,9 +441,9 @@ impl GarageUserDocStores {
     }
 
     /// Adopts the versions written past `head` by a writer that died: the
-    /// contiguous entries whose bodies are stored become current (their
-    /// `doc/` items are brought up to them), anything after them is deleted
-    /// (never acknowledged).
+    /// contiguous entries whose bodies are stored become current (`head` is
+    /// moved past them), anything after them is deleted (never
+    /// acknowledged).
     async fn roll_forward(
         &self,
         pk: &str,
@@ -426,44 +487,16 @@ impl GarageUserDocStores {
             dropped = found.len().saturating_sub(adopted.len()),
             "rolling forward a document batch left half-written"
         );
-        let mut ids: Vec<String> = adopted.iter().map(|(_, e)| doc_key(&e.id)).collect();
-        ids.sort();
-        ids.dedup();
-        let items = self.k2v.read_items(pk, &ids).await?;
-        let mut pointers: HashMap<String, (Option<Pointer>, Option<CausalityToken>)> = ids
-            .into_iter()
-            .zip(items)
-            .map(|(key, item)| (key, (latest_pointer(item.as_ref()), item.map(|i| i.token))))
-            .collect();
-        let mut changed: HashSet<String> = HashSet::new();
         // What the last complete batch superseded is deleted again with the
         // adopted batch's own.
         let mut superseded = snapshot.head.superseded.clone();
-        for (generation, entry) in &adopted {
-            if entry.prev != 0 {
-                superseded.push(entry.prev);
-            }
-            let key = doc_key(&entry.id);
-            let slot = pointers.entry(key.clone()).or_insert((None, None));
-            if slot.0.as_ref().is_some_and(|p| p.generation >= *generation) {
-                continue;
-            }
-            slot.0 = Some(Pointer {
-                rev: entry.rev.clone(),
-                generation: *generation,
-                charge: entry.charge,
-            });
-            changed.insert(key);
-        }
+        superseded.extend(adopted.iter().map(|(_, e)| e.prev).filter(|g| *g != 0));
         if let Some((_, last)) = adopted.last() {
-            let writes = pointer_writes(pk, pointers, |key| changed.contains(key))?;
             let head = Mark {
                 generation: end,
                 transaction_id: last.transaction_id.clone(),
                 superseded: superseded.clone(),
             };
-            lease.check()?;
-            self.k2v.insert_batch(&writes).await?;
             lease.check()?;
             self.k2v
                 .insert_item(pk, HEAD, snapshot.head_token.as_ref(), json(&head)?)
@@ -527,22 +560,13 @@ impl GarageUserDocStores {
                 .pop()
                 .unwrap_or_default();
             let more = page.next_start.is_some();
-            let mut ambiguous: Vec<(u64, Vec<Entry>)> = Vec::new();
             for (sk, item) in page.items {
                 let Some(generation) = generation_of(&sk) else {
                     continue;
                 };
                 cursor = cursor.max(generation);
-                let mut entries = parsed::<Entry>(&item);
-                match entries.len() {
-                    0 => {}
-                    1 => out.extend(entries.pop().map(|e| (generation, e))),
-                    _ => ambiguous.push((generation, entries)),
-                }
-            }
-            if !ambiguous.is_empty() {
-                out.extend(self.resolve(pk, ambiguous).await?);
-                out.sort_by_key(|(g, _)| *g);
+                let entries = Self::resolve(parsed::<Entry>(&item));
+                out.extend(entries.into_iter().map(|e| (generation, e)));
             }
             // A version superseded while its deletion is still pending (a
             // writer died before it) is left out for the later one.
@@ -560,36 +584,33 @@ impl GarageUserDocStores {
         Ok(out)
     }
 
-    /// Of entries with several concurrent values (only a violated lease
-    /// writes them), the one each document's `doc/` item points at.
-    async fn resolve(
-        &self,
-        pk: &str,
-        ambiguous: Vec<(u64, Vec<Entry>)>,
-    ) -> Result<Vec<(u64, Entry)>, GarageError> {
-        let mut ids: Vec<String> = ambiguous
-            .iter()
-            .flat_map(|(_, entries)| entries.iter().map(|e| doc_key(&e.id)))
-            .collect();
-        ids.sort();
-        ids.dedup();
-        let items = self.k2v.read_items(pk, &ids).await?;
-        let pointers: HashMap<String, Pointer> = ids
-            .into_iter()
-            .zip(items)
-            .filter_map(|(key, item)| Some((key, latest_pointer(item.as_ref())?)))
-            .collect();
-        Ok(ambiguous
-            .into_iter()
-            .filter_map(|(generation, entries)| {
-                let entry = entries.into_iter().find(|e| {
-                    pointers
-                        .get(&doc_key(&e.id))
-                        .is_some_and(|p| p.generation == generation && p.rev == e.rev)
-                })?;
-                Some((generation, entry))
-            })
-            .collect())
+    /// Of an entry with several concurrent values (only a violated lease
+    /// writes them): per document, the newest revision (by u1db's clocks;
+    /// of concurrent ones, the highest transaction id), deterministically.
+    fn resolve(entries: Vec<Entry>) -> Vec<Entry> {
+        let mut best: HashMap<String, Entry> = HashMap::new();
+        for entry in entries {
+            let keep = match best.get(&entry.id) {
+                None => true,
+                Some(known) => {
+                    let ordering = VectorClock::parse(&entry.rev)
+                        .ok()
+                        .zip(VectorClock::parse(&known.rev).ok())
+                        .map(|(new, old)| new.compare(&old));
+                    match ordering {
+                        Some(ClockOrdering::Newer) => true,
+                        Some(ClockOrdering::Older) => false,
+                        _ => entry.transaction_id > known.transaction_id,
+                    }
+                }
+            };
+            if keep {
+                best.insert(entry.id.clone(), entry);
+            }
+        }
+        let mut out: Vec<Entry> = best.into_values().collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
     }
 
     async fn head(&self, pk: &str) -> Result<Option<(String, Mark)>, GarageError> {
@@ -626,61 +647,96 @@ impl GarageUserDocStores {
         .await
     }
 
-    /// Bytes `user`'s documents are charged (the sum kept in their `doc/`
-    /// items).
+    /// Bytes `user`'s documents are charged (the sum kept in their current
+    /// entries).
     async fn stored_charge(&self, user: &UserId) -> Result<u64, GarageError> {
         let pk = self.partition(user);
-        let items = self.k2v.read_all(Range::prefix(&pk, DOC)).await?;
-        Ok(items
-            .iter()
-            .filter_map(|(_, item)| latest_pointer(Some(item)))
+        let Some((_, head)) = self.head(&pk).await? else {
+            return Ok(0);
+        };
+        let index = self
+            .read_index(&pk, 0, head.generation, HashMap::new())
+            .await?;
+        Ok(index
+            .values()
             .fold(0u64, |sum, p| sum.saturating_add(p.charge)))
     }
 
-    /// The current `doc/` items of `keys` (sorted, distinct), with their
-    /// tokens: none when the store has no version yet, one range read of
-    /// `doc/` when the store is small next to the batch, else one by one.
-    async fn read_pointers(
+    /// `docs` brought from generation `after` up to `upto` by the entries in
+    /// between (each document at its latest entry): the current documents
+    /// at `upto` when `docs` were those at `after` (or `after` is 0). Exact
+    /// under the lease; without it, exact for every document not changed
+    /// after `upto`.
+    async fn read_index(
         &self,
         pk: &str,
-        keys: &[String],
-        head_generation: u64,
-    ) -> Result<Vec<Option<Item>>, GarageError> {
-        if head_generation == 0 {
-            // Pointers are written only once a batch is complete, and a
-            // complete batch past `head` was rolled forward: none exists.
-            return Ok(vec![None; keys.len()]);
+        after: u64,
+        upto: u64,
+        mut docs: HashMap<String, Pointer>,
+    ) -> Result<HashMap<String, Pointer>, GarageError> {
+        if upto <= after {
+            return Ok(docs);
         }
-        let batch = u64::try_from(keys.len()).unwrap_or(u64::MAX);
-        if head_generation <= batch.saturating_mul(RANGE_READ_FACTOR) {
-            let mut all: HashMap<String, Item> = self
-                .k2v
-                .read_all(Range::prefix(pk, DOC))
-                .await?
-                .into_iter()
-                .collect();
-            return Ok(keys.iter().map(|key| all.remove(key)).collect());
+        let found = self
+            .k2v
+            .read_all(Range {
+                start: Some(log_key(after.saturating_add(1))),
+                end: Some(log_key(upto.saturating_add(1))),
+                ..Range::prefix(pk, LOG)
+            })
+            .await?;
+        for (sk, item) in found {
+            let Some(generation) = generation_of(&sk) else {
+                continue;
+            };
+            for entry in Self::resolve(parsed::<Entry>(&item)) {
+                docs.insert(
+                    entry.id,
+                    Pointer {
+                        rev: entry.rev,
+                        generation,
+                        charge: entry.charge,
+                    },
+                );
+            }
         }
-        self.k2v.read_items(pk, keys).await
+        Ok(docs)
     }
 
-    /// u1db's target rules for `docs` against the current `pointers`, new
-    /// versions numbered from `before + 1`.
-    fn decide(
-        docs: &[SourceDoc],
-        before: u64,
-        mut pointers: HashMap<String, (Option<Pointer>, Option<CausalityToken>)>,
-    ) -> Result<Decided, Error> {
+    /// The current documents of `pk` at `head` (under the lease): this
+    /// process's index when it is at `head`, else brought up to it from the
+    /// log (from where it was, or from the start).
+    async fn index(&self, pk: &str, head: &Mark) -> Result<Index, GarageError> {
+        let cached = self.indexes.take(pk);
+        let (from, docs) = match cached {
+            Some(index) if index.mark == (head.generation, head.transaction_id.clone()) => {
+                return Ok(index);
+            }
+            Some(index) if index.mark.0 < head.generation => (index.mark.0, index.docs),
+            _ => (0, HashMap::new()),
+        };
+        let docs = self.read_index(pk, from, head.generation, docs).await?;
+        Ok(Index {
+            mark: (head.generation, head.transaction_id.clone()),
+            docs,
+        })
+    }
+
+    /// u1db's target rules for `docs` against the current documents
+    /// (`index`), new versions numbered from `before + 1`.
+    fn decide(docs: &[SourceDoc], before: u64, index: &Index) -> Result<Decided, Error> {
+        let mut pointers: HashMap<String, Option<Pointer>> = HashMap::new();
         let mut generation = before;
         let mut versions = Vec::new();
         let mut superseded = Vec::new();
         let mut converged = Vec::new();
         let (mut grow, mut credit) = (0u64, 0u64);
         for frame in docs {
-            let key = doc_key(&frame.doc_id);
             let incoming = VectorClock::parse(&frame.rev)?;
-            let slot = pointers.entry(key).or_insert((None, None));
-            let ordering = match &slot.0 {
+            let slot = pointers
+                .entry(frame.doc_id.to_string())
+                .or_insert_with(|| index.docs.get(frame.doc_id.as_str()).cloned());
+            let ordering = match &slot {
                 None => ClockOrdering::Newer,
                 Some(pointer) => incoming.compare(&VectorClock::parse(&pointer.rev)?),
             };
@@ -690,7 +746,7 @@ impl GarageUserDocStores {
                     let cost = charge(&frame.doc_id, &frame.rev, &frame.payload);
                     grow = grow.saturating_add(cost);
                     let mut prev = 0;
-                    if let Some(old) = &slot.0 {
+                    if let Some(old) = &slot {
                         credit = credit.saturating_add(old.charge);
                         superseded.push(old.generation);
                         prev = old.generation;
@@ -703,7 +759,7 @@ impl GarageUserDocStores {
                         prev,
                     };
                     versions.push((generation, entry, frame.payload.clone()));
-                    slot.0 = Some(Pointer {
+                    *slot = Some(Pointer {
                         rev: frame.rev.to_string(),
                         generation,
                         charge: cost,
@@ -738,15 +794,23 @@ impl GarageUserDocStores {
             .lock(&pk, source)
             .await?
             .ok_or(Error::DatabaseDoesNotExist)?;
+        let index_key = pk.clone();
         let batch = Incoming {
             pk,
             docs,
             ledger,
             cut,
         };
-        let result = self
-            .apply_locked(user, source, &lease, snapshot, batch)
-            .await;
+        let result = match self.index(&batch.pk, &snapshot.head).await {
+            Ok(mut index) => {
+                let result = self
+                    .apply_locked(user, source, &lease, snapshot, batch, &mut index)
+                    .await;
+                self.indexes.put(index_key, index);
+                result
+            }
+            Err(error) => Err(error.into()),
+        };
         lease.release(&self.k2v).await;
         result
     }
@@ -759,6 +823,7 @@ impl GarageUserDocStores {
         lease: &Lease,
         snapshot: Snapshot,
         batch: Incoming,
+        index: &mut Index,
     ) -> Result<AppliedBatch, Error> {
         let Incoming {
             pk,
@@ -770,16 +835,7 @@ impl GarageUserDocStores {
             return Err(StoreError::InvalidReplicaUid.into());
         }
         let before = snapshot.head.generation;
-        let mut ids: Vec<String> = docs.iter().map(|d| doc_key(&d.doc_id)).collect();
-        ids.sort();
-        ids.dedup();
-        let items = self.read_pointers(&pk, &ids, before).await?;
-        let current = ids
-            .into_iter()
-            .zip(items)
-            .map(|(key, item)| (key, (latest_pointer(item.as_ref()), item.map(|i| i.token))))
-            .collect();
-        let decided = Self::decide(&docs, before, current)?;
+        let decided = Self::decide(&docs, before, index)?;
         let generation = decided.versions.last().map_or(before, |(g, _, _)| *g);
         let reservation = match &ledger {
             Some(ledger) if decided.grow > decided.credit => {
@@ -788,8 +844,9 @@ impl GarageUserDocStores {
             _ => None,
         };
         // Entries and bodies first (one round: a roll-forward adopts an
-        // entry only with its body), then pointers and the source's
-        // position, then `head`.
+        // entry only with its body), then `head` and the source's position
+        // (one request: either alone is consistent too, as the batch is
+        // complete by then).
         let mut versions = Vec::with_capacity(decided.versions.len() * 2);
         for (g, entry, payload) in &decided.versions {
             versions.push(Write::put(&pk, log_key(*g), None, json(entry)?));
@@ -800,20 +857,27 @@ impl GarageUserDocStores {
                 payload.clone(),
             ));
         }
-        // Only the pointers this batch moved.
-        let moved: HashSet<String> = decided
-            .versions
-            .iter()
-            .map(|(_, e, _)| doc_key(&e.id))
-            .collect();
-        let mut writes = pointer_writes(&pk, decided.pointers, |key| moved.contains(key))?;
+        let head = decided.versions.last().map(|(_, last, _)| Mark {
+            generation,
+            transaction_id: last.transaction_id.clone(),
+            superseded: decided.superseded.clone(),
+        });
+        let mut last_round = Vec::new();
+        if let Some(head) = &head {
+            last_round.push(Write::put(
+                &pk,
+                HEAD,
+                snapshot.head_token.clone(),
+                json(head)?,
+            ));
+        }
         if let Some(last) = docs.last() {
             let mark = Mark {
                 generation: last.position.generation(),
                 transaction_id: last.position.transaction_id().as_str().to_owned(),
                 superseded: Vec::new(),
             };
-            writes.push(Write::put(
+            last_round.push(Write::put(
                 &pk,
                 src_key(source),
                 snapshot.source.as_ref().map(|item| item.token.clone()),
@@ -847,21 +911,20 @@ impl GarageUserDocStores {
             lease.check()?;
             self.k2v.insert_batch(&versions).await?;
         }
-        lease.check()?;
-        self.k2v.insert_batch(&writes).await?;
         if cut == Some(CutBatch::BeforeHead) {
             return Err(Error::StorageUnavailable);
         }
-        if let Some((_, last, _)) = decided.versions.last() {
-            let head = Mark {
-                generation,
-                transaction_id: last.transaction_id.clone(),
-                superseded: decided.superseded.clone(),
-            };
-            lease.check()?;
-            self.k2v
-                .insert_item(&pk, HEAD, snapshot.head_token.as_ref(), json(&head)?)
-                .await?;
+        lease.check()?;
+        self.k2v.insert_batch(&last_round).await?;
+        if let Some(head) = head {
+            // The index follows the store only once `head` is written.
+            for (id, pointer) in decided.pointers {
+                match pointer {
+                    Some(pointer) => index.docs.insert(id, pointer),
+                    None => index.docs.remove(&id),
+                };
+            }
+            index.mark = (head.generation, head.transaction_id);
         }
         if let Some(reservation) = reservation {
             reservation.commit();
@@ -910,21 +973,6 @@ impl GarageUserDocStores {
             .await?;
         Ok(())
     }
-}
-
-/// The writes of the `pointers` whose key `keep` accepts, each with the
-/// token of its read.
-fn pointer_writes(
-    pk: &str,
-    pointers: HashMap<String, (Option<Pointer>, Option<CausalityToken>)>,
-    keep: impl Fn(&str) -> bool,
-) -> Result<Vec<Write>, GarageError> {
-    pointers
-        .into_iter()
-        .filter(|(key, _)| keep(key))
-        .filter_map(|(key, (pointer, token))| Some((key, pointer?, token)))
-        .map(|(key, pointer, token)| Ok(Write::put(pk, key, token, json(&pointer)?)))
-        .collect()
 }
 
 #[cfg(feature = "test-hooks")]

@@ -278,6 +278,89 @@ pub async fn many_batches_read_back_in_order(name: &str) {
     assert_eq!(position.generation(), 300 + 100 + 60, "dense");
 }
 
+/// Two servers (their own indexes of the current documents) write one store
+/// in turn, and a third starts cold: each decides against what the others
+/// wrote (a revision another server stored converges, it is not stored
+/// twice), and generations stay dense.
+pub async fn servers_writing_in_turn_see_each_others_documents(name: &str) {
+    let config = cluster::config();
+    let connect = || {
+        GarageBackend::connect(config.clone())
+            .unwrap()
+            .user_doc_stores()
+    };
+    let (a, b) = (connect(), connect());
+    let user = UserId::parse(name).unwrap();
+    a.create(&user).await.unwrap();
+    let first = a
+        .apply_from_source(&user, SOURCE, docs(5, 1, 1), None)
+        .await
+        .unwrap();
+    assert_eq!(first.generations, (0, 5));
+    // B updates two documents and adds one.
+    let mut batch = docs(2, 2, 6);
+    batch.push(doc("x000", "s:1", 8, "x000 at 1"));
+    let second = b
+        .apply_from_source(&user, SOURCE, batch, None)
+        .await
+        .unwrap();
+    assert_eq!(second.generations, (5, 8));
+    // A gets B's revisions again: they converge; an older one is left out.
+    let third = a
+        .apply_from_source(
+            &user,
+            SOURCE,
+            vec![
+                doc("d000", "s:2", 9, "d000 at 2"),
+                doc("x000", "s:1", 10, "x000 at 1"),
+                doc("d001", "s:1", 11, "d001 at 1"),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(third.generations, (8, 8), "nothing stored twice");
+    assert_eq!(third.converged.len(), 2);
+    // A third server, starting with no index, updates one of B's.
+    let c = connect();
+    let fourth = c
+        .apply_from_source(
+            &user,
+            SOURCE,
+            vec![doc("d001", "s:3", 12, "d001 at 3")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(fourth.generations, (8, 9));
+    let fifth = a
+        .apply_from_source(
+            &user,
+            SOURCE,
+            vec![doc("d001", "s:3", 13, "d001 at 3")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(fifth.generations, (9, 9), "A saw C's revision");
+    let all = everything(&a, &user).await;
+    let seen: Vec<(&str, &str, u64)> = all
+        .iter()
+        .map(|(id, rev, _, g)| (id.as_str(), rev.as_str(), *g))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("d002", "s:1", 3),
+            ("d003", "s:1", 4),
+            ("d004", "s:1", 5),
+            ("d000", "s:2", 6),
+            ("x000", "s:1", 8),
+            ("d001", "s:3", 9),
+        ]
+    );
+}
+
 macro_rules! cut_tests {
     ($($case:ident),* $(,)?) => {$(
         #[test]
@@ -301,5 +384,6 @@ mod garage_cut {
         cut_before_head_is_adopted_whole,
         cut_before_deletes_leaves_no_duplicate,
         many_batches_read_back_in_order,
+        servers_writing_in_turn_see_each_others_documents,
     );
 }
