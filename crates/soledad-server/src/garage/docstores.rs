@@ -29,10 +29,13 @@
 //! with u1db's rules against the current documents, writes the new entries
 //! and bodies, then (once all are stored) `head`, naming the versions the
 //! batch superseded, with the source's position, then deletes those
-//! versions. A writer that dies half-way leaves entries or bodies past
-//! `head`; the next holder rolls forward the contiguous entries whose bodies
-//! are stored (they were decided under the lease) and deletes everything
-//! after them, and it deletes again what `head` names as superseded (a writer
+//! versions. A writer that dies half-way leaves entries and bodies past
+//! `head`; the next holder, finding an entry past `head`, rolls forward the
+//! contiguous entries whose bodies are stored (they were decided under the
+//! lease) and deletes everything after them (a body stored without any
+//! entry past `head`, only possible for a body alone in its request, stays
+//! as garbage: its key holds its version's random transaction id, so nothing
+//! ever reads it), and it deletes again what `head` names as superseded (a writer
 //! may die before its deletes). Readers never read past `head`, and leave
 //! out a version whose document comes again later in what they read (its
 //! deletion pending). Should the lease ever be violated (a stalled holder),
@@ -86,11 +89,6 @@ fn src_key(source: &str) -> String {
 
 fn generation_of(log_sort_key: &str) -> Option<u64> {
     let hex = log_sort_key.strip_prefix(LOG)?;
-    u64::from_str_radix(hex, 16).ok()
-}
-
-fn body_generation(body_sort_key: &str) -> Option<u64> {
-    let (hex, _) = body_sort_key.strip_prefix(BODY)?.split_once('/')?;
     u64::from_str_radix(hex, 16).ok()
 }
 
@@ -229,14 +227,13 @@ pub enum CutBatch {
 
 /// What a writer read at the start of a write: the store's replica uid, its
 /// head (and the head item's token), the source's position item, and the
-/// last entry and body keys (past `head` after a writer died).
+/// last entry's generation (past `head` after a writer died).
 struct Snapshot {
     replica_uid: String,
     head: Mark,
     head_token: Option<CausalityToken>,
     source: Option<Item>,
     last_log: Option<u64>,
-    last_body: Option<u64>,
 }
 
 /// The current documents of a store (id → rev, generation, charge) at a
@@ -344,23 +341,18 @@ impl GarageUserDocStores {
     }
 
     /// The ranges of a [`Snapshot`]: meta, head, `source`'s position, the
-    /// last entry and (with `bodies`) the last body.
-    fn snapshot_ranges(pk: &str, source: &str, bodies: bool) -> Vec<Range> {
-        let last = |prefix: &str| Range {
-            limit: Some(1),
-            reverse: true,
-            ..Range::prefix(pk, prefix)
-        };
-        let mut ranges = vec![
+    /// last entry.
+    fn snapshot_ranges(pk: &str, source: &str) -> Vec<Range> {
+        vec![
             Range::single(pk, META),
             Range::single(pk, HEAD),
             Range::single(pk, &src_key(source)),
-            last(LOG),
-        ];
-        if bodies {
-            ranges.push(last(BODY));
-        }
-        ranges
+            Range {
+                limit: Some(1),
+                reverse: true,
+                ..Range::prefix(pk, LOG)
+            },
+        ]
     }
 
     /// The snapshot read by [`snapshot_ranges`](Self::snapshot_ranges);
@@ -374,26 +366,21 @@ impl GarageUserDocStores {
             .next()
             .flatten()
             .and_then(|(sk, _)| generation_of(&sk));
-        let last_body = items
-            .next()
-            .flatten()
-            .and_then(|(sk, _)| body_generation(&sk));
         Some(Snapshot {
             replica_uid: replica_uid(meta.as_ref())?,
             head: latest_mark(head.as_ref()),
             head_token: head.map(|item| item.token),
             source,
             last_log,
-            last_body,
         })
     }
 
-    /// Reads a [`Snapshot`] without the last body in one request; `None`
-    /// when the store does not exist.
+    /// Reads a [`Snapshot`] in one request; `None` when the store does not
+    /// exist.
     async fn snapshot(&self, pk: &str, source: &str) -> Result<Option<Snapshot>, GarageError> {
         let pages = self
             .k2v
-            .read_batch(&Self::snapshot_ranges(pk, source, false))
+            .read_batch(&Self::snapshot_ranges(pk, source))
             .await?;
         Ok(Self::parse_snapshot(pages))
     }
@@ -403,7 +390,7 @@ impl GarageUserDocStores {
     /// deletes again what the last batch superseded. `None` (the lease
     /// released) when the store does not exist.
     async fn lock(&self, pk: &str, source: &str) -> Result<Option<(Lease, Snapshot)>, GarageError> {
-        let ranges = Self::snapshot_ranges(pk, source, true);
+        let ranges = Self::snapshot_ranges(pk, source);
         let (lease, pages) = Lease::acquire_reading(&self.k2v, pk, &ranges).await?;
         let Some(mut snapshot) = Self::parse_snapshot(pages) else {
             lease.release(&self.k2v).await;
@@ -426,9 +413,7 @@ impl GarageUserDocStores {
         lease: &Lease,
     ) -> Result<(), GarageError> {
         let head = snapshot.head.generation;
-        if snapshot.last_log.is_some_and(|g| g > head)
-            || snapshot.last_body.is_some_and(|g| g > head)
-        {
+        if snapshot.last_log.is_some_and(|g| g > head) {
             self.roll_forward(pk, snapshot, lease).await?;
         }
         if !snapshot.head.superseded.is_empty() {
@@ -519,7 +504,6 @@ impl GarageUserDocStores {
         garbage.extend(version_ranges(pk, &superseded));
         self.k2v.delete_batch(&garbage).await?;
         snapshot.last_log = Some(end);
-        snapshot.last_body = Some(end);
         Ok(())
     }
 
@@ -1283,9 +1267,7 @@ mod tests {
         let mut sorted = bodies.clone();
         sorted.sort();
         assert_eq!(bodies, sorted);
-        assert_eq!(body_generation(&body_key(4096, "T-1")), Some(4096));
         assert!(body_key(16, "T-1").starts_with(&body_prefix(16)));
         assert!(!body_key(160, "T-1").starts_with(&body_prefix(16)));
-        assert_eq!(body_generation("log/0000000000000010"), None);
     }
 }
