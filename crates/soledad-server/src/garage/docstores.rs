@@ -779,6 +779,7 @@ impl GarageUserDocStores {
             .await?
             .ok_or(Error::DatabaseDoesNotExist)?;
         let index_key = pk.clone();
+        let cut_here = cut.is_some();
         let batch = Incoming {
             pk,
             docs,
@@ -795,7 +796,13 @@ impl GarageUserDocStores {
             }
             Err(error) => Err(error.into()),
         };
-        lease.release(&self.k2v).await;
+        if cut_here {
+            lease.release(&self.k2v).await;
+        } else {
+            // The next batch of this sync (through this server) takes it
+            // again without a request.
+            lease.park(&self.k2v);
+        }
         result
     }
 

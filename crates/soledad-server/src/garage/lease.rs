@@ -20,6 +20,11 @@
 //! this process found in the item while holding that mutex is stale (its task
 //! is gone) and ignored.
 //!
+//! A holder may park its lease for [`PARK_FOR`] after a write instead of
+//! releasing it ([`Lease::park`]): the next local writer of the partition
+//! takes it again without a K2V request (it is still this process's, and no
+//! other server takes a live lease), else it is released then.
+//!
 //! Safety also rests on the holder finishing within the lease: each write
 //! phase first checks that at least [`LEASE_MARGIN`] is left
 //! ([`Lease::check`]), and servers' clocks are assumed within a second of each
@@ -46,6 +51,14 @@ pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(3);
 /// ([`GarageError::LeaseBusy`]).
 pub(crate) const ACQUIRE_WAIT: Duration = Duration::from_secs(40);
 
+/// How long a lease given back with [`Lease::park`] stays with this process
+/// for its next write of the partition before it is released.
+pub(crate) const PARK_FOR: Duration = Duration::from_millis(250);
+
+/// A parked lease is taken again only with at least this much left beyond
+/// [`LEASE_MARGIN`] (else a fresh one is taken).
+const REUSE_LEFT: Duration = Duration::from_secs(6);
+
 /// The sort key of the lease item in its partition.
 const LEASE_KEY: &str = "lease";
 
@@ -70,10 +83,18 @@ fn random_hex(bytes: usize) -> Result<String, GarageError> {
 }
 
 /// This process's lease holders: its instance id (the prefix of its holder
-/// names) and one queue per partition.
+/// names), one queue per partition, and the leases parked between writes.
 struct Local {
     instance: String,
     queues: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    parked: Mutex<HashMap<String, Parked>>,
+}
+
+/// A lease this process holds with no write under it ([`Lease::park`]).
+struct Parked {
+    holder: String,
+    deadline: Instant,
+    token: CausalityToken,
 }
 
 fn local() -> Result<&'static Local, GarageError> {
@@ -85,6 +106,7 @@ fn local() -> Result<&'static Local, GarageError> {
     Ok(LOCAL.get_or_init(|| Local {
         instance,
         queues: Mutex::new(HashMap::new()),
+        parked: Mutex::new(HashMap::new()),
     }))
 }
 
@@ -99,6 +121,14 @@ impl Local {
             Arc::clone(queues.entry(partition.to_owned()).or_default())
         };
         queue.lock_owned().await
+    }
+
+    /// Takes `partition`'s parked lease, if any (a stale one is forgotten:
+    /// the next acquisition supersedes its value).
+    fn unpark(&self, partition: &str) -> Option<Parked> {
+        let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = parked.remove(partition)?;
+        (Instant::now() + LEASE_MARGIN + REUSE_LEFT < lease.deadline).then_some(lease)
     }
 
     fn is_mine(&self, lease: &LeaseValue) -> bool {
@@ -153,6 +183,27 @@ impl Lease {
         let queued = tokio::time::timeout(ACQUIRE_WAIT, local.queue(partition))
             .await
             .map_err(|_| GarageError::LeaseBusy)?;
+        if let Some(parked) = local.unpark(partition) {
+            // Still ours (no other server takes a live lease): only `also`
+            // is read.
+            let lease = Lease {
+                partition: partition.to_owned(),
+                holder: parked.holder,
+                deadline: parked.deadline,
+                token: parked.token,
+                _queued: queued,
+            };
+            if also.is_empty() {
+                return Ok((lease, Vec::new()));
+            }
+            return match k2v.read_batch(also).await {
+                Ok(pages) => Ok((lease, pages)),
+                Err(error) => {
+                    lease.release(k2v).await;
+                    Err(error)
+                }
+            };
+        }
         let live = |lease: &LeaseValue, now: u64| lease.until_ms > now && !local.is_mine(lease);
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -232,20 +283,69 @@ impl Lease {
         }
     }
 
-    /// Gives the lease back (best effort: an unreleased lease expires).
-    pub(crate) async fn release(self, k2v: &K2vClient) {
-        let released = LeaseValue {
-            holder: self.holder,
-            until_ms: 0,
-        };
-        let Ok(value) = serde_json::to_vec(&released) else {
+    /// Keeps the lease with this process for [`PARK_FOR`], so its next write
+    /// of the partition (the next batch of a sync) takes it again without a
+    /// K2V request; then releases it, unless taken again meanwhile. Other
+    /// servers wait that much longer for it.
+    pub(crate) fn park(self, k2v: &K2vClient) {
+        let Ok(local) = local() else {
             return;
         };
-        if let Err(error) = k2v
-            .insert_item(&self.partition, LEASE_KEY, Some(&self.token), value.into())
-            .await
+        let Lease {
+            partition,
+            holder,
+            deadline,
+            token,
+            _queued,
+        } = self;
         {
-            tracing::warn!(%error, "releasing a K2V lease failed; it will expire");
+            let mut parked = local.parked.lock().unwrap_or_else(PoisonError::into_inner);
+            parked.insert(
+                partition.clone(),
+                Parked {
+                    holder: holder.clone(),
+                    deadline,
+                    token,
+                },
+            );
         }
+        // The next local writer of the partition may go now.
+        drop(_queued);
+        let k2v = k2v.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PARK_FOR).await;
+            let idle = {
+                let mut parked = local.parked.lock().unwrap_or_else(PoisonError::into_inner);
+                match parked.get(&partition) {
+                    Some(p) if p.holder == holder => parked.remove(&partition),
+                    _ => None,
+                }
+            };
+            if let Some(idle) = idle {
+                release_value(&k2v, &partition, idle.holder, &idle.token).await;
+            }
+        });
+    }
+
+    /// Gives the lease back (best effort: an unreleased lease expires).
+    pub(crate) async fn release(self, k2v: &K2vClient) {
+        release_value(k2v, &self.partition, self.holder, &self.token).await;
+    }
+}
+
+/// Writes `holder`'s lease of `partition` as released (best effort).
+async fn release_value(k2v: &K2vClient, partition: &str, holder: String, token: &CausalityToken) {
+    let released = LeaseValue {
+        holder,
+        until_ms: 0,
+    };
+    let Ok(value) = serde_json::to_vec(&released) else {
+        return;
+    };
+    if let Err(error) = k2v
+        .insert_item(partition, LEASE_KEY, Some(token), value.into())
+        .await
+    {
+        tracing::warn!(%error, "releasing a K2V lease failed; it will expire");
     }
 }
