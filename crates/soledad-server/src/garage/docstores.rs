@@ -2,36 +2,52 @@
 //!
 //! One K2V partition per user (`<prefix>docs-<uuid>`), holding:
 //!
-//! | sort key          | value                                                   |
-//! |-------------------|---------------------------------------------------------|
-//! | `meta`            | the store's replica uid (JSON)                          |
-//! | `head`            | the store's position: generation, transaction id (JSON) |
-//! | `log/<gen:016x>`  | one document version: id, rev, transaction id, payload  |
-//! | `doc/<hidden id>` | the document's current rev, generation, quota charge    |
-//! | `src/<replica>`   | the position recorded for a source replica (JSON)       |
-//! | `lease`           | the write lease ([`super::lease`])                      |
+//! | sort key               | value                                              |
+//! |------------------------|----------------------------------------------------|
+//! | `meta`                 | the store's replica uid (JSON)                     |
+//! | `head`                 | the store's position: generation, transaction id, |
+//! |                        | the versions its batch superseded (JSON)           |
+//! | `log/<gen:016x>`       | one document version's entry: id, rev, transaction |
+//! |                        | id, quota charge, superseded generation (JSON)     |
+//! | `body/<gen:016x>/<tx>` | that version's payload, as it came (raw bytes)     |
+//! | `src/<replica>`        | the position recorded for a source replica (JSON)  |
+//! | `lease`                | the write lease ([`super::lease`])                 |
 //!
 //! The change feed is the `log/` range read in sort-key (= generation) order:
 //! each version of a document is written at a new generation and the version
-//! it supersedes is deleted, so the range holds each document once, at its
-//! latest change, exactly like u1db's "changes since". Generations are dense
-//! and positions are (generation, transaction id) as for the embedded store,
-//! because every write of a user's store happens under that user's lease:
-//! the writer reads `head`, decides with u1db's rules against the current
-//! `doc/` items, writes the new `log/` versions, then the `doc/` items and the
-//! source position (with the causality tokens of its reads), then `head`.
-//! A writer that dies half-way leaves `log/` versions past `head`; the next
-//! holder rolls them forward (they were decided under the lease) before
-//! writing, and readers never read past `head`. Should the lease ever be
-//! violated (a stalled holder), concurrent values of an item are resolved
-//! deterministically (highest generation), and a `log/` version whose `doc/`
-//! item points elsewhere is skipped, so a client never receives an older
-//! revision after a newer one.
+//! it supersedes is deleted (entry and body), so the range holds each document
+//! once, at its latest change, exactly like u1db's "changes since". Entries
+//! are small: listing changes never reads a payload, and a response reads the
+//! bodies of only the documents it sends. The entries are also the index of
+//! the current documents: a writer keeps it in memory ([`Indexes`]) and
+//! brings it up to date from the entries written since it last saw the store
+//! (by other servers), or from all of them the first time.
+//!
+//! Generations are dense and positions are (generation, transaction id) as
+//! for the embedded store, because every write of a user's store happens
+//! under that user's lease: the writer reads `head` (with the lease), decides
+//! with u1db's rules against the current documents, writes the new entries
+//! and bodies, then (once all are stored) `head`, naming the versions the
+//! batch superseded, with the source's position, then deletes those
+//! versions. A writer that dies half-way leaves entries and bodies past
+//! `head`; the next holder, finding an entry past `head`, rolls forward the
+//! contiguous entries whose bodies are stored (they were decided under the
+//! lease) and deletes everything after them (a body stored without any
+//! entry past `head`, only possible for a body alone in its request, stays
+//! as garbage: its key holds its version's random transaction id, so nothing
+//! ever reads it), and it deletes again what `head` names as superseded (a writer
+//! may die before its deletes). Readers never read past `head`, and leave
+//! out a version whose document comes again later in what they read (its
+//! deletion pending). Should the lease ever be violated (a stalled holder),
+//! concurrent values of an item are resolved deterministically (highest
+//! generation; of an entry's values, per document the newest revision by
+//! u1db's clocks), so a client never receives an older revision after a
+//! newer one.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use soledad_protocol::{BatchLimits, ExchangeEnd, RecordSyncInfo, SyncInfo};
@@ -39,7 +55,7 @@ use soledad_store::vectorclock::{ClockOrdering, VectorClock};
 use soledad_store::{Change, DocId, Position, Rev, StoreError};
 
 use super::error::GarageError;
-use super::k2v::{CausalityToken, Item, K2vClient, Range, Write};
+use super::k2v::{CausalityToken, Item, K2vClient, Page, Range, Write};
 use super::lease::Lease;
 use crate::blobs::{DOC_ENTRY_OVERHEAD_BYTES, QuotaLedger, UsageSource, UserId};
 use crate::error::Error;
@@ -48,21 +64,23 @@ use crate::userdb::{AppliedBatch, ChangesChunk, SkipChange, SourceDoc, UserDocSt
 const META: &str = "meta";
 const HEAD: &str = "head";
 const LOG: &str = "log/";
-const DOC: &str = "doc/";
+const BODY: &str = "body/";
 const SRC: &str = "src/";
 
-/// Versions read per K2V request when following the log.
-const LOG_PAGE: u64 = 500;
-
-/// Magic and version of a stored log version.
-const VERSION_MAGIC: [u8; 2] = [b'L', 1];
+/// Entries read per K2V request when following the log.
+const LOG_PAGE: u64 = 1000;
 
 fn log_key(generation: u64) -> String {
     format!("{LOG}{generation:016x}")
 }
 
-fn doc_key(id: &str) -> String {
-    format!("{DOC}{id}")
+/// The prefix of the bodies written at `generation`.
+fn body_prefix(generation: u64) -> String {
+    format!("{BODY}{generation:016x}/")
+}
+
+fn body_key(generation: u64, transaction_id: &str) -> String {
+    format!("{}{transaction_id}", body_prefix(generation))
 }
 
 fn src_key(source: &str) -> String {
@@ -79,10 +97,15 @@ struct Meta {
     replica_uid: String,
 }
 
-#[derive(Serialize, Deserialize, Default, Clone)]
+#[derive(Serialize, Deserialize, Default, Clone, Debug)]
 struct Mark {
     generation: u64,
     transaction_id: String,
+    /// The generations the batch that wrote this head superseded: deleted
+    /// after `head` is written, and again by the next writer (idempotent), so
+    /// a writer dying before its deletes leaves no stale version behind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    superseded: Vec<u64>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -92,70 +115,17 @@ struct Pointer {
     charge: u64,
 }
 
-/// One document version as stored under `log/`.
-#[derive(Debug, Clone)]
-struct Version {
+/// One document version's entry under `log/` (its payload is the body).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+struct Entry {
     id: String,
     rev: String,
+    #[serde(rename = "tx")]
     transaction_id: String,
-    payload: Bytes,
-}
-
-impl Version {
-    fn encode(&self) -> Result<Bytes, GarageError> {
-        let mut out = BytesMut::with_capacity(
-            8 + self.id.len() + self.rev.len() + self.transaction_id.len() + self.payload.len(),
-        );
-        out.put_slice(&VERSION_MAGIC);
-        for field in [&self.id, &self.rev, &self.transaction_id] {
-            let len = u16::try_from(field.len()).map_err(|_| GarageError::MalformedItem {
-                what: "a document field longer than 64 KiB",
-            })?;
-            out.put_u16(len);
-            out.put_slice(field.as_bytes());
-        }
-        out.put_slice(&self.payload);
-        Ok(out.freeze())
-    }
-
-    fn decode(bytes: &Bytes) -> Result<Version, GarageError> {
-        const BAD: GarageError = GarageError::MalformedItem {
-            what: "a document version",
-        };
-        let mut rest = bytes.clone();
-        let magic = rest.split_to(VERSION_MAGIC.len().min(rest.len()));
-        if magic.as_ref() != VERSION_MAGIC {
-            return Err(BAD);
-        }
-        let mut fields = Vec::with_capacity(3);
-        for _ in 0..3 {
-            if rest.len() < 2 {
-                return Err(BAD);
-            }
-            let len_bytes = rest.split_to(2);
-            let len = usize::from(u16::from_be_bytes([
-                len_bytes.first().copied().unwrap_or(0),
-                len_bytes.get(1).copied().unwrap_or(0),
-            ]));
-            if rest.len() < len {
-                return Err(BAD);
-            }
-            let field = rest.split_to(len);
-            fields.push(String::from_utf8(field.to_vec()).map_err(|_| BAD)?);
-        }
-        let mut fields = fields.into_iter();
-        let (Some(id), Some(rev), Some(transaction_id)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(BAD);
-        };
-        Ok(Version {
-            id,
-            rev,
-            transaction_id,
-            payload: rest,
-        })
-    }
+    charge: u64,
+    /// The generation of the version this one superseded (0: none).
+    #[serde(default)]
+    prev: u64,
 }
 
 fn json<T: Serialize>(value: &T) -> Result<Bytes, GarageError> {
@@ -180,14 +150,6 @@ fn latest_mark(item: Option<&Item>) -> Mark {
         .unwrap_or_default()
 }
 
-/// The pointer of highest generation among concurrent values.
-fn latest_pointer(item: Option<&Item>) -> Option<Pointer> {
-    item.map(parsed::<Pointer>)
-        .unwrap_or_default()
-        .into_iter()
-        .max_by_key(|p| p.generation)
-}
-
 /// The replica uid (the smallest, should `create` ever have raced).
 fn replica_uid(item: Option<&Item>) -> Option<String> {
     item.map(parsed::<Meta>)
@@ -195,6 +157,15 @@ fn replica_uid(item: Option<&Item>) -> Option<String> {
         .into_iter()
         .map(|m| m.replica_uid)
         .min()
+}
+
+/// The entry of a `log/` item, when it holds exactly one.
+fn single_entry(item: &Item) -> Option<Entry> {
+    let mut entries = parsed::<Entry>(item).into_iter();
+    match (entries.next(), entries.next()) {
+        (Some(entry), None) => Some(entry),
+        _ => None,
+    }
 }
 
 fn random_hex(bytes: usize) -> Result<String, GarageError> {
@@ -211,6 +182,19 @@ fn charge(id: &str, rev: &str, payload: &[u8]) -> u64 {
         .saturating_add(DOC_ENTRY_OVERHEAD_BYTES)
 }
 
+/// The ranges that delete the versions at `generations` (entries and bodies).
+fn version_ranges(pk: &str, generations: &[u64]) -> Vec<Range> {
+    generations
+        .iter()
+        .flat_map(|g| {
+            [
+                Range::single(pk, &log_key(*g)),
+                Range::prefix(pk, &body_prefix(*g)),
+            ]
+        })
+        .collect()
+}
+
 /// Per-user document stores in a Garage cluster's K2V API; see the module
 /// documentation for the layout and `docs/scale-out.md` for the guarantees.
 /// Holds no state of its own: any number of servers may share the cluster.
@@ -218,15 +202,129 @@ fn charge(id: &str, rev: &str, payload: &[u8]) -> u64 {
 pub struct GarageUserDocStores {
     k2v: K2vClient,
     prefix: String,
+    indexes: Arc<Indexes>,
+}
+
+/// Where [`GarageUserDocStores::apply_cut`] stops a batch, as a server
+/// killed there would (feature `test-hooks`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+#[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+pub enum CutBatch {
+    /// In the first round: only the first `entries` entries (`log/`) and the
+    /// first `bodies` bodies (`body/`) of the new versions are stored.
+    InVersions {
+        /// Entries stored.
+        entries: usize,
+        /// Bodies stored.
+        bodies: usize,
+    },
+    /// After the versions, pointers and source position, before `head`.
+    BeforeHead,
+    /// After `head`, before the superseded versions are deleted.
+    BeforeDeletes,
 }
 
 /// What a writer read at the start of a write: the store's replica uid, its
-/// head (and the head item's token).
+/// head (and the head item's token), the source's position item, and the
+/// last entry's generation (past `head` after a writer died).
 struct Snapshot {
     replica_uid: String,
     head: Mark,
     head_token: Option<CausalityToken>,
     source: Option<Item>,
+    last_log: Option<u64>,
+}
+
+/// The current documents of a store (id → rev, generation, charge) at a
+/// position (`mark`: generation, transaction id).
+struct Index {
+    mark: (u64, String),
+    docs: HashMap<String, Pointer>,
+}
+
+/// Documents indexed by one process, in all stores: beyond, the least
+/// recently used stores' indexes are dropped (~200 bytes a document).
+const MAX_INDEXED_DOCS: usize = 200_000;
+
+/// This process's [`Index`] of each store it wrote, kept between batches so
+/// a writer reads only the log written since (by other servers) instead of
+/// the batch's documents one by one. Only a lease holder takes and puts a
+/// store's index, so one task at a time uses it; it is only a cache: a writer
+/// checks it against `head` and brings it up to date from the log.
+#[derive(Default)]
+struct Indexes {
+    inner: Mutex<IndexesInner>,
+}
+
+#[derive(Default)]
+struct IndexesInner {
+    stores: HashMap<String, (Index, u64)>,
+    docs: usize,
+    tick: u64,
+}
+
+impl Indexes {
+    /// Takes `pk`'s index out (a lease holder's, until it puts it back).
+    fn take(&self, pk: &str) -> Option<Index> {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let (index, _) = inner.stores.remove(pk)?;
+        inner.docs = inner.docs.saturating_sub(index.docs.len());
+        Some(index)
+    }
+
+    /// Keeps `pk`'s index, dropping the least recently used ones beyond
+    /// [`MAX_INDEXED_DOCS`].
+    fn put(&self, pk: String, index: Index) {
+        if index.docs.len() > MAX_INDEXED_DOCS {
+            return;
+        }
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.tick = inner.tick.wrapping_add(1);
+        inner.docs = inner.docs.saturating_add(index.docs.len());
+        let tick = inner.tick;
+        if let Some((old, _)) = inner.stores.insert(pk, (index, tick)) {
+            inner.docs = inner.docs.saturating_sub(old.docs.len());
+        }
+        while inner.docs > MAX_INDEXED_DOCS {
+            let oldest = inner
+                .stores
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(pk, _)| pk.clone());
+            let Some(oldest) = oldest else {
+                break;
+            };
+            if let Some((dropped, _)) = inner.stores.remove(&oldest) {
+                inner.docs = inner.docs.saturating_sub(dropped.docs.len());
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Indexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexes").finish_non_exhaustive()
+    }
+}
+
+/// A batch to apply, once the lease is taken.
+struct Incoming {
+    pk: String,
+    docs: Vec<SourceDoc>,
+    ledger: Option<Arc<QuotaLedger>>,
+    cut: Option<CutBatch>,
+}
+
+/// A batch's decisions: the versions to write, in generation order.
+struct Decided {
+    versions: Vec<(u64, Entry, Bytes)>,
+    converged: Vec<DocId>,
+    superseded: Vec<u64>,
+    /// The batch's documents as they are after it, by id.
+    pointers: HashMap<String, Option<Pointer>>,
+    grow: u64,
+    credit: u64,
 }
 
 impl GarageUserDocStores {
@@ -234,6 +332,7 @@ impl GarageUserDocStores {
         GarageUserDocStores {
             k2v,
             prefix: prefix.to_owned(),
+            indexes: Arc::new(Indexes::default()),
         }
     }
 
@@ -241,66 +340,95 @@ impl GarageUserDocStores {
         format!("{}docs-{}", self.prefix, user.as_str())
     }
 
-    /// Reads meta, head, the last log version and `source`'s position in one
-    /// request; `None` when the store does not exist.
-    async fn snapshot(
-        &self,
-        pk: &str,
-        source: &str,
-    ) -> Result<Option<(Snapshot, Option<u64>)>, GarageError> {
-        let ranges = [
+    /// The ranges of a [`Snapshot`]: meta, head, `source`'s position, the
+    /// last entry.
+    fn snapshot_ranges(pk: &str, source: &str) -> Vec<Range> {
+        vec![
             Range::single(pk, META),
             Range::single(pk, HEAD),
+            Range::single(pk, &src_key(source)),
             Range {
                 limit: Some(1),
                 reverse: true,
                 ..Range::prefix(pk, LOG)
             },
-            Range::single(pk, &src_key(source)),
-        ];
-        let pages = self.k2v.read_batch(&ranges).await?;
+        ]
+    }
+
+    /// The snapshot read by [`snapshot_ranges`](Self::snapshot_ranges);
+    /// `None` when the store does not exist.
+    fn parse_snapshot(pages: Vec<Page>) -> Option<Snapshot> {
         let mut items = pages.into_iter().map(|p| p.items.into_iter().next());
         let meta = items.next().flatten().map(|(_, item)| item);
         let head = items.next().flatten().map(|(_, item)| item);
+        let source = items.next().flatten().map(|(_, item)| item);
         let last_log = items
             .next()
             .flatten()
             .and_then(|(sk, _)| generation_of(&sk));
-        let source = items.next().flatten().map(|(_, item)| item);
-        let Some(replica_uid) = replica_uid(meta.as_ref()) else {
-            return Ok(None);
-        };
-        Ok(Some((
-            Snapshot {
-                replica_uid,
-                head: latest_mark(head.as_ref()),
-                head_token: head.map(|item| item.token),
-                source,
-            },
+        Some(Snapshot {
+            replica_uid: replica_uid(meta.as_ref())?,
+            head: latest_mark(head.as_ref()),
+            head_token: head.map(|item| item.token),
+            source,
             last_log,
-        )))
+        })
     }
 
-    /// Like [`snapshot`](Self::snapshot) under the lease, after rolling
-    /// forward what a writer that died half-way left past `head`.
-    async fn locked_snapshot(
-        &self,
-        pk: &str,
-        source: &str,
-        lease: &Lease,
-    ) -> Result<Option<Snapshot>, GarageError> {
-        let Some((mut snapshot, last_log)) = self.snapshot(pk, source).await? else {
+    /// Reads a [`Snapshot`] in one request; `None` when the store does not
+    /// exist.
+    async fn snapshot(&self, pk: &str, source: &str) -> Result<Option<Snapshot>, GarageError> {
+        let pages = self
+            .k2v
+            .read_batch(&Self::snapshot_ranges(pk, source))
+            .await?;
+        Ok(Self::parse_snapshot(pages))
+    }
+
+    /// Takes the lease of `pk` and reads the [`Snapshot`] with it, then
+    /// rolls forward what a writer that died half-way left past `head` and
+    /// deletes again what the last batch superseded. `None` (the lease
+    /// released) when the store does not exist.
+    async fn lock(&self, pk: &str, source: &str) -> Result<Option<(Lease, Snapshot)>, GarageError> {
+        let ranges = Self::snapshot_ranges(pk, source);
+        let (lease, pages) = Lease::acquire_reading(&self.k2v, pk, &ranges).await?;
+        let Some(mut snapshot) = Self::parse_snapshot(pages) else {
+            lease.release(&self.k2v).await;
             return Ok(None);
         };
-        if last_log.is_some_and(|last| last > snapshot.head.generation) {
-            self.roll_forward(pk, &mut snapshot, lease).await?;
+        match self.recover(pk, &mut snapshot, &lease).await {
+            Ok(()) => Ok(Some((lease, snapshot))),
+            Err(error) => {
+                lease.release(&self.k2v).await;
+                Err(error)
+            }
         }
-        Ok(Some(snapshot))
+    }
+
+    /// What a writer does first under the lease: roll forward, delete again.
+    async fn recover(
+        &self,
+        pk: &str,
+        snapshot: &mut Snapshot,
+        lease: &Lease,
+    ) -> Result<(), GarageError> {
+        let head = snapshot.head.generation;
+        if snapshot.last_log.is_some_and(|g| g > head) {
+            self.roll_forward(pk, snapshot, lease).await?;
+        }
+        if !snapshot.head.superseded.is_empty() {
+            let again = version_ranges(pk, &snapshot.head.superseded);
+            if let Err(error) = self.k2v.delete_batch(&again).await {
+                tracing::warn!(%error, "deleting superseded document versions failed");
+            }
+        }
+        Ok(())
     }
 
     /// Adopts the versions written past `head` by a writer that died: the
-    /// contiguous ones become current (their `doc/` items are brought up to
-    /// them), anything after a gap is deleted (never acknowledged).
+    /// contiguous entries whose bodies are stored become current (`head` is
+    /// moved past them), anything after them is deleted (never
+    /// acknowledged).
     async fn roll_forward(
         &self,
         pk: &str,
@@ -315,58 +443,45 @@ impl GarageUserDocStores {
                 ..Range::prefix(pk, LOG)
             })
             .await?;
-        let mut adopted: Vec<(u64, Version)> = Vec::new();
-        let mut orphans = Vec::new();
+        let mut candidates: Vec<(u64, Entry)> = Vec::new();
         let mut expected = after.saturating_add(1);
-        for (sk, item) in found {
-            let generation = generation_of(&sk);
-            let version = item.live().next().map(Version::decode).transpose()?;
-            match (generation, version) {
-                (Some(g), Some(v)) if g == expected && orphans.is_empty() => {
-                    adopted.push((g, v));
+        for (sk, item) in &found {
+            match (generation_of(sk), single_entry(item)) {
+                (Some(g), Some(entry)) if g == expected => {
+                    candidates.push((g, entry));
                     expected = expected.saturating_add(1);
                 }
-                _ => orphans.push(Range::single(pk, &sk)),
+                _ => break,
             }
         }
+        // An entry counts only with its body (written in the same round).
+        let keys: Vec<String> = candidates
+            .iter()
+            .map(|(g, e)| body_key(*g, &e.transaction_id))
+            .collect();
+        let bodies = self.k2v.read_items(pk, &keys).await?;
+        let adopted: Vec<(u64, Entry)> = candidates
+            .into_iter()
+            .zip(bodies)
+            .take_while(|(_, body)| body.as_ref().is_some_and(|b| b.live().next().is_some()))
+            .map(|(candidate, _)| candidate)
+            .collect();
+        let end = adopted.last().map_or(after, |(g, _)| *g);
         tracing::warn!(
             adopted = adopted.len(),
-            dropped = orphans.len(),
+            dropped = found.len().saturating_sub(adopted.len()),
             "rolling forward a document batch left half-written"
         );
-        let ids: Vec<String> = adopted.iter().map(|(_, v)| doc_key(&v.id)).collect();
-        let pointers = self.k2v.read_items(pk, &ids).await?;
-        let mut writes = Vec::new();
-        let mut superseded = Vec::new();
-        for ((generation, version), item) in adopted.iter().zip(pointers) {
-            let current = latest_pointer(item.as_ref());
-            if current
-                .as_ref()
-                .is_some_and(|p| p.generation >= *generation)
-            {
-                continue;
-            }
-            if let Some(old) = &current {
-                superseded.push(Range::single(pk, &log_key(old.generation)));
-            }
-            writes.push(Write::put(
-                pk,
-                doc_key(&version.id),
-                item.map(|i| i.token),
-                json(&Pointer {
-                    rev: version.rev.clone(),
-                    generation: *generation,
-                    charge: charge(&version.id, &version.rev, &version.payload),
-                })?,
-            ));
-        }
-        if let Some((generation, version)) = adopted.last() {
+        // What the last complete batch superseded is deleted again with the
+        // adopted batch's own.
+        let mut superseded = snapshot.head.superseded.clone();
+        superseded.extend(adopted.iter().map(|(_, e)| e.prev).filter(|g| *g != 0));
+        if let Some((_, last)) = adopted.last() {
             let head = Mark {
-                generation: *generation,
-                transaction_id: version.transaction_id.clone(),
+                generation: end,
+                transaction_id: last.transaction_id.clone(),
+                superseded: superseded.clone(),
             };
-            lease.check()?;
-            self.k2v.insert_batch(&writes).await?;
             lease.check()?;
             self.k2v
                 .insert_item(pk, HEAD, snapshot.head_token.as_ref(), json(&head)?)
@@ -375,8 +490,20 @@ impl GarageUserDocStores {
             snapshot.head = latest_mark(head_item.as_ref());
             snapshot.head_token = head_item.map(|item| item.token);
         }
-        superseded.extend(orphans);
-        self.k2v.delete_batch(&superseded).await?;
+        // Everything after the adopted versions, then what they superseded.
+        let mut garbage = vec![
+            Range {
+                start: Some(log_key(end.saturating_add(1))),
+                ..Range::prefix(pk, LOG)
+            },
+            Range {
+                start: Some(body_prefix(end.saturating_add(1))),
+                ..Range::prefix(pk, BODY)
+            },
+        ];
+        garbage.extend(version_ranges(pk, &superseded));
+        self.k2v.delete_batch(&garbage).await?;
+        snapshot.last_log = Some(end);
         Ok(())
     }
 
@@ -392,16 +519,16 @@ impl GarageUserDocStores {
         result
     }
 
-    /// Up to `limit` current versions after generation `after` and up to
-    /// `upto`, in generation order, skipping versions superseded meanwhile.
+    /// Up to `limit` current entries after generation `after` and up to
+    /// `upto`, in generation order, each document once.
     async fn read_log(
         &self,
         pk: &str,
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, Version)>, GarageError> {
-        let mut out: Vec<(u64, Version)> = Vec::new();
+    ) -> Result<Vec<(u64, Entry)>, GarageError> {
+        let mut out: Vec<(u64, Entry)> = Vec::new();
         let mut cursor = after;
         while out.len() < limit && cursor < upto {
             let want = u64::try_from(limit - out.len()).unwrap_or(LOG_PAGE);
@@ -417,31 +544,57 @@ impl GarageUserDocStores {
                 .pop()
                 .unwrap_or_default();
             let more = page.next_start.is_some();
-            let mut found = Vec::new();
             for (sk, item) in page.items {
                 let Some(generation) = generation_of(&sk) else {
                     continue;
                 };
                 cursor = cursor.max(generation);
-                for value in item.live() {
-                    found.push((generation, Version::decode(value)?));
-                }
+                let entries = Self::resolve(parsed::<Entry>(&item));
+                out.extend(entries.into_iter().map(|e| (generation, e)));
             }
-            // Keep a version only if its document still points at it.
-            let ids: Vec<String> = found.iter().map(|(_, v)| doc_key(&v.id)).collect();
-            let pointers = self.k2v.read_items(pk, &ids).await?;
-            for ((generation, version), pointer) in found.into_iter().zip(pointers) {
-                let current = latest_pointer(pointer.as_ref());
-                if current.is_some_and(|p| p.generation == generation && p.rev == version.rev) {
-                    out.push((generation, version));
-                }
+            // A version superseded while its deletion is still pending (a
+            // writer died before it) is left out for the later one.
+            let mut latest: HashMap<String, u64> = HashMap::new();
+            for (generation, entry) in &out {
+                let at = latest.entry(entry.id.clone()).or_insert(*generation);
+                *at = (*at).max(*generation);
             }
+            out.retain(|(g, e)| latest.get(&e.id) == Some(g));
             if !more {
                 break;
             }
         }
         out.truncate(limit);
         Ok(out)
+    }
+
+    /// Of an entry with several concurrent values (only a violated lease
+    /// writes them): per document, the newest revision (by u1db's clocks;
+    /// of concurrent ones, the highest transaction id), deterministically.
+    fn resolve(entries: Vec<Entry>) -> Vec<Entry> {
+        let mut best: HashMap<String, Entry> = HashMap::new();
+        for entry in entries {
+            let keep = match best.get(&entry.id) {
+                None => true,
+                Some(known) => {
+                    let ordering = VectorClock::parse(&entry.rev)
+                        .ok()
+                        .zip(VectorClock::parse(&known.rev).ok())
+                        .map(|(new, old)| new.compare(&old));
+                    match ordering {
+                        Some(ClockOrdering::Newer) => true,
+                        Some(ClockOrdering::Older) => false,
+                        _ => entry.transaction_id > known.transaction_id,
+                    }
+                }
+            };
+            if keep {
+                best.insert(entry.id.clone(), entry);
+            }
+        }
+        let mut out: Vec<Entry> = best.into_values().collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
     }
 
     async fn head(&self, pk: &str) -> Result<Option<(String, Mark)>, GarageError> {
@@ -478,153 +631,314 @@ impl GarageUserDocStores {
         .await
     }
 
-    /// Bytes `user`'s documents are charged (the sum kept in their `doc/`
-    /// items).
+    /// Bytes `user`'s documents are charged (the sum kept in their current
+    /// entries).
     async fn stored_charge(&self, user: &UserId) -> Result<u64, GarageError> {
         let pk = self.partition(user);
-        let items = self.k2v.read_all(Range::prefix(&pk, DOC)).await?;
-        Ok(items
-            .iter()
-            .filter_map(|(_, item)| latest_pointer(Some(item)))
+        let Some((_, head)) = self.head(&pk).await? else {
+            return Ok(0);
+        };
+        let index = self
+            .read_index(&pk, 0, head.generation, HashMap::new())
+            .await?;
+        Ok(index
+            .values()
             .fold(0u64, |sum, p| sum.saturating_add(p.charge)))
     }
 
+    /// `docs` brought from generation `after` up to `upto` by the entries in
+    /// between (each document at its latest entry): the current documents
+    /// at `upto` when `docs` were those at `after` (or `after` is 0). Exact
+    /// under the lease; without it, exact for every document not changed
+    /// after `upto`.
+    async fn read_index(
+        &self,
+        pk: &str,
+        after: u64,
+        upto: u64,
+        mut docs: HashMap<String, Pointer>,
+    ) -> Result<HashMap<String, Pointer>, GarageError> {
+        if upto <= after {
+            return Ok(docs);
+        }
+        let found = self
+            .k2v
+            .read_all(Range {
+                start: Some(log_key(after.saturating_add(1))),
+                end: Some(log_key(upto.saturating_add(1))),
+                ..Range::prefix(pk, LOG)
+            })
+            .await?;
+        for (sk, item) in found {
+            let Some(generation) = generation_of(&sk) else {
+                continue;
+            };
+            for entry in Self::resolve(parsed::<Entry>(&item)) {
+                docs.insert(
+                    entry.id,
+                    Pointer {
+                        rev: entry.rev,
+                        generation,
+                        charge: entry.charge,
+                    },
+                );
+            }
+        }
+        Ok(docs)
+    }
+
+    /// The current documents of `pk` at `head` (under the lease): this
+    /// process's index when it is at `head`, else brought up to it from the
+    /// log (from where it was, or from the start).
+    async fn index(&self, pk: &str, head: &Mark) -> Result<Index, GarageError> {
+        let cached = self.indexes.take(pk);
+        let (from, docs) = match cached {
+            Some(index) if index.mark == (head.generation, head.transaction_id.clone()) => {
+                return Ok(index);
+            }
+            Some(index) if index.mark.0 < head.generation => (index.mark.0, index.docs),
+            _ => (0, HashMap::new()),
+        };
+        let docs = self.read_index(pk, from, head.generation, docs).await?;
+        Ok(Index {
+            mark: (head.generation, head.transaction_id.clone()),
+            docs,
+        })
+    }
+
+    /// u1db's target rules for `docs` against the current documents
+    /// (`index`), new versions numbered from `before + 1`.
+    fn decide(docs: &[SourceDoc], before: u64, index: &Index) -> Result<Decided, Error> {
+        let mut pointers: HashMap<String, Option<Pointer>> = HashMap::new();
+        let mut generation = before;
+        let mut versions = Vec::new();
+        let mut superseded = Vec::new();
+        let mut converged = Vec::new();
+        let (mut grow, mut credit) = (0u64, 0u64);
+        for frame in docs {
+            let incoming = VectorClock::parse(&frame.rev)?;
+            let slot = pointers
+                .entry(frame.doc_id.to_string())
+                .or_insert_with(|| index.docs.get(frame.doc_id.as_str()).cloned());
+            let ordering = match &slot {
+                None => ClockOrdering::Newer,
+                Some(pointer) => incoming.compare(&VectorClock::parse(&pointer.rev)?),
+            };
+            match ordering {
+                ClockOrdering::Newer => {
+                    generation = generation.saturating_add(1);
+                    let cost = charge(&frame.doc_id, &frame.rev, &frame.payload);
+                    grow = grow.saturating_add(cost);
+                    let mut prev = 0;
+                    if let Some(old) = &slot {
+                        credit = credit.saturating_add(old.charge);
+                        superseded.push(old.generation);
+                        prev = old.generation;
+                    }
+                    let entry = Entry {
+                        id: frame.doc_id.to_string(),
+                        rev: frame.rev.to_string(),
+                        transaction_id: format!("T-{}", random_hex(16)?),
+                        charge: cost,
+                        prev,
+                    };
+                    versions.push((generation, entry, frame.payload.clone()));
+                    *slot = Some(Pointer {
+                        rev: frame.rev.to_string(),
+                        generation,
+                        charge: cost,
+                    });
+                }
+                ClockOrdering::Equal => converged.push(frame.doc_id.clone()),
+                ClockOrdering::Older | ClockOrdering::Concurrent => {}
+            }
+        }
+        Ok(Decided {
+            versions,
+            converged,
+            superseded,
+            pointers,
+            grow,
+            credit,
+        })
+    }
+
+    /// Applies `docs` (see [`UserDocStores::apply_from_source`]); `cut`
+    /// stops it part-way, as a server killed there would (tests only).
     async fn apply(
         &self,
         user: &UserId,
         source: &str,
         docs: Vec<SourceDoc>,
         ledger: Option<Arc<QuotaLedger>>,
+        cut: Option<CutBatch>,
     ) -> Result<AppliedBatch, Error> {
         let pk = self.partition(user);
-        if self.head(&pk).await?.is_none() {
-            return Err(Error::DatabaseDoesNotExist);
+        let (lease, snapshot) = self
+            .lock(&pk, source)
+            .await?
+            .ok_or(Error::DatabaseDoesNotExist)?;
+        let index_key = pk.clone();
+        let cut_here = cut.is_some();
+        let batch = Incoming {
+            pk,
+            docs,
+            ledger,
+            cut,
+        };
+        let result = match self.index(&batch.pk, &snapshot.head).await {
+            Ok(mut index) => {
+                let result = self
+                    .apply_locked(user, source, &lease, snapshot, batch, &mut index)
+                    .await;
+                self.indexes.put(index_key, index);
+                result
+            }
+            Err(error) => Err(error.into()),
+        };
+        if cut_here {
+            lease.release(&self.k2v).await;
+        } else {
+            // The next batch of this sync (through this server) takes it
+            // again without a request.
+            lease.park(&self.k2v);
         }
-        self.with_lease(&pk, async |lease| {
-            let snapshot = self
-                .locked_snapshot(&pk, source, lease)
-                .await?
-                .ok_or(Error::DatabaseDoesNotExist)?;
-            if source == snapshot.replica_uid {
-                return Err(StoreError::InvalidReplicaUid.into());
+        result
+    }
+
+    /// The body of [`apply`](Self::apply), under the lease.
+    async fn apply_locked(
+        &self,
+        user: &UserId,
+        source: &str,
+        lease: &Lease,
+        snapshot: Snapshot,
+        batch: Incoming,
+        index: &mut Index,
+    ) -> Result<AppliedBatch, Error> {
+        let Incoming {
+            pk,
+            docs,
+            ledger,
+            cut,
+        } = batch;
+        if source == snapshot.replica_uid {
+            return Err(StoreError::InvalidReplicaUid.into());
+        }
+        let before = snapshot.head.generation;
+        let decided = Self::decide(&docs, before, index)?;
+        let generation = decided.versions.last().map_or(before, |(g, _, _)| *g);
+        let reservation = match &ledger {
+            Some(ledger) if decided.grow > decided.credit => {
+                Some(ledger.reserve(user, decided.grow - decided.credit).await?)
             }
-            let mut ids: Vec<String> = docs.iter().map(|d| doc_key(&d.doc_id)).collect();
-            ids.sort();
-            ids.dedup();
-            let items = self.k2v.read_items(&pk, &ids).await?;
-            // Current state per document: (rev, generation, charge, token).
-            let mut current: HashMap<String, (Option<Pointer>, Option<CausalityToken>)> = ids
-                .iter()
-                .zip(items)
-                .map(|(key, item)| {
-                    let pointer = latest_pointer(item.as_ref());
-                    (key.clone(), (pointer, item.map(|i| i.token)))
-                })
-                .collect();
-            let before = snapshot.head.generation;
-            let mut generation = before;
-            let mut versions: Vec<Write> = Vec::new();
-            let mut superseded: Vec<Range> = Vec::new();
-            let mut converged = Vec::new();
-            let (mut grow, mut credit) = (0u64, 0u64);
-            let mut last_transaction = snapshot.head.transaction_id.clone();
-            for frame in &docs {
-                let key = doc_key(&frame.doc_id);
-                let incoming = VectorClock::parse(&frame.rev)?;
-                let entry = current.entry(key).or_insert((None, None));
-                let ordering = match &entry.0 {
-                    None => ClockOrdering::Newer,
-                    Some(pointer) => incoming.compare(&VectorClock::parse(&pointer.rev)?),
-                };
-                match ordering {
-                    ClockOrdering::Newer => {
-                        generation = generation.saturating_add(1);
-                        let transaction_id = format!("T-{}", random_hex(16)?);
-                        let cost = charge(&frame.doc_id, &frame.rev, &frame.payload);
-                        grow = grow.saturating_add(cost);
-                        if let Some(old) = &entry.0 {
-                            credit = credit.saturating_add(old.charge);
-                            superseded.push(Range::single(&pk, &log_key(old.generation)));
-                        }
-                        let version = Version {
-                            id: frame.doc_id.to_string(),
-                            rev: frame.rev.to_string(),
-                            transaction_id: transaction_id.clone(),
-                            payload: frame.payload.clone(),
-                        };
-                        versions.push(Write::put(
-                            &pk,
-                            log_key(generation),
-                            None,
-                            version.encode()?,
-                        ));
-                        entry.0 = Some(Pointer {
-                            rev: frame.rev.to_string(),
-                            generation,
-                            charge: cost,
-                        });
-                        last_transaction = transaction_id;
-                    }
-                    ClockOrdering::Equal => converged.push(frame.doc_id.clone()),
-                    ClockOrdering::Older | ClockOrdering::Concurrent => {}
-                }
-            }
-            let reservation = match &ledger {
-                Some(ledger) if grow > credit => Some(ledger.reserve(user, grow - credit).await?),
-                _ => None,
+            _ => None,
+        };
+        // Entries and bodies first (one round: a roll-forward adopts an
+        // entry only with its body), then `head` and the source's position
+        // (one request: either alone is consistent too, as the batch is
+        // complete by then).
+        let mut versions = Vec::with_capacity(decided.versions.len() * 2);
+        for (g, entry, payload) in &decided.versions {
+            versions.push(Write::put(&pk, log_key(*g), None, json(entry)?));
+            versions.push(Write::put(
+                &pk,
+                body_key(*g, &entry.transaction_id),
+                None,
+                payload.clone(),
+            ));
+        }
+        let head = decided.versions.last().map(|(_, last, _)| Mark {
+            generation,
+            transaction_id: last.transaction_id.clone(),
+            superseded: decided.superseded.clone(),
+        });
+        let mut last_round = Vec::new();
+        if let Some(head) = &head {
+            last_round.push(Write::put(
+                &pk,
+                HEAD,
+                snapshot.head_token.clone(),
+                json(head)?,
+            ));
+        }
+        if let Some(last) = docs.last() {
+            let mark = Mark {
+                generation: last.position.generation(),
+                transaction_id: last.position.transaction_id().as_str().to_owned(),
+                superseded: Vec::new(),
             };
-            let mut writes: Vec<Write> = current
-                .into_iter()
-                .filter_map(|(key, (pointer, token))| {
-                    let pointer = pointer?;
-                    (pointer.generation > before).then_some((key, pointer, token))
-                })
-                .map(|(key, pointer, token)| Ok(Write::put(&pk, key, token, json(&pointer)?)))
-                .collect::<Result<_, GarageError>>()?;
-            if let Some(last) = docs.last() {
-                let mark = Mark {
-                    generation: last.position.generation(),
-                    transaction_id: last.position.transaction_id().as_str().to_owned(),
+            last_round.push(Write::put(
+                &pk,
+                src_key(source),
+                snapshot.source.as_ref().map(|item| item.token.clone()),
+                json(&mark)?,
+            ));
+        }
+        if let Some(CutBatch::InVersions { entries, bodies }) = cut {
+            // Some of the first round only, as a server killed in it.
+            let mut stored = Vec::new();
+            let (mut e, mut b) = (0, 0);
+            for write in versions {
+                let count = if write.sort_key.starts_with(LOG) {
+                    &mut e
+                } else {
+                    &mut b
                 };
-                writes.push(Write::put(
-                    &pk,
-                    src_key(source),
-                    snapshot.source.as_ref().map(|item| item.token.clone()),
-                    json(&mark)?,
-                ));
+                let limit = if write.sort_key.starts_with(LOG) {
+                    entries
+                } else {
+                    bodies
+                };
+                if *count < limit {
+                    stored.push(write);
+                }
+                *count += 1;
             }
-            if generation > before {
-                lease.check()?;
-                self.k2v.insert_batch(&versions).await?;
-            }
+            self.k2v.insert_batch(&stored).await?;
+            return Err(Error::StorageUnavailable);
+        }
+        if generation > before {
             lease.check()?;
-            self.k2v.insert_batch(&writes).await?;
-            if generation > before {
-                let head = Mark {
-                    generation,
-                    transaction_id: last_transaction,
+            self.k2v.insert_batch(&versions).await?;
+        }
+        if cut == Some(CutBatch::BeforeHead) {
+            return Err(Error::StorageUnavailable);
+        }
+        lease.check()?;
+        self.k2v.insert_batch(&last_round).await?;
+        if let Some(head) = head {
+            // The index follows the store only once `head` is written.
+            for (id, pointer) in decided.pointers {
+                match pointer {
+                    Some(pointer) => index.docs.insert(id, pointer),
+                    None => index.docs.remove(&id),
                 };
-                lease.check()?;
-                self.k2v
-                    .insert_item(&pk, HEAD, snapshot.head_token.as_ref(), json(&head)?)
-                    .await?;
             }
-            if let Some(reservation) = reservation {
-                reservation.commit();
-            }
-            if let Some(ledger) = &ledger
-                && credit > grow
-            {
-                ledger.release(user, credit - grow);
-            }
-            // The superseded versions are garbage now; readers skip them
-            // anyway, so a failure here only leaves garbage behind.
-            if let Err(error) = self.k2v.delete_batch(&superseded).await {
-                tracing::warn!(%error, "deleting superseded document versions failed");
-            }
-            Ok(AppliedBatch::new((before, generation), converged))
-        })
-        .await
+            index.mark = (head.generation, head.transaction_id);
+        }
+        if let Some(reservation) = reservation {
+            reservation.commit();
+        }
+        if let Some(ledger) = &ledger
+            && decided.credit > decided.grow
+        {
+            ledger.release(user, decided.credit - decided.grow);
+        }
+        if cut == Some(CutBatch::BeforeDeletes) {
+            return Err(Error::StorageUnavailable);
+        }
+        // The superseded versions are garbage now; `head` names them, so
+        // the next writer deletes them again should this fail.
+        if !decided.superseded.is_empty()
+            && let Err(error) = self
+                .k2v
+                .delete_batch(&version_ranges(&pk, &decided.superseded))
+                .await
+        {
+            tracing::warn!(%error, "deleting superseded document versions failed");
+        }
+        Ok(AppliedBatch::new((before, generation), decided.converged))
     }
 
     async fn record_source(
@@ -652,6 +966,26 @@ impl GarageUserDocStores {
     }
 }
 
+#[cfg(feature = "test-hooks")]
+impl GarageUserDocStores {
+    /// Applies `docs` like [`UserDocStores::apply_from_source`] but stops
+    /// where `cut` says, as a server killed there would, and fails
+    /// ([`Error::StorageUnavailable`]); the lease is released (a killed
+    /// server's would expire). For tests of what the next writer finds.
+    ///
+    /// # Errors
+    /// [`Error::StorageUnavailable`] once cut; any error of a batch.
+    pub async fn apply_cut(
+        &self,
+        user: &UserId,
+        source: &str,
+        docs: Vec<SourceDoc>,
+        cut: CutBatch,
+    ) -> Result<AppliedBatch, Error> {
+        self.apply(user, source, docs, None, Some(cut)).await
+    }
+}
+
 impl UserDocStores for GarageUserDocStores {
     fn create<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(self.create_store(user))
@@ -671,7 +1005,7 @@ impl UserDocStores for GarageUserDocStores {
     ) -> BoxFuture<'a, Result<SyncInfo, Error>> {
         Box::pin(async move {
             let pk = self.partition(user);
-            let (snapshot, _) = self
+            let snapshot = self
                 .snapshot(&pk, source)
                 .await?
                 .ok_or(Error::DatabaseDoesNotExist)?;
@@ -698,6 +1032,7 @@ impl UserDocStores for GarageUserDocStores {
             let mark = Mark {
                 generation: position.generation,
                 transaction_id: position.transaction_id,
+                superseded: Vec::new(),
             };
             self.record_source(user, source, mark, false).await
         })
@@ -734,16 +1069,14 @@ impl UserDocStores for GarageUserDocStores {
                     Err(StoreError::InvalidTransactionId.into())
                 };
             }
-            // An older position: its version is still in the log unless the
+            // An older position: its entry is still in the log unless the
             // document changed since (then its transaction id is gone, as
             // the version is; the generation is in range, which is all that
             // can be checked).
             match self.k2v.read_item(&pk, &log_key(generation)).await? {
                 Some(item) => {
-                    let mut versions = item.live().map(Version::decode);
-                    let matches =
-                        versions.any(|v| v.is_ok_and(|v| v.transaction_id.as_str() == claimed));
-                    if matches || item.live().next().is_none() {
+                    let entries = parsed::<Entry>(&item);
+                    if entries.is_empty() || entries.iter().any(|e| e.transaction_id == claimed) {
                         Ok(())
                     } else {
                         Err(StoreError::InvalidTransactionId.into())
@@ -761,7 +1094,7 @@ impl UserDocStores for GarageUserDocStores {
         docs: Vec<SourceDoc>,
         ledger: Option<Arc<QuotaLedger>>,
     ) -> BoxFuture<'a, Result<AppliedBatch, Error>> {
-        Box::pin(self.apply(user, source, docs, ledger))
+        Box::pin(self.apply(user, source, docs, ledger, None))
     }
 
     fn record_end<'a>(
@@ -775,6 +1108,7 @@ impl UserDocStores for GarageUserDocStores {
             let mark = Mark {
                 generation: end.generation,
                 transaction_id: end.transaction_id,
+                superseded: Vec::new(),
             };
             self.record_source(user, source, mark, true).await
         })
@@ -805,14 +1139,14 @@ impl UserDocStores for GarageUserDocStores {
         Box::pin(async move {
             let pk = self.partition(user);
             let (_, head) = self.head(&pk).await?.ok_or(Error::DatabaseDoesNotExist)?;
-            let versions = self.read_log(&pk, after, head.generation, limit).await?;
-            versions
+            let entries = self.read_log(&pk, after, head.generation, limit).await?;
+            entries
                 .into_iter()
-                .map(|(generation, v)| {
+                .map(|(generation, e)| {
                     Ok(Change {
-                        doc_id: DocId::parse(&v.id)?,
+                        doc_id: DocId::parse(&e.id)?,
                         generation,
-                        transaction_id: v.transaction_id,
+                        transaction_id: e.transaction_id,
                     })
                 })
                 .collect()
@@ -832,27 +1166,44 @@ impl UserDocStores for GarageUserDocStores {
             let (_, head) = self.head(&pk).await?.ok_or(Error::DatabaseDoesNotExist)?;
             // One past `upto` so that `gather` sees where the range ends.
             let last = head.generation.min(upto.saturating_add(1));
-            let versions = self.read_log(&pk, after, last, limits.docs.max(1)).await?;
-            // Stored versions were parsed when written; a bad one means the
+            let entries = self.read_log(&pk, after, last, limits.docs.max(1)).await?;
+            // Stored entries were parsed when written; a bad one means the
             // cluster's data is damaged, which parsing reports.
-            let mut payloads: HashMap<DocId, (Rev, Bytes)> = HashMap::new();
-            let changes: Vec<Change> = versions
+            let mut revs: HashMap<DocId, Rev> = HashMap::new();
+            let changes: Vec<Change> = entries
                 .into_iter()
-                .map(|(generation, v)| {
-                    let doc_id = DocId::parse(&v.id)?;
-                    payloads.insert(doc_id.clone(), (Rev::parse(&v.rev)?, v.payload));
+                .map(|(generation, e)| {
+                    let doc_id = DocId::parse(&e.id)?;
+                    revs.insert(doc_id.clone(), Rev::parse(&e.rev)?);
                     Ok(Change {
                         doc_id,
                         generation,
-                        transaction_id: v.transaction_id,
+                        transaction_id: e.transaction_id,
                     })
                 })
                 .collect::<Result<_, Error>>()?;
+            // Bodies of only what is sent: not past `upto`, not skipped. A
+            // body deleted meanwhile (the document changed again) is left
+            // out, as `gather` leaves out what it does not find.
+            let wanted: Vec<&Change> = changes
+                .iter()
+                .filter(|c| c.generation <= upto && !skip(c))
+                .collect();
+            let keys: Vec<String> = wanted
+                .iter()
+                .map(|c| body_key(c.generation, &c.transaction_id))
+                .collect();
+            let found = self.k2v.read_items(&pk, &keys).await?;
+            let mut bodies: HashMap<DocId, Bytes> = wanted
+                .iter()
+                .zip(found)
+                .filter_map(|(c, item)| Some((c.doc_id.clone(), item?.live().next()?.clone())))
+                .collect();
             let chunk = ChangesChunk::gather(after, upto, limits, changes, &skip, |id| {
+                let body = bodies.remove(id);
                 Ok::<_, Error>(
-                    payloads
-                        .get(id)
-                        .map(|(rev, payload)| (rev.clone(), payload.to_vec())),
+                    body.zip(revs.remove(id))
+                        .map(|(payload, rev)| (rev, payload.to_vec())),
                 )
             })?;
             Ok(chunk)
@@ -874,45 +1225,39 @@ impl UsageSource for GarageUserDocStores {
 mod tests {
     use super::*;
 
-    fn version(payload: &'static [u8]) -> Version {
-        Version {
+    #[test]
+    fn entries_round_trip_and_old_ones_read_without_prev() {
+        let entry = Entry {
             id: "D-abc".to_owned(),
             rev: "replica:3".to_owned(),
             transaction_id: "T-1f".to_owned(),
-            payload: Bytes::from_static(payload),
-        }
+            charge: 1234,
+            prev: 7,
+        };
+        let bytes = json(&entry).unwrap();
+        let back: Entry = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, entry);
+        let first: Entry =
+            serde_json::from_slice(br#"{"id":"D-x","rev":"r:1","tx":"T-2","charge":9}"#).unwrap();
+        assert_eq!(first.prev, 0, "no superseded version");
     }
 
     #[test]
-    fn versions_round_trip() {
-        for payload in [&b""[..], b"sealed envelope bytes"] {
-            let encoded = version(payload).encode().unwrap();
-            let decoded = Version::decode(&encoded).unwrap();
-            assert_eq!(decoded.id, "D-abc");
-            assert_eq!(decoded.rev, "replica:3");
-            assert_eq!(decoded.transaction_id, "T-1f");
-            assert_eq!(decoded.payload.as_ref(), payload);
-        }
+    fn malformed_entries_are_left_out_not_panics() {
+        let item = Item {
+            token: CausalityToken::for_tests("ct"),
+            values: vec![
+                Some(Bytes::from_static(b"not json")),
+                Some(Bytes::from_static(br#"{"id":"D-x"}"#)),
+                None,
+            ],
+        };
+        assert!(parsed::<Entry>(&item).is_empty());
+        assert_eq!(single_entry(&item), None);
     }
 
     #[test]
-    fn malformed_versions_are_errors_not_panics() {
-        let encoded = version(b"payload").encode().unwrap();
-        // Every truncation inside the header, a wrong magic, and no bytes.
-        for cut in 0..12 {
-            let short = encoded.slice(..cut.min(encoded.len()));
-            assert!(Version::decode(&short).is_err(), "cut at {cut}");
-        }
-        let mut wrong = encoded.to_vec();
-        wrong[0] = b'X';
-        assert!(Version::decode(&Bytes::from(wrong)).is_err());
-        let mut bad_len = encoded.to_vec();
-        bad_len[2] = 0xff;
-        assert!(Version::decode(&Bytes::from(bad_len)).is_err());
-    }
-
-    #[test]
-    fn log_keys_sort_as_generations() {
+    fn log_and_body_keys_sort_as_generations() {
         let keys: Vec<String> = [1u64, 2, 10, 255, 256, u64::MAX]
             .iter()
             .map(|g| log_key(*g))
@@ -922,5 +1267,14 @@ mod tests {
         assert_eq!(keys, sorted);
         assert_eq!(generation_of(&log_key(4096)), Some(4096));
         assert_eq!(generation_of("doc/x"), None);
+        let bodies: Vec<String> = [1u64, 2, 10, 256]
+            .iter()
+            .map(|g| body_key(*g, "T-ff"))
+            .collect();
+        let mut sorted = bodies.clone();
+        sorted.sort();
+        assert_eq!(bodies, sorted);
+        assert!(body_key(16, "T-1").starts_with(&body_prefix(16)));
+        assert!(!body_key(160, "T-1").starts_with(&body_prefix(16)));
     }
 }

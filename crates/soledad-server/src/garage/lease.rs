@@ -20,6 +20,11 @@
 //! this process found in the item while holding that mutex is stale (its task
 //! is gone) and ignored.
 //!
+//! A holder may park its lease for [`PARK_FOR`] after a write instead of
+//! releasing it ([`Lease::park`]): the next local writer of the partition
+//! takes it again without a K2V request (it is still this process's, and no
+//! other server takes a live lease), else it is released then.
+//!
 //! Safety also rests on the holder finishing within the lease: each write
 //! phase first checks that at least [`LEASE_MARGIN`] is left
 //! ([`Lease::check`]), and servers' clocks are assumed within a second of each
@@ -34,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedMutexGuard;
 
 use super::error::GarageError;
-use super::k2v::{CausalityToken, K2vClient};
+use super::k2v::{CausalityToken, K2vClient, Page, Range};
 
 /// How long a lease holds once taken.
 pub(crate) const LEASE_TTL: Duration = Duration::from_secs(15);
@@ -45,6 +50,14 @@ pub(crate) const LEASE_MARGIN: Duration = Duration::from_secs(3);
 /// How long a writer waits for a busy lease before giving up
 /// ([`GarageError::LeaseBusy`]).
 pub(crate) const ACQUIRE_WAIT: Duration = Duration::from_secs(40);
+
+/// How long a lease given back with [`Lease::park`] stays with this process
+/// for its next write of the partition before it is released.
+pub(crate) const PARK_FOR: Duration = Duration::from_millis(250);
+
+/// A parked lease is taken again only with at least this much left beyond
+/// [`LEASE_MARGIN`] (else a fresh one is taken).
+const REUSE_LEFT: Duration = Duration::from_secs(6);
 
 /// The sort key of the lease item in its partition.
 const LEASE_KEY: &str = "lease";
@@ -70,10 +83,18 @@ fn random_hex(bytes: usize) -> Result<String, GarageError> {
 }
 
 /// This process's lease holders: its instance id (the prefix of its holder
-/// names) and one queue per partition.
+/// names), one queue per partition, and the leases parked between writes.
 struct Local {
     instance: String,
     queues: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    parked: Mutex<HashMap<String, Parked>>,
+}
+
+/// A lease this process holds with no write under it ([`Lease::park`]).
+struct Parked {
+    holder: String,
+    deadline: Instant,
+    token: CausalityToken,
 }
 
 fn local() -> Result<&'static Local, GarageError> {
@@ -85,6 +106,7 @@ fn local() -> Result<&'static Local, GarageError> {
     Ok(LOCAL.get_or_init(|| Local {
         instance,
         queues: Mutex::new(HashMap::new()),
+        parked: Mutex::new(HashMap::new()),
     }))
 }
 
@@ -99,6 +121,14 @@ impl Local {
             Arc::clone(queues.entry(partition.to_owned()).or_default())
         };
         queue.lock_owned().await
+    }
+
+    /// Takes `partition`'s parked lease, if any (a stale one is forgotten:
+    /// the next acquisition supersedes its value).
+    fn unpark(&self, partition: &str) -> Option<Parked> {
+        let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = parked.remove(partition)?;
+        (Instant::now() + LEASE_MARGIN + REUSE_LEFT < lease.deadline).then_some(lease)
     }
 
     fn is_mine(&self, lease: &LeaseValue) -> bool {
@@ -132,11 +162,48 @@ impl Lease {
     /// # Errors
     /// [`GarageError::LeaseBusy`] after [`ACQUIRE_WAIT`]; a K2V error.
     pub(crate) async fn acquire(k2v: &K2vClient, partition: &str) -> Result<Lease, GarageError> {
+        Ok(Lease::acquire_reading(k2v, partition, &[]).await?.0)
+    }
+
+    /// Like [`acquire`](Self::acquire), and reads `also` in the same request
+    /// as the read that confirms the lease: what it returns (one page per
+    /// range) is read under the lease, as a read after taking it would be
+    /// (a previous holder's writes all completed before its release, which
+    /// this acquisition saw), one round trip fewer.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire).
+    pub(crate) async fn acquire_reading(
+        k2v: &K2vClient,
+        partition: &str,
+        also: &[Range],
+    ) -> Result<(Lease, Vec<Page>), GarageError> {
         let give_up = Instant::now() + ACQUIRE_WAIT;
         let local = local()?;
         let queued = tokio::time::timeout(ACQUIRE_WAIT, local.queue(partition))
             .await
             .map_err(|_| GarageError::LeaseBusy)?;
+        if let Some(parked) = local.unpark(partition) {
+            // Still ours (no other server takes a live lease): only `also`
+            // is read.
+            let lease = Lease {
+                partition: partition.to_owned(),
+                holder: parked.holder,
+                deadline: parked.deadline,
+                token: parked.token,
+                _queued: queued,
+            };
+            if also.is_empty() {
+                return Ok((lease, Vec::new()));
+            }
+            return match k2v.read_batch(also).await {
+                Ok(pages) => Ok((lease, pages)),
+                Err(error) => {
+                    lease.release(k2v).await;
+                    Err(error)
+                }
+            };
+        }
         let live = |lease: &LeaseValue, now: u64| lease.until_ms > now && !local.is_mine(lease);
         let mut backoff = Duration::from_millis(5);
         loop {
@@ -162,7 +229,15 @@ impl Lease {
                     value.into(),
                 )
                 .await?;
-                if let Some(check) = k2v.read_item(partition, LEASE_KEY).await? {
+                let mut ranges = Vec::with_capacity(also.len() + 1);
+                ranges.push(Range::single(partition, LEASE_KEY));
+                ranges.extend_from_slice(also);
+                let mut pages = k2v.read_batch(&ranges).await?.into_iter();
+                let check = pages
+                    .next()
+                    .and_then(|page| page.items.into_iter().find(|(sk, _)| sk == LEASE_KEY))
+                    .map(|(_, item)| item);
+                if let Some(check) = check {
                     let now = now_ms();
                     let mut holds = false;
                     let mut contended = false;
@@ -174,13 +249,14 @@ impl Lease {
                         }
                     }
                     if holds && !contended {
-                        return Ok(Lease {
+                        let lease = Lease {
                             partition: partition.to_owned(),
                             holder: mine.holder,
                             deadline: started + LEASE_TTL,
                             token: check.token,
                             _queued: queued,
-                        });
+                        };
+                        return Ok((lease, pages.collect()));
                     }
                 }
             }
@@ -207,20 +283,69 @@ impl Lease {
         }
     }
 
-    /// Gives the lease back (best effort: an unreleased lease expires).
-    pub(crate) async fn release(self, k2v: &K2vClient) {
-        let released = LeaseValue {
-            holder: self.holder,
-            until_ms: 0,
-        };
-        let Ok(value) = serde_json::to_vec(&released) else {
+    /// Keeps the lease with this process for [`PARK_FOR`], so its next write
+    /// of the partition (the next batch of a sync) takes it again without a
+    /// K2V request; then releases it, unless taken again meanwhile. Other
+    /// servers wait that much longer for it.
+    pub(crate) fn park(self, k2v: &K2vClient) {
+        let Ok(local) = local() else {
             return;
         };
-        if let Err(error) = k2v
-            .insert_item(&self.partition, LEASE_KEY, Some(&self.token), value.into())
-            .await
+        let Lease {
+            partition,
+            holder,
+            deadline,
+            token,
+            _queued,
+        } = self;
         {
-            tracing::warn!(%error, "releasing a K2V lease failed; it will expire");
+            let mut parked = local.parked.lock().unwrap_or_else(PoisonError::into_inner);
+            parked.insert(
+                partition.clone(),
+                Parked {
+                    holder: holder.clone(),
+                    deadline,
+                    token,
+                },
+            );
         }
+        // The next local writer of the partition may go now.
+        drop(_queued);
+        let k2v = k2v.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PARK_FOR).await;
+            let idle = {
+                let mut parked = local.parked.lock().unwrap_or_else(PoisonError::into_inner);
+                match parked.get(&partition) {
+                    Some(p) if p.holder == holder => parked.remove(&partition),
+                    _ => None,
+                }
+            };
+            if let Some(idle) = idle {
+                release_value(&k2v, &partition, idle.holder, &idle.token).await;
+            }
+        });
+    }
+
+    /// Gives the lease back (best effort: an unreleased lease expires).
+    pub(crate) async fn release(self, k2v: &K2vClient) {
+        release_value(k2v, &self.partition, self.holder, &self.token).await;
+    }
+}
+
+/// Writes `holder`'s lease of `partition` as released (best effort).
+async fn release_value(k2v: &K2vClient, partition: &str, holder: String, token: &CausalityToken) {
+    let released = LeaseValue {
+        holder,
+        until_ms: 0,
+    };
+    let Ok(value) = serde_json::to_vec(&released) else {
+        return;
+    };
+    if let Err(error) = k2v
+        .insert_item(partition, LEASE_KEY, Some(token), value.into())
+        .await
+    {
+        tracing::warn!(%error, "releasing a K2V lease failed; it will expire");
     }
 }

@@ -21,6 +21,8 @@ mod tokens;
 
 pub use blobs::{CLAIM_TTL, GarageBlobStore, PART_BYTES, PARTS_IN_FLIGHT};
 pub use config::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, GarageConfig, SecretKey};
+#[cfg(feature = "test-hooks")]
+pub use docstores::CutBatch;
 pub use docstores::GarageUserDocStores;
 pub use error::GarageError;
 pub use incoming::GarageIncomingBox;
