@@ -24,7 +24,7 @@ mod listing;
 mod permits;
 mod put;
 mod query;
-mod quota;
+pub(crate) mod quota;
 mod range;
 mod sidecar;
 mod temp;

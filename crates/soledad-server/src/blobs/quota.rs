@@ -143,19 +143,28 @@ struct Counts {
     reserved: u64,
 }
 
+/// Whether `bytes` more fit next to `charged` (stored + reserved) bytes under
+/// `limit_bytes`: the one admission rule of every [`QuotaCounters`].
+///
+/// # Errors
+/// [`BlobError::QuotaExceeded`] with `charged`.
+pub(crate) fn admit(charged: u64, bytes: u64, limit_bytes: u64) -> Result<(), BlobError> {
+    if charged
+        .checked_add(bytes)
+        .is_none_or(|wanted| wanted > limit_bytes)
+    {
+        return Err(BlobError::QuotaExceeded {
+            used_bytes: charged,
+            limit_bytes,
+        });
+    }
+    Ok(())
+}
+
 impl Counts {
     /// Adds `bytes` to one count unless the total would pass `limit_bytes`.
     fn try_add(&mut self, bytes: u64, limit_bytes: u64, reserve: bool) -> Result<(), BlobError> {
-        let charged = self.used.saturating_add(self.reserved);
-        if charged
-            .checked_add(bytes)
-            .is_none_or(|wanted| wanted > limit_bytes)
-        {
-            return Err(BlobError::QuotaExceeded {
-                used_bytes: charged,
-                limit_bytes,
-            });
-        }
+        admit(self.used.saturating_add(self.reserved), bytes, limit_bytes)?;
         if reserve {
             self.reserved = self.reserved.saturating_add(bytes);
         } else {

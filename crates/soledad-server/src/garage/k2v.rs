@@ -193,6 +193,19 @@ struct WireItem {
     v: Vec<Option<String>>,
 }
 
+impl WireItem {
+    /// The sort key and the item, values decoded from base64.
+    fn decode(self) -> Result<(String, Item), GarageError> {
+        Ok((
+            self.sk,
+            Item {
+                token: CausalityToken(self.ct),
+                values: decode_values(self.v)?,
+            },
+        ))
+    }
+}
+
 fn decode_values(values: Vec<Option<String>>) -> Result<Vec<Option<Bytes>>, GarageError> {
     values
         .into_iter()
@@ -583,15 +596,7 @@ impl K2vClient {
                 let items = page
                     .items
                     .into_iter()
-                    .map(|item| {
-                        Ok((
-                            item.sk,
-                            Item {
-                                token: CausalityToken(item.ct),
-                                values: decode_values(item.v)?,
-                            },
-                        ))
-                    })
+                    .map(WireItem::decode)
                     .collect::<Result<Vec<_>, GarageError>>()?;
                 Ok(Page {
                     items,
@@ -776,15 +781,7 @@ impl K2vClient {
         let items = polled
             .items
             .into_iter()
-            .map(|item| {
-                Ok((
-                    item.sk,
-                    Item {
-                        token: CausalityToken(item.ct),
-                        values: decode_values(item.v)?,
-                    },
-                ))
-            })
+            .map(WireItem::decode)
             .collect::<Result<Vec<_>, GarageError>>()?;
         Ok(Some(Polled {
             items,

@@ -50,6 +50,7 @@ use tokio::sync::Notify;
 
 use super::error::GarageError;
 use super::k2v::{Item, K2vClient, Range};
+use crate::blobs::quota::admit;
 use crate::blobs::{BlobError, QuotaCounters, UsageSource, UserId};
 
 /// A user's counts are re-read from the cluster on the first use after this
@@ -126,16 +127,11 @@ impl State {
     }
 
     fn try_add(&mut self, bytes: u64, limit_bytes: u64, reserve: bool) -> Result<(), BlobError> {
-        let charged = self.used().saturating_add(self.reserved);
-        if charged
-            .checked_add(bytes)
-            .is_none_or(|wanted| wanted > limit_bytes)
-        {
-            return Err(BlobError::QuotaExceeded {
-                used_bytes: charged,
-                limit_bytes,
-            });
-        }
+        admit(
+            self.used().saturating_add(self.reserved),
+            bytes,
+            limit_bytes,
+        )?;
         if reserve {
             self.reserved = self.reserved.saturating_add(bytes);
         } else {
