@@ -176,7 +176,8 @@ impl Database<Vec<u8>> {
     /// # Errors
     /// [`StoreError::Storage`], [`StoreError::Corrupt`].
     pub fn stored_size(&self) -> Result<StoredSize> {
-        crate::size::stored_size(&self.reader())
+        // Outside a transaction nothing is pending.
+        crate::size::stored_size(&self.reader(), &crate::size::PendingSize::new(true))
     }
 
     /// Opens (or creates) the server's plaintext store of opaque payloads.
@@ -210,6 +211,9 @@ impl<P: Payload> Database<P> {
                 exprs: ExprCache::default(),
                 tx_generation: None,
                 random: crate::ids::RandomPool::default(),
+                size: crate::size::PendingSize::new(
+                    <P as crate::payload::sealed::Sealed>::COUNTS_SIZE,
+                ),
             },
             durable_commits: false,
             durable_generation: 0,
@@ -236,6 +240,12 @@ impl<P: Payload> Database<P> {
         &self.conn
     }
 
+    /// The connection and replica uid back (tests that reopen a database).
+    #[cfg(test)]
+    pub(crate) fn into_parts(self) -> (Connection, String) {
+        (self.conn, self.ctx.replica_uid)
+    }
+
     fn reader(&self) -> Conn<'_> {
         Conn::new(&self.conn)
     }
@@ -247,6 +257,7 @@ impl<P: Payload> Database<P> {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.ctx.reset_transaction_cache();
         let value = op(&Conn::new(&tx), &mut self.ctx)?;
+        self.ctx.size.flush(&tx)?;
         tx.commit()?;
         self.note_commit(changes_before);
         Ok(value)
@@ -280,6 +291,7 @@ impl<P: Payload> Database<P> {
         if aborted {
             return Err(StoreError::BatchAborted.into());
         }
+        self.ctx.size.flush(&tx)?;
         tx.commit().map_err(StoreError::from)?;
         self.note_commit(changes_before);
         Ok(value)
@@ -578,6 +590,6 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::InvalidReplicaUid`], [`StoreError::InvalidGeneration`]
     /// (beyond `i64::MAX`), [`StoreError::InvalidTransactionId`] (too long).
     pub fn set_replica_gen_and_trans_id(&mut self, source: &Source) -> Result<()> {
-        self.write(|conn, _| sync::set_source(conn, source))
+        self.write(|conn, ctx| sync::set_source(conn, ctx, source))
     }
 }
