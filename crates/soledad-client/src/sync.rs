@@ -513,9 +513,26 @@ where
             ..RoundOutcome::default()
         },
         applied: ServerKnown::default(),
+        applying: None,
     };
+    let read = read_batches(receiver, &mut response, &mut applier).await;
+    // Whatever ended the stream, the batch still being applied is committed
+    // (or its failure known) before this returns.
+    let committed = applier.wait().await;
+    read?;
+    committed?;
+    Ok((applier.outcome, applier.applied))
+}
 
-    // Phase 2: documents in batches, then the end.
+/// Phase 2 of [`download`]: documents in batches, then the end.
+async fn read_batches<S>(
+    mut receiver: Receiver<Response>,
+    response: &mut std::pin::Pin<&mut S>,
+    applier: &mut Applier<'_>,
+) -> Result<(), Error>
+where
+    S: Stream<Item = Result<Bytes, Error>>,
+{
     loop {
         let step = match receiver.poll() {
             Ok(step) => step,
@@ -536,7 +553,7 @@ where
                 }
                 None => {
                     return match receiver.finish() {
-                        Ok(()) => Ok((applier.outcome, applier.applied)),
+                        Ok(()) => Ok(()),
                         Err(broken) => {
                             applier.apply(broken.pending).await?;
                             Err(broken.error.into())
@@ -567,18 +584,31 @@ fn broken_error(finished: Result<(), Broken>) -> Error {
     }
 }
 
+/// A batch committing on the database thread.
+type Applying =
+    tokio::task::JoinHandle<Result<Result<BatchOutcome, StoreError>, soledad_store::WorkerStopped>>;
+
 /// Applies the documents of one response once its header was checked.
+///
+/// Pipelined: while one batch commits on the database thread (SQLCipher's
+/// page encryption is most of a download's cost), the next one is received
+/// and opened. At most two batches are held: the one committing and the one
+/// being opened.
 struct Applier<'a> {
     ctx: &'a SyncContext,
     target_uid: ReplicaUid,
     outcome: RoundOutcome,
     /// Local generations written with exactly the server's revision.
     applied: ServerKnown,
+    /// The batch committing on the database thread, if any.
+    applying: Option<Applying>,
 }
 
 impl Applier<'_> {
-    /// Opens and applies a batch in one transaction that also records the server
-    /// generation of its last document.
+    /// Opens a batch, then hands it to the database thread to apply in one
+    /// transaction that also records the server generation of its last
+    /// document, once the batch before it is committed. Returns without
+    /// waiting for that commit ([`Applier::wait`]).
     async fn apply(&mut self, batch: Batch) -> Result<(), Error> {
         if batch.is_empty() {
             return Ok(());
@@ -590,12 +620,23 @@ impl Applier<'_> {
         let opened = tokio::task::spawn_blocking(move || open_frames(&keys, frames))
             .await
             .map_err(Error::from)?;
-        let batch = self
-            .ctx
-            .actor
-            .call(move |db| apply_batch(db, &target_uid, opened))
-            .await?
-            .map_err(diverged)?;
+        self.wait().await?;
+        let actor = self.ctx.actor.clone();
+        self.applying = Some(tokio::spawn(async move {
+            actor
+                .call(move |db| apply_batch(db, &target_uid, opened))
+                .await
+        }));
+        Ok(())
+    }
+
+    /// Waits until the batch handed to the database thread, if any, is
+    /// committed, and counts what it did.
+    async fn wait(&mut self) -> Result<(), Error> {
+        let Some(applying) = self.applying.take() else {
+            return Ok(());
+        };
+        let batch = applying.await.map_err(Error::from)??.map_err(diverged)?;
         self.outcome.received += batch.received;
         self.outcome.conflicts += batch.conflicts;
         self.outcome.superseded += batch.superseded;
@@ -615,6 +656,7 @@ impl Applier<'_> {
     /// Records the server's end position, even when no document came (the server may
     /// have moved by documents this device sent itself).
     async fn record_end(&mut self, end: ExchangeEnd) -> Result<(), Error> {
+        self.wait().await?;
         let generation = end.generation;
         let end = Source::new(
             self.target_uid.clone(),
