@@ -39,6 +39,23 @@ pub struct Database<P: Payload = JsonContent> {
 /// The server's store of opaque payloads.
 pub type OpaqueDatabase = Database<Vec<u8>>;
 
+/// Reads documents with statements prepared once ([`Database::doc_reader`]).
+#[derive(Debug)]
+pub struct DocReader<'a, P: Payload> {
+    conn: Conn<'a>,
+    _payload: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P: Payload> DocReader<'_, P> {
+    /// As [`Database::get_doc_at_generation`].
+    ///
+    /// # Errors
+    /// As [`Database::get_doc_at_generation`].
+    pub fn get_doc_at_generation(&self, generation: u64) -> Result<Option<Document<P>>> {
+        read::get_doc_at_generation(&self.conn, generation)
+    }
+}
+
 /// Keeps `doc`'s rev and conflict flag unchanged when an operation fails.
 fn restoring<P: Payload, T>(
     doc: &mut Document<P>,
@@ -406,6 +423,18 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::InvalidGeneration`] past the largest storable generation.
     pub fn get_doc_at_generation(&self, generation: u64) -> Result<Option<Document<P>>> {
         read::get_doc_at_generation(&self.reader(), generation)
+    }
+
+    /// A reader of documents by generation that prepares its statement once,
+    /// for a caller reading many in a row (a sync response reads a batch per
+    /// call): [`DocReader::get_doc_at_generation`] as
+    /// [`Database::get_doc_at_generation`], without parsing and planning the
+    /// query for each document.
+    pub fn doc_reader(&self) -> DocReader<'_, P> {
+        DocReader {
+            conn: Conn::caching(&self.conn),
+            _payload: std::marker::PhantomData,
+        }
     }
 
     /// u1db `get_docs`: the documents in `doc_ids` order; unknown ids are
