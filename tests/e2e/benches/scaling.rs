@@ -24,24 +24,43 @@
 //! seconds of server and client for the upload and the initial sync, which say
 //! more than wall time on a loaded machine). `SOLEDAD_SERVER_BIN` runs another
 //! build of the server; `SOLEDAD_SCALING_PERF=<dir>` records `perf` profiles.
-
 //!
-//! Measured 2026-11-30 on the shared 2-core dev VM (load average 2-5, so wall
-//! times vary by up to 2x between runs; CPU seconds are steadier), before
-//! (`49dc730`) and after the scaling work, back to back:
+//! Measured 2026-12-01 on the shared 2-core dev VM with other work running
+//! (load average 2.5-3.2, so wall times vary by tens of percent between runs;
+//! CPU seconds are steadier), before (`1128c32`) and after the second round of
+//! scaling work, two full runs each, alternated back to back:
+//! `SOLEDAD_SCALING_N=1000,10000,100000 cargo bench -p soledad-e2e --bench scaling`
 //!
-//! | N | upload s (docs/s) | initial sync s (docs/s) | CPU s upload srv+cli | CPU s initial srv+cli | server RSS MB initial | client RSS MB |
+//! | N | upload docs/s | initial sync docs/s | CPU s upload srv+cli (1st run) | CPU s initial srv+cli (1st run) | server RSS MB initial | client RSS MB |
 //! |---|---|---|---|---|---|---|
-//! | 1k before | 0.19 (5,346) | 0.14 (7,171) | 0.08+0.05 | 0.04+0.06 | 26.6 | 24.2 |
-//! | 1k after | 0.10 (9,716) | 0.10 (9,676) | 0.06+0.06 | 0.04+0.08 | 26.7 | 39.3 |
-//! | 10k before | 1.48 (6,752) | 1.46 (6,871) | 0.81+0.39 | 0.28+0.77 | 34.3 | 24.8 |
-//! | 10k after | 1.39 (7,197) | 1.49 (6,689) | 0.77+0.39 | 0.22+0.70 | 34.4 | 47.6 |
-//! | 100k before | 24.8 (4,029) | 38.0 (2,631) | 10.4+12.9 | 4.2+26.7 | 34.0 | 26.3 |
-//! | 100k after | 15.7 (6,356) | 16.1 (6,198) | 8.7+4.1 | 2.0+8.8 | 37.3 | 41.6 |
+//! | 1k before | 6,699 / 7,170 | 5,758 / 7,152 | 0.07+0.05 | 0.03+0.08 | 27.1 / 27.5 | 38 |
+//! | 1k after | 11,158 / 10,997 | 10,204 / 8,471 | 0.04+0.05 | 0.03+0.07 | 25.8 / 25.7 | 32 |
+//! | 10k before | 8,744 / 6,654 | 8,195 / 8,204 | 0.85+0.47 | 0.25+0.77 | 30.8 / 37.6 | 40 |
+//! | 10k after | 11,923 / 14,145 | 10,508 / 13,825 | 0.33+0.41 | 0.18+0.71 | 26.0 / 26.1 | 51-57 |
+//! | 100k before | 6,884 / 5,513 | 8,972 / 6,671 | 8.98+4.11 | 2.38+8.92 | 38.1 / 38.2 | 41 |
+//! | 100k after | 10,239 / 13,670 | 9,813 / 12,058 | 4.12+3.87 | 1.56+7.50 | 26.7 / 26.8 | 61-63 |
 //!
-//! (A quieter after-run of 100k: upload 9.2 s, 10,821 docs/s; initial 10.4 s,
-//! 9,608 docs/s.) No-op syncs 1-2 ms and one-document syncs 2-4 ms at every N,
-//! before and after.
+//! What made the difference (each commit has its own before/after):
+//! - the store's stored-size count is kept in Rust and written once per
+//!   transaction instead of by SQLite triggers, which made every insert a
+//!   multi-row statement with its own statement journal: the server's CPU for
+//!   an upload fell by more than half;
+//! - the server hands its response to HTTP in pieces of at most 64 KiB: a
+//!   buffer per 2.6 MB chunk made glibc raise its mmap threshold and keep the
+//!   freed buffers, so the server's peak RSS grew with the number of chunks
+//!   (27 / 35 / 38 MB before, 26 MB at every N after; what bounds it is in
+//!   `soledad-server`'s `docsync/exchange.rs`);
+//! - the server reads a response chunk's documents with one prepared statement;
+//! - the client commits one download transaction while it receives and opens
+//!   the next, and lets transactions grow to 16 MiB while its database thread
+//!   is busy (fewer rewrites of the random id index's pages, which is what
+//!   made 100,000 documents cost more per document than 10,000). The client
+//!   holds up to two such transactions, hence its higher peak RSS.
+//!
+//! No-op syncs 1-5 ms and one-document syncs 2-7 ms at every N, before and
+//! after (the higher ones on the busiest runs). The first round of scaling work
+//! (streamed responses, id-ordered batches, `49dc730` -> `6c5c51b`) took the
+//! 100k initial sync from 2,631 to 6,198 docs/s on a similar load.
 
 #[path = "../common/device.rs"]
 mod device;
