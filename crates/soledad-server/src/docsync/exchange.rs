@@ -45,7 +45,7 @@ use super::stores::UserStores;
 use super::stores::{Commit, UserStore, charged_batch};
 use crate::blobs::{QuotaLedger, UserId};
 use crate::error::Error;
-use crate::userdb::{SkipChange, SourceDoc, UserDocStores};
+use crate::userdb::{AppliedBatch, SkipChange, SourceDoc, UserDocStores};
 
 /// Changed ids read per store call while counting the response's documents.
 const COUNT_BATCH_IDS: usize = 4096;
@@ -145,15 +145,35 @@ where
         user: user.clone(),
         ledger,
         seen: Seen::default(),
+        applying: None,
     };
+    let received = receive(&stores, &mut receiver, &mut body, &mut applier).await;
+    // Whatever ended the upload, the batch still being applied is committed
+    // (or its failure known) before the exchange answers.
+    let applied = applier.wait().await;
+    received?;
+    applied?;
+    receiver.finish().map_err(|_| Error::BrokenSyncStream)?;
+    respond(stores, &applier, header.last_known_generation).await
+}
 
-    // Phase 2: documents in batches, then the end.
+/// Phase 2 of [`exchange`]: documents in batches, then the end.
+async fn receive<S, E>(
+    stores: &Arc<dyn UserDocStores>,
+    receiver: &mut Receiver<Request>,
+    body: &mut std::pin::Pin<&mut S>,
+    applier: &mut Applier,
+) -> Result<(), Error>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: std::error::Error,
+{
     loop {
         let step = match receiver.poll() {
             Ok(step) => step,
             Err(broken) => {
                 // Malformed or out of order: keep what is complete, then report.
-                applier.flush(&*stores, broken.pending).await?;
+                applier.flush(stores, broken.pending).await?;
                 return Err(Error::BrokenSyncStream);
             }
         };
@@ -162,24 +182,26 @@ where
                 Some(Ok(chunk)) => receiver.push(&chunk),
                 Some(Err(_)) | None => {
                     // Cut off: keep what is complete, report the stream as broken.
-                    if let Err(broken) = receiver.finish() {
-                        applier.flush(&*stores, broken.pending).await?;
+                    let rest = std::mem::replace(
+                        receiver,
+                        Receiver::<Request>::with_limits(BatchLimits::DEFAULT),
+                    );
+                    if let Err(broken) = rest.finish() {
+                        applier.flush(stores, broken.pending).await?;
                     }
                     return Err(Error::BrokenSyncStream);
                 }
             },
-            Step::Batch(batch) => applier.flush(&*stores, batch).await?,
+            Step::Batch(batch) => applier.flush(stores, batch).await?,
             Step::End { last, end } => {
-                applier.flush(&*stores, last).await?;
-                applier.record_end(&*stores, end).await?;
-                break;
+                applier.flush(stores, last).await?;
+                applier.record_end(&**stores, end).await?;
+                return Ok(());
             }
             // A second header, or an error frame in a request: refused.
             Step::Header(_) | Step::PeerError { .. } => return Err(Error::BrokenSyncStream),
         }
     }
-    receiver.finish().map_err(|_| Error::BrokenSyncStream)?;
-    respond(stores, &applier, header.last_known_generation).await
 }
 
 /// What the source has of this store's changes after this exchange's upload.
@@ -224,21 +246,33 @@ impl Seen {
     }
 }
 
+/// A batch being applied while the next one is received.
+type Applying = tokio::task::JoinHandle<Result<AppliedBatch, Error>>;
+
 /// Applies documents of one source in batches and remembers what the source
 /// already has (u1db's "seen ids", see [`Seen`]).
+///
+/// Pipelined: a batch is applied while the next one is received, so the
+/// source keeps sending instead of waiting for HTTP/2 flow control to let it
+/// (a window is smaller than a batch). Batches are applied one at a time, in
+/// order; at most two are held per exchange: the one being applied and the
+/// one being received.
 struct Applier {
     source: String,
     user: UserId,
     ledger: Option<Arc<QuotaLedger>>,
     seen: Seen,
+    /// The batch being applied, if any.
+    applying: Option<Applying>,
 }
 
 impl Applier {
-    /// Applies a batch of documents in one transaction of the store
-    /// ([`UserDocStores::apply_from_source`]).
+    /// Hands a batch of documents to the store, to apply in one transaction
+    /// ([`UserDocStores::apply_from_source`]) once the batch before it is
+    /// applied. Returns without waiting for it ([`Applier::wait`]).
     async fn flush(
         &mut self,
-        stores: &dyn UserDocStores,
+        stores: &Arc<dyn UserDocStores>,
         batch: ReceivedBatch,
     ) -> Result<(), Error> {
         if batch.is_empty() {
@@ -251,9 +285,24 @@ impl Applier {
             .into_iter()
             .map(SourceDoc::parse)
             .collect::<Result<Vec<_>, _>>()?;
-        let applied = stores
-            .apply_from_source(&self.user, &self.source, docs, self.ledger.clone())
-            .await?;
+        self.wait().await?;
+        let stores = Arc::clone(stores);
+        let user = self.user.clone();
+        let source = self.source.clone();
+        let ledger = self.ledger.clone();
+        self.applying = Some(tokio::spawn(async move {
+            stores.apply_from_source(&user, &source, docs, ledger).await
+        }));
+        Ok(())
+    }
+
+    /// Waits until the batch being applied, if any, is committed, and notes
+    /// what the source now has.
+    async fn wait(&mut self) -> Result<(), Error> {
+        let Some(applying) = self.applying.take() else {
+            return Ok(());
+        };
+        let applied = applying.await.map_err(|_| Error::StorageUnavailable)??;
         let (before, after) = applied.generations;
         // Opaque payloads are never merged: every revision this batch wrote is
         // one the source sent (Inserted), so the whole range is the source's.
@@ -267,7 +316,12 @@ impl Applier {
     /// Records that the source's documents up to `end` are all here. The
     /// last write before the success response: durable, and with it every
     /// batch of this exchange.
-    async fn record_end(&self, stores: &dyn UserDocStores, end: ExchangeEnd) -> Result<(), Error> {
+    async fn record_end(
+        &mut self,
+        stores: &dyn UserDocStores,
+        end: ExchangeEnd,
+    ) -> Result<(), Error> {
+        self.wait().await?;
         stores
             .record_end(&self.user, &self.source, end, self.ledger.clone())
             .await
@@ -546,6 +600,7 @@ mod tests {
             user: UserId::parse("user").unwrap(),
             ledger: None,
             seen,
+            applying: None,
         }
     }
 
