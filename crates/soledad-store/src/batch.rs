@@ -53,6 +53,12 @@ impl<'a, P: Payload> Batch<'a, P> {
         result
     }
 
+    /// The connection and write state (tests that call the write path directly).
+    #[cfg(test)]
+    pub(crate) fn parts(&mut self) -> (&Conn<'a>, &mut Ctx) {
+        (&self.conn, self.ctx)
+    }
+
     /// True once an operation failed half-way: the batch will not commit.
     pub fn is_aborted(&self) -> bool {
         self.aborted
@@ -131,7 +137,7 @@ impl<'a, P: Payload> Batch<'a, P> {
     /// # Errors
     /// As [`crate::Database::set_replica_gen_and_trans_id`].
     pub fn set_replica_gen_and_trans_id(&mut self, source: &Source) -> Result<()> {
-        self.atomic(|conn, _| sync::set_source(conn, source))
+        self.atomic(|conn, ctx| sync::set_source(conn, ctx, source))
     }
 
     /// As [`crate::Database::get_doc`], seeing this batch's writes.
@@ -168,7 +174,7 @@ impl Batch<'_, Vec<u8>> {
     /// # Errors
     /// As [`crate::Database::stored_size`].
     pub fn stored_size(&self) -> Result<crate::StoredSize> {
-        crate::size::stored_size(&self.conn)
+        crate::size::stored_size(&self.conn, &self.ctx.size)
     }
 }
 

@@ -39,6 +39,23 @@ pub struct Database<P: Payload = JsonContent> {
 /// The server's store of opaque payloads.
 pub type OpaqueDatabase = Database<Vec<u8>>;
 
+/// Reads documents with statements prepared once ([`Database::doc_reader`]).
+#[derive(Debug)]
+pub struct DocReader<'a, P: Payload> {
+    conn: Conn<'a>,
+    _payload: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P: Payload> DocReader<'_, P> {
+    /// As [`Database::get_doc_at_generation`].
+    ///
+    /// # Errors
+    /// As [`Database::get_doc_at_generation`].
+    pub fn get_doc_at_generation(&self, generation: u64) -> Result<Option<Document<P>>> {
+        read::get_doc_at_generation(&self.conn, generation)
+    }
+}
+
 /// Keeps `doc`'s rev and conflict flag unchanged when an operation fails.
 fn restoring<P: Payload, T>(
     doc: &mut Document<P>,
@@ -176,7 +193,8 @@ impl Database<Vec<u8>> {
     /// # Errors
     /// [`StoreError::Storage`], [`StoreError::Corrupt`].
     pub fn stored_size(&self) -> Result<StoredSize> {
-        crate::size::stored_size(&self.reader())
+        // Outside a transaction nothing is pending.
+        crate::size::stored_size(&self.reader(), &crate::size::PendingSize::new(true))
     }
 
     /// Opens (or creates) the server's plaintext store of opaque payloads.
@@ -210,6 +228,9 @@ impl<P: Payload> Database<P> {
                 exprs: ExprCache::default(),
                 tx_generation: None,
                 random: crate::ids::RandomPool::default(),
+                size: crate::size::PendingSize::new(
+                    <P as crate::payload::sealed::Sealed>::COUNTS_SIZE,
+                ),
             },
             durable_commits: false,
             durable_generation: 0,
@@ -236,6 +257,12 @@ impl<P: Payload> Database<P> {
         &self.conn
     }
 
+    /// The connection and replica uid back (tests that reopen a database).
+    #[cfg(test)]
+    pub(crate) fn into_parts(self) -> (Connection, String) {
+        (self.conn, self.ctx.replica_uid)
+    }
+
     fn reader(&self) -> Conn<'_> {
         Conn::new(&self.conn)
     }
@@ -247,6 +274,7 @@ impl<P: Payload> Database<P> {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         self.ctx.reset_transaction_cache();
         let value = op(&Conn::new(&tx), &mut self.ctx)?;
+        self.ctx.size.flush(&tx)?;
         tx.commit()?;
         self.note_commit(changes_before);
         Ok(value)
@@ -280,6 +308,7 @@ impl<P: Payload> Database<P> {
         if aborted {
             return Err(StoreError::BatchAborted.into());
         }
+        self.ctx.size.flush(&tx)?;
         tx.commit().map_err(StoreError::from)?;
         self.note_commit(changes_before);
         Ok(value)
@@ -394,6 +423,18 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::InvalidGeneration`] past the largest storable generation.
     pub fn get_doc_at_generation(&self, generation: u64) -> Result<Option<Document<P>>> {
         read::get_doc_at_generation(&self.reader(), generation)
+    }
+
+    /// A reader of documents by generation that prepares its statement once,
+    /// for a caller reading many in a row (a sync response reads a batch per
+    /// call): [`DocReader::get_doc_at_generation`] as
+    /// [`Database::get_doc_at_generation`], without parsing and planning the
+    /// query for each document.
+    pub fn doc_reader(&self) -> DocReader<'_, P> {
+        DocReader {
+            conn: Conn::caching(&self.conn),
+            _payload: std::marker::PhantomData,
+        }
     }
 
     /// u1db `get_docs`: the documents in `doc_ids` order; unknown ids are
@@ -578,6 +619,6 @@ impl<P: Payload> Database<P> {
     /// [`StoreError::InvalidReplicaUid`], [`StoreError::InvalidGeneration`]
     /// (beyond `i64::MAX`), [`StoreError::InvalidTransactionId`] (too long).
     pub fn set_replica_gen_and_trans_id(&mut self, source: &Source) -> Result<()> {
-        self.write(|conn, _| sync::set_source(conn, source))
+        self.write(|conn, ctx| sync::set_source(conn, ctx, source))
     }
 }

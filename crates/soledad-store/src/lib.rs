@@ -46,7 +46,7 @@ mod worker;
 mod write;
 
 pub use batch::Batch;
-pub use database::{Database, OpaqueDatabase};
+pub use database::{Database, DocReader, OpaqueDatabase};
 pub use document::Document;
 pub use error::{Result, StoreError};
 pub use ids::{DocId, MAX_DOC_ID_BYTES, Rev, is_valid_doc_id};

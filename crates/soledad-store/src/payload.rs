@@ -21,6 +21,8 @@ pub(crate) mod sealed {
         const KIND: &'static str;
         /// Whether documents of this kind are indexed.
         const INDEXED: bool;
+        /// Whether databases of this kind keep the stored-size count (`size.rs`).
+        const COUNTS_SIZE: bool;
         /// The value stored in the `content` column.
         fn to_sql(&self) -> ToSqlOutput<'_>;
         /// Reads the `content` column back.
@@ -100,6 +102,7 @@ impl Payload for JsonContent {}
 impl sealed::Sealed for JsonContent {
     const KIND: &'static str = "json";
     const INDEXED: bool = true;
+    const COUNTS_SIZE: bool = false;
 
     fn to_sql(&self) -> ToSqlOutput<'_> {
         ToSqlOutput::Borrowed(ValueRef::Text(self.0.as_bytes()))
@@ -141,6 +144,7 @@ impl Payload for Vec<u8> {}
 impl sealed::Sealed for Vec<u8> {
     const KIND: &'static str = "opaque";
     const INDEXED: bool = false;
+    const COUNTS_SIZE: bool = true;
 
     fn to_sql(&self) -> ToSqlOutput<'_> {
         ToSqlOutput::Borrowed(ValueRef::Blob(self))

@@ -179,9 +179,14 @@ pub(crate) fn replica_gen_and_trans_id(
 }
 
 /// Records `source`'s position in the sync log.
-pub(crate) fn set_source(conn: &Conn<'_>, source: &crate::Source) -> Result<()> {
+pub(crate) fn set_source(
+    conn: &Conn<'_>,
+    ctx: &mut crate::write::Ctx,
+    source: &crate::Source,
+) -> Result<()> {
     set_replica_gen_and_trans_id(
         conn,
+        ctx,
         source.replica.as_str(),
         source.position.generation(),
         source.position.transaction_id().as_str(),
@@ -198,8 +203,9 @@ pub(crate) fn replica_position(
         .map_err(|_| StoreError::Corrupt("sync log position"))
 }
 
-pub(crate) fn set_replica_gen_and_trans_id(
+fn set_replica_gen_and_trans_id(
     conn: &Conn<'_>,
+    ctx: &mut crate::write::Ctx,
     replica_uid: &str,
     generation: u64,
     trans_id: &str,
@@ -207,11 +213,20 @@ pub(crate) fn set_replica_gen_and_trans_id(
     check_replica_uid(replica_uid)?;
     check_trans_id(trans_id)?;
     let generation = from_generation(generation)?;
+    // A sync log row's counted size is fixed per replica: only a new one counts.
+    let new_replica = ctx.size.is_counted()
+        && !conn.with(
+            "SELECT EXISTS(SELECT 1 FROM sync_log WHERE replica_uid = ?1)",
+            |stmt| Ok(stmt.query_row([replica_uid], |r| r.get::<_, bool>(0))?),
+        )?;
     conn.with(
         "INSERT OR REPLACE INTO sync_log (replica_uid, known_generation, known_transaction_id) \
          VALUES (?1, ?2, ?3)",
         |stmt| Ok(stmt.execute(rusqlite::params![replica_uid, generation, trans_id])?),
     )?;
+    if new_replica {
+        ctx.size.add(0, crate::size::sync_row_bytes(replica_uid));
+    }
     Ok(())
 }
 

@@ -4,6 +4,8 @@
 
 use std::collections::HashSet;
 
+use rusqlite::OptionalExtension;
+
 use crate::conn::Conn;
 use crate::document::Document;
 use crate::error::{Result, StoreError};
@@ -12,6 +14,7 @@ use crate::index::ExprCache;
 use crate::payload::Payload;
 use crate::payload::sealed::Sealed;
 use crate::read::{self, from_generation};
+use crate::size::{self, PendingSize};
 use crate::sync::{self, PutState};
 use crate::vectorclock::VectorClock;
 
@@ -25,6 +28,8 @@ pub(crate) struct Ctx {
     pub(crate) tx_generation: Option<u64>,
     /// Randomness for document and transaction ids.
     pub(crate) random: ids::RandomPool,
+    /// What this transaction stored, not yet written into the count (`size.rs`).
+    pub(crate) size: PendingSize,
 }
 
 impl Ctx {
@@ -33,6 +38,7 @@ impl Ctx {
     pub(crate) fn reset_transaction_cache(&mut self) {
         self.tx_generation = None;
         self.exprs.forget_fields();
+        self.size.clear();
     }
 
     fn next_rev(&self, rev: Option<&Rev>) -> Result<Rev> {
@@ -57,14 +63,25 @@ impl Ctx {
     }
 }
 
+/// The counted size (`size.rs`) of a stored document row.
+fn row_bytes<P: Payload>(doc: &Document<P>) -> i64 {
+    size::doc_row_bytes(
+        &doc.doc_id,
+        doc.rev.as_ref().map_or(0, |rev| rev.len()),
+        doc.content.as_ref().map_or(0, Sealed::size),
+    )
+}
+
 /// Stores `doc` as the current revision: document row, index rows and a new
-/// transaction log entry. Returns the new generation.
+/// transaction log entry. `old` is the row it replaces (`None` for a new
+/// document), for the stored-size count. Returns the new generation.
 fn put_and_update_indexes<P: Payload>(
     conn: &Conn<'_>,
     ctx: &mut Ctx,
-    old_exists: bool,
+    old: Option<&Document<P>>,
     doc: &Document<P>,
 ) -> Result<u64> {
+    let old_exists = old.is_some();
     let rev = doc.rev.as_ref().ok_or(StoreError::InvalidRevision)?;
     let current = match ctx.tx_generation {
         Some(generation) => generation,
@@ -101,6 +118,13 @@ fn put_and_update_indexes<P: Payload>(
         "INSERT INTO transaction_log (generation, doc_id, transaction_id) VALUES (?1, ?2, ?3)",
         |stmt| Ok(stmt.execute(rusqlite::params![gen_sql, doc.doc_id, trans_id])?),
     )?;
+    if ctx.size.is_counted() {
+        let log = size::log_row_bytes(&doc.doc_id);
+        match old {
+            Some(old) => ctx.size.add(0, row_bytes(doc) - row_bytes(old) + log),
+            None => ctx.size.add(1, row_bytes(doc) + log),
+        }
+    }
     ctx.tx_generation = Some(generation);
     Ok(generation)
 }
@@ -133,7 +157,7 @@ pub(crate) fn put_doc<P: Payload>(
     };
     // On error the callers restore `doc.rev` (and roll the transaction back).
     doc.rev = Some(new_rev.clone());
-    put_and_update_indexes(conn, ctx, old.is_some(), doc)?;
+    put_and_update_indexes(conn, ctx, old.as_ref().map(|(old, _)| old), doc)?;
     doc.has_conflicts = false;
     Ok(new_rev)
 }
@@ -174,29 +198,63 @@ pub(crate) fn delete_doc<P: Payload>(
     }
     let new_rev = ctx.next_rev(doc.rev.as_ref())?;
     let tombstone = Document::<P>::new(doc.doc_id.clone(), Some(new_rev.clone()), None);
-    put_and_update_indexes(conn, ctx, true, &tombstone)?;
+    put_and_update_indexes(conn, ctx, Some(&old_doc), &tombstone)?;
     doc.rev = Some(new_rev.clone());
     doc.content = None;
     doc.has_conflicts = false;
     Ok(new_rev)
 }
 
-fn add_conflict<P: Payload>(
+/// The counted size of the stored conflict `(doc_id, rev)`, if there is one.
+fn conflict_bytes(conn: &Conn<'_>, doc_id: &DocId, rev: &Rev) -> Result<Option<i64>> {
+    let sql = format!(
+        "SELECT {} FROM conflicts c WHERE c.doc_id = ?1 AND c.doc_rev = ?2",
+        size::CONFLICT_ROW_SQL
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    Ok(stmt
+        .query_row(rusqlite::params![doc_id, rev], |r| r.get(0))
+        .optional()?)
+}
+
+pub(crate) fn add_conflict<P: Payload>(
     conn: &Conn<'_>,
+    ctx: &mut Ctx,
     doc_id: &DocId,
     rev: &Rev,
     content: Option<&P>,
 ) -> Result<()> {
+    // `INSERT OR REPLACE` replaces a stored conflict of the same revision.
+    let replaced = if ctx.size.is_counted() {
+        conflict_bytes(conn, doc_id, rev)?
+    } else {
+        None
+    };
     let mut stmt = conn.prepare(
         "INSERT OR REPLACE INTO conflicts (doc_id, doc_rev, content) VALUES (?1, ?2, ?3)",
     )?;
     stmt.execute(rusqlite::params![doc_id, rev, content.map(Sealed::to_sql)])?;
+    if ctx.size.is_counted() {
+        let stored = size::doc_row_bytes(doc_id, rev.len(), content.map_or(0, Sealed::size));
+        match replaced {
+            Some(old) => ctx.size.add(0, stored - old),
+            None => ctx.size.add(1, stored),
+        }
+    }
     Ok(())
 }
 
-fn delete_conflict(conn: &Conn<'_>, doc_id: &DocId, rev: &Rev) -> Result<()> {
+fn delete_conflict(conn: &Conn<'_>, ctx: &mut Ctx, doc_id: &DocId, rev: &Rev) -> Result<()> {
+    let removed = if ctx.size.is_counted() {
+        conflict_bytes(conn, doc_id, rev)?
+    } else {
+        None
+    };
     let mut stmt = conn.prepare("DELETE FROM conflicts WHERE doc_id = ?1 AND doc_rev = ?2")?;
     stmt.execute(rusqlite::params![doc_id, rev])?;
+    if let Some(removed) = removed {
+        ctx.size.add(-1, -removed);
+    }
     Ok(())
 }
 
@@ -204,7 +262,7 @@ fn delete_conflict(conn: &Conn<'_>, doc_id: &DocId, rev: &Rev) -> Result<()> {
 /// with the same content (then `doc.rev` becomes the join, incremented).
 fn prune_conflicts<P: Payload>(
     conn: &Conn<'_>,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     doc: &mut Document<P>,
     doc_clock: &mut VectorClock,
 ) -> Result<()> {
@@ -219,11 +277,11 @@ fn prune_conflicts<P: Payload>(
             .ok_or(StoreError::Corrupt("stored conflict revision"))?;
         let conflict_clock = conflict_rev.clock();
         if doc_clock.is_newer(&conflict_clock) {
-            delete_conflict(conn, &doc.doc_id, conflict_rev)?;
+            delete_conflict(conn, ctx, &doc.doc_id, conflict_rev)?;
         } else if P::same_content(doc.content.as_ref(), conflict.content.as_ref())? {
             doc_clock.maximize(&conflict_clock);
             autoresolved = true;
-            delete_conflict(conn, &doc.doc_id, conflict_rev)?;
+            delete_conflict(conn, ctx, &doc.doc_id, conflict_rev)?;
         }
     }
     if autoresolved {
@@ -258,7 +316,7 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
     }
     let state = if doc_clock.is_newer(&current_clock) {
         prune_conflicts(conn, ctx, doc, &mut doc_clock)?;
-        put_and_update_indexes(conn, ctx, current.is_some(), doc)?;
+        put_and_update_indexes(conn, ctx, current.as_ref().map(|(cur, _)| cur), doc)?;
         doc.has_conflicts = read::has_conflicts(conn, &doc.doc_id)?;
         if doc.rev.as_ref() == Some(&incoming_rev) {
             PutState::Inserted
@@ -274,7 +332,7 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
             doc_clock.maximize(&current_clock);
             doc_clock.increment(&ctx.replica_uid)?;
             doc.rev = Some(Rev::from_clock(&doc_clock)?);
-            put_and_update_indexes(conn, ctx, true, doc)?;
+            put_and_update_indexes(conn, ctx, Some(&cur), doc)?;
             doc.has_conflicts = read::has_conflicts(conn, &doc.doc_id)?;
             PutState::Superseded
         } else {
@@ -286,8 +344,8 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
                     .rev
                     .as_ref()
                     .ok_or(StoreError::Corrupt("stored revision"))?;
-                add_conflict(conn, &doc.doc_id, cur_rev, cur.content.as_ref())?;
-                put_and_update_indexes(conn, ctx, true, doc)?;
+                add_conflict(conn, ctx, &doc.doc_id, cur_rev, cur.content.as_ref())?;
+                put_and_update_indexes(conn, ctx, Some(&cur), doc)?;
                 doc.has_conflicts = true;
             }
             PutState::Conflicted
@@ -297,7 +355,7 @@ pub(crate) fn put_doc_if_newer<P: Payload>(
         return Err(StoreError::InvalidRevision);
     };
     if let Some(source) = source {
-        sync::set_source(conn, source)?;
+        sync::set_source(conn, ctx, source)?;
     }
     let generation = match ctx.tx_generation {
         Some(generation) => generation,
@@ -318,7 +376,10 @@ pub(crate) fn resolve_doc<P: Payload>(
     let Some((current, _)) = read::get_doc_row::<P>(conn, &doc.doc_id, false)? else {
         return Err(StoreError::DocumentDoesNotExist);
     };
-    let cur_rev = current.rev.ok_or(StoreError::Corrupt("stored revision"))?;
+    let cur_rev = current
+        .rev
+        .clone()
+        .ok_or(StoreError::Corrupt("stored revision"))?;
     let mut clock = cur_rev.clock();
     for rev in conflicted_revs {
         clock.maximize(&rev.clock());
@@ -328,12 +389,12 @@ pub(crate) fn resolve_doc<P: Payload>(
     let new_rev = Rev::from_clock(&clock)?;
     doc.rev = Some(new_rev.clone());
     if superseded.contains(&cur_rev) {
-        put_and_update_indexes(conn, ctx, true, doc)?;
+        put_and_update_indexes(conn, ctx, Some(&current), doc)?;
     } else {
-        add_conflict(conn, &doc.doc_id, &new_rev, doc.content.as_ref())?;
+        add_conflict(conn, ctx, &doc.doc_id, &new_rev, doc.content.as_ref())?;
     }
     for rev in &superseded {
-        delete_conflict(conn, &doc.doc_id, rev)?;
+        delete_conflict(conn, ctx, &doc.doc_id, rev)?;
     }
     doc.has_conflicts = read::has_conflicts(conn, &doc.doc_id)?;
     Ok(())

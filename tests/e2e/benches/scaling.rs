@@ -24,24 +24,46 @@
 //! seconds of server and client for the upload and the initial sync, which say
 //! more than wall time on a loaded machine). `SOLEDAD_SERVER_BIN` runs another
 //! build of the server; `SOLEDAD_SCALING_PERF=<dir>` records `perf` profiles.
-
 //!
-//! Measured 2026-11-30 on the shared 2-core dev VM (load average 2-5, so wall
-//! times vary by up to 2x between runs; CPU seconds are steadier), before
-//! (`49dc730`) and after the scaling work, back to back:
+//! Measured 2026-12-01 on the shared 2-core dev VM with other work running
+//! (load average 1.3-2.8, so wall times vary by tens of percent between runs;
+//! CPU seconds are steadier), before (`1128c32`) and after (`a272a0a`) the
+//! second round of scaling work, two full runs each, alternated back to back:
+//! `SOLEDAD_SCALING_N=1000,10000,100000 cargo bench -p soledad-e2e --bench scaling`
 //!
-//! | N | upload s (docs/s) | initial sync s (docs/s) | CPU s upload srv+cli | CPU s initial srv+cli | server RSS MB initial | client RSS MB |
-//! |---|---|---|---|---|---|---|
-//! | 1k before | 0.19 (5,346) | 0.14 (7,171) | 0.08+0.05 | 0.04+0.06 | 26.6 | 24.2 |
-//! | 1k after | 0.10 (9,716) | 0.10 (9,676) | 0.06+0.06 | 0.04+0.08 | 26.7 | 39.3 |
-//! | 10k before | 1.48 (6,752) | 1.46 (6,871) | 0.81+0.39 | 0.28+0.77 | 34.3 | 24.8 |
-//! | 10k after | 1.39 (7,197) | 1.49 (6,689) | 0.77+0.39 | 0.22+0.70 | 34.4 | 47.6 |
-//! | 100k before | 24.8 (4,029) | 38.0 (2,631) | 10.4+12.9 | 4.2+26.7 | 34.0 | 26.3 |
-//! | 100k after | 15.7 (6,356) | 16.1 (6,198) | 8.7+4.1 | 2.0+8.8 | 37.3 | 41.6 |
+//! | N | upload docs/s | initial sync docs/s | CPU s upload srv+cli (1st run) | CPU s initial srv+cli (1st run) | server RSS MB initial | server RSS MB upload | client RSS MB |
+//! |---|---|---|---|---|---|---|---|
+//! | 1k before | 10,066 / 7,365 | 10,006 / 7,072 | 0.07+0.05 | 0.04+0.08 | 27.5 / 27.4 | 26.4 / 26.8 | 39 |
+//! | 1k after | 20,300 / 15,756 | 12,533 / 12,132 | 0.03+0.04 | 0.03+0.07 | 25.7 / 25.6 | 26.3 / 26.6 | 30-33 |
+//! | 10k before | 9,431 / 7,347 | 11,146 / 9,438 | 0.82+0.46 | 0.26+0.71 | 29.7 / 35.2 | 32.3 / 29.8 | 40 |
+//! | 10k after | 17,294 / 16,514 | 14,602 / 14,075 | 0.32+0.40 | 0.16+0.69 | 25.9 / 26.4 | 29.7 / 31.4 | 62-63 |
+//! | 100k before | 8,983 / 7,787 | 8,761 / 8,193 | 9.15+4.25 | 2.37+9.04 | 38.2 / 38.1 | 34.5 / 35.7 | 41 |
+//! | 100k after | 15,608 / 10,590 | 13,735 / 10,261 | 3.90+3.85 | 1.55+7.50 | 26.7 / 26.7 | 38.7 / 35.4 | 67-71 |
 //!
-//! (A quieter after-run of 100k: upload 9.2 s, 10,821 docs/s; initial 10.4 s,
-//! 9,608 docs/s.) No-op syncs 1-2 ms and one-document syncs 2-4 ms at every N,
-//! before and after.
+//! What made the difference (each commit has its own before/after):
+//! - the store's stored-size count is kept in Rust and written once per
+//!   transaction instead of by SQLite triggers, which made every insert a
+//!   multi-row statement with its own statement journal: the server's CPU for
+//!   an upload fell by more than half;
+//! - the server hands its response to HTTP in pieces of at most 64 KiB: a
+//!   buffer per 2.6 MB chunk made glibc raise its mmap threshold and keep the
+//!   freed buffers, so the server's peak RSS grew with the number of chunks
+//!   (27 / 35 / 38 MB before, 26 MB at every N after; what bounds it is in
+//!   `soledad-server`'s `docsync/exchange.rs`);
+//! - the server reads a response chunk's documents with one prepared statement,
+//!   and applies an upload batch while it receives the next (HTTP/2 flow
+//!   control no longer holds the client back while a batch commits; one more
+//!   batch held during an upload);
+//! - the client commits one download transaction while it receives and opens
+//!   the next, and lets transactions grow to 16 MiB while its database thread
+//!   is busy (fewer rewrites of the random id index's pages, which is what
+//!   made 100,000 documents cost more per document than 10,000). The client
+//!   holds up to two such transactions, hence its higher peak RSS.
+//!
+//! No-op syncs 1.1-1.9 ms and one-document syncs 2.2-3.2 ms at every N in
+//! these runs, before and after (up to 5 and 7 ms on busier runs). The first round of scaling work
+//! (streamed responses, id-ordered batches, `49dc730` -> `6c5c51b`) took the
+//! 100k initial sync from 2,631 to 6,198 docs/s on a similar load.
 
 #[path = "../common/device.rs"]
 mod device;

@@ -339,11 +339,12 @@ impl UserDocStores for UserStores {
                         .map(|change| (change.doc_id.clone(), change.generation))
                         .collect();
                     // Same worker call as the query: nothing changed meanwhile.
+                    let reader = db.doc_reader();
                     ChangesChunk::gather(after, upto, limits, changes, &skip, |id| {
                         let Some(generation) = generations.get(id) else {
                             return Ok(None);
                         };
-                        let found = db.get_doc_at_generation(*generation)?;
+                        let found = reader.get_doc_at_generation(*generation)?;
                         Ok(found.and_then(|doc| doc.rev.zip(doc.content)))
                     })
                 })

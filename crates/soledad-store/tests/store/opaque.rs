@@ -249,3 +249,35 @@ fn durable_generation_follows_durable_commits_that_wrote() {
         .unwrap();
     assert_eq!(durable.durable_generation(), 0);
 }
+
+/// The reader a sync response uses finds each document at its latest
+/// change, and nothing at a superseded or unknown generation.
+#[test]
+fn a_doc_reader_reads_documents_at_their_latest_generation() {
+    let mut db = server();
+    let mut a = env("a", "client:1", Some(b"first"));
+    db.put_doc_if_newer(&mut a, SaveConflict::No, None).unwrap();
+    let mut b = env("b", "client:1", Some(b"other"));
+    db.put_doc_if_newer(&mut b, SaveConflict::No, None).unwrap();
+    let mut a2 = env("a", "client:2", Some(b"second"));
+    db.put_doc_if_newer(&mut a2, SaveConflict::No, None)
+        .unwrap();
+    let reader = db.doc_reader();
+    assert!(
+        reader.get_doc_at_generation(1).unwrap().is_none(),
+        "superseded"
+    );
+    let b_read = reader.get_doc_at_generation(2).unwrap().unwrap();
+    assert_eq!(
+        (b_read.doc_id.as_str(), b_read.content.as_deref()),
+        ("b", Some(&b"other"[..]))
+    );
+    let a_read = reader.get_doc_at_generation(3).unwrap().unwrap();
+    assert_eq!(a_read.rev.as_deref(), Some("client:2"));
+    assert_eq!(a_read.content.as_deref(), Some(&b"second"[..]));
+    assert!(reader.get_doc_at_generation(4).unwrap().is_none());
+    assert_eq!(
+        reader.get_doc_at_generation(2).unwrap(),
+        db.get_doc_at_generation(2).unwrap()
+    );
+}
