@@ -41,5 +41,3 @@ pub use quota::{
     QuotaLedger, Reservation, Usage, UsageSource,
 };
 pub use range::RangeSpec;
-
-pub(crate) use blocking::run_blocking;

@@ -161,6 +161,30 @@ pub(crate) fn admit(charged: u64, bytes: u64, limit_bytes: u64) -> Result<(), Bl
     Ok(())
 }
 
+/// What every source in `sources` holds for `user`, summed (measured on the
+/// blocking pool).
+///
+/// # Errors
+/// [`BlobError::Io`] from the first source that fails to measure.
+pub(crate) async fn measure_sources(
+    sources: &RwLock<Vec<Arc<dyn UsageSource>>>,
+    user: &UserId,
+) -> Result<u64, BlobError> {
+    let sources = sources
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let who = user.clone();
+    run_blocking(move || {
+        let mut total = 0u64;
+        for source in &sources {
+            total = total.saturating_add(source.measure(&who)?);
+        }
+        Ok(total)
+    })
+    .await
+}
+
 impl Counts {
     /// Adds `bytes` to one count unless the total would pass `limit_bytes`.
     fn try_add(&mut self, bytes: u64, limit_bytes: u64, reserve: bool) -> Result<(), BlobError> {
@@ -237,20 +261,7 @@ impl QuotaCounters for EmbeddedQuotaCounters {
             account
                 .loaded
                 .get_or_try_init(|| async {
-                    let sources = self
-                        .sources
-                        .read()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .clone();
-                    let who = user.clone();
-                    let stored = run_blocking(move || {
-                        let mut total = 0u64;
-                        for source in &sources {
-                            total = total.saturating_add(source.measure(&who)?);
-                        }
-                        Ok(total)
-                    })
-                    .await?;
+                    let stored = measure_sources(&self.sources, user).await?;
                     let mut counts = account.counts();
                     counts.used = counts.used.saturating_add(stored);
                     Ok::<(), BlobError>(())

@@ -50,7 +50,7 @@ use tokio::sync::Notify;
 
 use super::error::GarageError;
 use super::k2v::{Item, K2vClient, Range};
-use crate::blobs::quota::admit;
+use crate::blobs::quota::{admit, measure_sources};
 use crate::blobs::{BlobError, QuotaCounters, UsageSource, UserId};
 
 /// A user's counts are re-read from the cluster on the first use after this
@@ -279,20 +279,7 @@ impl Inner {
             Some(base) => base,
             None => {
                 // A new partition: what the user stores so far.
-                let sources = self
-                    .sources
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
-                let who = user.clone();
-                let measured = crate::blobs::run_blocking(move || {
-                    let mut total = 0u64;
-                    for source in &sources {
-                        total = total.saturating_add(source.measure(&who)?);
-                    }
-                    Ok(total)
-                })
-                .await?;
+                let measured = measure_sources(&self.sources, user).await?;
                 let value = serde_json::to_vec(&BaseValue { bytes: measured })
                     .map_err(std::io::Error::other)?;
                 self.k2v
