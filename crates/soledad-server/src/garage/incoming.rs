@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize};
 use super::error::GarageError;
 use super::k2v::{K2vClient, Range, Write};
 use super::lease::Lease;
-use crate::blobs::{BlobBackend, BlobError, BlobId, Flag, ListQuery, Namespace, Order, UserId};
+use crate::blobs::{BlobBackend, BlobError, BlobId, Flag, Namespace, UserId};
+use crate::incoming::listing::{Remembered, list_messages, message_state, now_ms};
 use crate::incoming::{
-    Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MessageInfo, MessageState, Outcome,
-    check_key, constant_time_eq, hash_claim, new_claim_secret, stored_key,
+    Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MessageState, Outcome, check_key,
+    constant_time_eq, hash_claim, new_claim_secret, stored_key,
 };
 
 /// What the cluster remembers of one message beyond its flag.
@@ -42,6 +43,14 @@ impl Record {
         self.claim_hash = Some((hex::encode(hash_claim(secret)), until));
     }
 
+    /// What listing and claiming decide on.
+    fn remembered(&self) -> Remembered {
+        Remembered {
+            claim_until: self.claim_hash.as_ref().map(|(_, until)| *until),
+            failed_version: self.failed_version,
+        }
+    }
+
     /// Whether `claim` is the secret of the claim holding at `now`
     /// (compared in constant time).
     fn is_held_by(&self, claim: &str, now: u64) -> bool {
@@ -50,12 +59,6 @@ impl Record {
             *until > now && constant_time_eq(hash.as_bytes(), presented.as_bytes())
         })
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn storage(error: GarageError) -> IncomingError {
@@ -77,23 +80,6 @@ impl std::fmt::Debug for GarageIncomingBox {
             .field("threshold", &self.threshold)
             .finish_non_exhaustive()
     }
-}
-
-/// The state of a message from its flags and record, at `now`.
-fn state_of(flags: &[Flag], record: Option<&Record>, now: u64) -> (MessageState, Option<u64>) {
-    let claimed = record
-        .and_then(|r| r.claim_hash.as_ref())
-        .is_some_and(|(_, until)| *until > now);
-    let failed_version = record.and_then(|r| r.failed_version);
-    // A retry by a newer version whose claim expired is still failed at the
-    // recorded version: an older processor must not take it.
-    if flags.contains(&Flag::Failed) || (!claimed && failed_version.is_some()) {
-        return (MessageState::Failed, Some(failed_version.unwrap_or(0)));
-    }
-    if flags.contains(&Flag::Processing) && claimed {
-        return (MessageState::Processing, None);
-    }
-    (MessageState::Pending, None)
 }
 
 impl GarageIncomingBox {
@@ -182,7 +168,8 @@ impl GarageIncomingBox {
             let (record, token) = self.record(&pk, id).await?;
             let flags = self.blobs.get_flags(user, &ns, id).await?;
             let now = now_ms();
-            let (state, failed) = state_of(&flags, record.as_ref(), now);
+            let remembered = record.as_ref().map(Record::remembered).unwrap_or_default();
+            let (state, failed) = message_state(&flags, remembered, now);
             match state {
                 MessageState::Pending => {}
                 MessageState::Failed if failed.unwrap_or(0) < version => {}
@@ -254,89 +241,28 @@ impl GarageIncomingBox {
         user: &UserId,
         query: &IncomingQuery,
     ) -> Result<Listing, IncomingError> {
-        let ns = Namespace::incoming();
-        let ids = self
-            .blobs
-            .list(
-                user,
-                &ListQuery {
-                    namespace: ns.clone(),
-                    filter_flag: None,
-                    order: Some(Order::DateAscending),
-                    deleted: false,
-                },
-            )
-            .await?;
-        let items = self
-            .k2v
-            .read_all(Range {
-                partition_key: self.partition(user),
-                ..Range::default()
-            })
-            .await
-            .map_err(storage)?;
-        let snapshot: HashMap<String, Record> = items
-            .into_iter()
-            .filter_map(|(sk, item)| {
-                let record = item
-                    .live()
-                    .filter_map(|v| serde_json::from_slice::<Record>(v).ok())
-                    .next()?;
-                Some((sk, record))
-            })
-            .collect();
-        let now = now_ms();
-        let mut listing = Listing::default();
-        let mut matching = Vec::new();
-        for raw in ids {
-            let Ok(id) = BlobId::parse(&raw) else {
-                continue;
-            };
-            // A message may be finished between the listing and here.
-            let flags = match self.blobs.get_flags(user, &ns, &id).await {
-                Ok(flags) => flags,
-                Err(BlobError::NotFound) => continue,
-                Err(err) => return Err(err.into()),
-            };
-            let (state, failed_version) = state_of(&flags, snapshot.get(id.as_str()), now);
-            let wanted = match state {
-                MessageState::Pending => {
-                    listing.pending = listing.pending.saturating_add(1);
-                    true
-                }
-                MessageState::Processing => query.include_processing,
-                MessageState::Failed => query
-                    .version
-                    .is_some_and(|v| failed_version.unwrap_or(0) < v),
-            };
-            if !wanted {
-                continue;
-            }
-            let size = match self.blobs.get(user, &ns, &id, None).await {
-                Ok(read) => read.total_size,
-                Err(BlobError::NotFound) => continue,
-                Err(err) => return Err(err.into()),
-            };
-            if query.size_limit.is_some_and(|limit| size > limit) {
-                listing.skipped_oversized.push(raw);
-                continue;
-            }
-            matching.push(MessageInfo {
-                id: raw,
-                size,
-                state,
-                failed_version,
-            });
-        }
-        listing.messages = match query.limit {
-            None => matching,
-            Some(limit) => matching
+        let records = async {
+            let items = self
+                .k2v
+                .read_all(Range {
+                    partition_key: self.partition(user),
+                    ..Range::default()
+                })
+                .await
+                .map_err(storage)?;
+            let snapshot: HashMap<String, Remembered> = items
                 .into_iter()
-                .skip(query.page.saturating_mul(limit))
-                .take(limit)
-                .collect(),
+                .filter_map(|(sk, item)| {
+                    let record = item
+                        .live()
+                        .filter_map(|v| serde_json::from_slice::<Record>(v).ok())
+                        .next()?;
+                    Some((sk, record.remembered()))
+                })
+                .collect();
+            Ok(move |id: &str| snapshot.get(id).copied().unwrap_or_default())
         };
-        Ok(listing)
+        list_messages(self.blobs.as_ref(), user, query, records).await
     }
 
     async fn set_key_impl(&self, user: &UserId, key: &str) -> Result<(), IncomingError> {

@@ -15,17 +15,18 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use rusqlite::OptionalExtension as _;
 use tokio::sync::Mutex;
 
+use super::listing::{Remembered, list_messages, message_state, now_ms};
 use super::{
-    Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MessageInfo, MessageState, Outcome,
-    check_key, constant_time_eq, hash_claim, new_claim_secret, stored_key,
+    Claim, IncomingBox, IncomingError, IncomingQuery, Listing, MessageState, Outcome, check_key,
+    constant_time_eq, hash_claim, new_claim_secret, stored_key,
 };
-use crate::blobs::{BlobBackend, BlobError, BlobId, Flag, ListQuery, Namespace, Order, UserId};
+use crate::blobs::{BlobBackend, BlobError, BlobId, Flag, Namespace, UserId};
 use crate::error::Error;
 use crate::sqlite::SqliteActor;
 
@@ -48,14 +49,6 @@ struct Record {
     claim: Option<([u8; 32], u64)>,
     /// The version of the processor that failed on it.
     failed_version: Option<u64>,
-}
-
-/// Milliseconds since the Unix epoch, now.
-fn now_ms() -> u64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn to_sql(value: u64) -> i64 {
@@ -193,21 +186,14 @@ fn records_error(err: Error) -> IncomingError {
     }
 }
 
-/// The state of a message from its flags and record, at `now` (Unix ms).
-fn state_of(flags: &[Flag], record: Option<&Record>, now: u64) -> (MessageState, Option<u64>) {
-    let claimed = record
-        .and_then(|r| r.claim.as_ref())
-        .is_some_and(|(_, until)| *until > now);
-    let failed_version = record.and_then(|r| r.failed_version);
-    // A retry by a newer version whose claim expired is still failed at the
-    // recorded version: an older processor must not take it.
-    if flags.contains(&Flag::Failed) || (!claimed && failed_version.is_some()) {
-        return (MessageState::Failed, Some(failed_version.unwrap_or(0)));
+impl Record {
+    /// What listing and claiming decide on.
+    fn remembered(&self) -> Remembered {
+        Remembered {
+            claim_until: self.claim.map(|(_, until)| until),
+            failed_version: self.failed_version,
+        }
     }
-    if flags.contains(&Flag::Processing) && claimed {
-        return (MessageState::Processing, None);
-    }
-    (MessageState::Pending, None)
 }
 
 impl EmbeddedIncomingBox {
@@ -248,7 +234,8 @@ impl EmbeddedIncomingBox {
         let flags = self.blobs.get_flags(user, &ns, id).await?;
         let record = self.records.get(user, id).await?;
         let now = now_ms();
-        let (state, failed) = state_of(&flags, record.as_ref(), now);
+        let remembered = record.as_ref().map(Record::remembered).unwrap_or_default();
+        let (state, failed) = message_state(&flags, remembered, now);
         match state {
             MessageState::Pending => {}
             MessageState::Failed if failed.unwrap_or(0) < version => {}
@@ -256,7 +243,7 @@ impl EmbeddedIncomingBox {
         }
         let secret = new_claim_secret()?;
         // The record first: a crash in between leaves the flag as it was,
-        // which decides the state (`state_of`), so the message stays
+        // which decides the state (`message_state`), so the message stays
         // claimable by whoever could claim it before.
         let record = Record {
             claim: Some((hash_claim(&secret), self.deadline(now))),
@@ -301,7 +288,7 @@ impl EmbeddedIncomingBox {
             }
             Outcome::Failed { version } => {
                 // The version first: a crash in between leaves a PROCESSING
-                // flag without a claim, which `state_of` reads as FAILED at
+                // flag without a claim, which `message_state` reads as FAILED at
                 // `version`.
                 self.records
                     .put(
@@ -326,72 +313,11 @@ impl EmbeddedIncomingBox {
         user: &UserId,
         query: &IncomingQuery,
     ) -> Result<Listing, IncomingError> {
-        let ns = Namespace::incoming();
-        let ids = self
-            .blobs
-            .list(
-                user,
-                &ListQuery {
-                    namespace: ns.clone(),
-                    filter_flag: None,
-                    order: Some(Order::DateAscending),
-                    deleted: false,
-                },
-            )
-            .await?;
-        let snapshot = self.records.of_user(user).await?;
-        let now = now_ms();
-        let mut listing = Listing::default();
-        let mut matching = Vec::new();
-        for raw in ids {
-            let Ok(id) = BlobId::parse(&raw) else {
-                continue;
-            };
-            // A message may be finished between the listing and here.
-            let flags = match self.blobs.get_flags(user, &ns, &id).await {
-                Ok(flags) => flags,
-                Err(BlobError::NotFound) => continue,
-                Err(err) => return Err(err.into()),
-            };
-            let (state, failed_version) = state_of(&flags, snapshot.get(id.as_str()), now);
-            let wanted = match state {
-                MessageState::Pending => {
-                    listing.pending = listing.pending.saturating_add(1);
-                    true
-                }
-                MessageState::Processing => query.include_processing,
-                MessageState::Failed => query
-                    .version
-                    .is_some_and(|v| failed_version.unwrap_or(0) < v),
-            };
-            if !wanted {
-                continue;
-            }
-            let size = match self.blobs.get(user, &ns, &id, None).await {
-                Ok(read) => read.total_size,
-                Err(BlobError::NotFound) => continue,
-                Err(err) => return Err(err.into()),
-            };
-            if query.size_limit.is_some_and(|limit| size > limit) {
-                listing.skipped_oversized.push(raw);
-                continue;
-            }
-            matching.push(MessageInfo {
-                id: raw,
-                size,
-                state,
-                failed_version,
-            });
-        }
-        listing.messages = match query.limit {
-            None => matching,
-            Some(limit) => matching
-                .into_iter()
-                .skip(query.page.saturating_mul(limit))
-                .take(limit)
-                .collect(),
+        let records = async {
+            let snapshot = self.records.of_user(user).await?;
+            Ok(move |id: &str| snapshot.get(id).map(Record::remembered).unwrap_or_default())
         };
-        Ok(listing)
+        list_messages(self.blobs.as_ref(), user, query, records).await
     }
 
     async fn set_key_impl(&self, user: &UserId, key: &str) -> Result<(), IncomingError> {

@@ -17,6 +17,7 @@
 //! protocol.
 
 mod embedded;
+pub(crate) mod listing;
 pub(crate) mod stored_key;
 
 use std::time::Duration;
